@@ -1,0 +1,66 @@
+/// @file batch.hpp
+/// Batched CPU drivers of the linear policies: B independent agents stepped in one call,
+/// in parallel threads (OpenMP) when the batch is large enough to pay for them.
+///
+/// All arrays are row-major and contiguous. Every function validates its inputs before it
+/// changes any state and throws std::invalid_argument naming the offending argument, so a
+/// failed call leaves the agents exactly as they were.
+#pragma once
+
+#include <cstdint>
+
+#include "ensemblepp/linear.hpp"
+
+namespace ensemblepp {
+
+/// State of B agents: mu (B, d), cov (B, d, d), factor (B, d, M) or nullptr, steps (B).
+template <class T>
+struct BatchState {
+  T* mu;
+  T* cov;
+  T* factor;
+  std::uint64_t* steps;
+  long n_agents;
+
+  AgentState<T> agent(const LinearConfig& c, long b) const {
+    const long d = c.dim, M = c.ensemble_size;
+    return AgentState<T>{mu + b * d, cov + b * d * d, factor ? factor + b * d * M : nullptr,
+                         steps + b, static_cast<std::uint32_t>(b)};
+  }
+};
+
+/// An action set: K actions shared by all agents (per_agent = false, data (K, d)) or one set
+/// per agent (data (B, K, d)); optional availability mask, shared (K) or per agent (B, K).
+template <class T>
+struct ActionSet {
+  const T* data;
+  long n_actions;
+  bool per_agent;
+  const std::uint8_t* mask;
+  bool mask_per_agent;
+};
+
+/// Chooses one action per agent: argmax of the policy's score, ties to the lowest index.
+/// Writes the chosen indices to @p out (B) and the theta used to @p theta (B, d).
+template <class T>
+void act(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& actions,
+         std::int64_t* out, T* theta);
+
+/// Best action on the unit sphere, x = theta / |theta| (B, d). Not defined for LinUCB.
+template <class T>
+void act_sphere(const LinearConfig& c, const BatchState<T>& s, T* out);
+
+/// One posterior draw per agent (B, d).
+template <class T>
+void sample(const LinearConfig& c, const BatchState<T>& s, T* theta);
+
+/// Applies n_obs observations per agent in order: x (B, n_obs, d), r (B, n_obs) and an optional
+/// mask (B, n_obs) of the observations that happened (agents that saw nothing are skipped).
+template <class T>
+void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* r,
+            const std::uint8_t* mask, long n_obs);
+
+/// Number of threads the drivers may use (1 without OpenMP).
+int max_threads();
+
+}  // namespace ensemblepp

@@ -1,0 +1,261 @@
+// Batched CPU drivers (see ensemblepp/batch.hpp). Parallel over agents for large batches and
+// over action chunks for a single agent with a large action set.
+#include "ensemblepp/batch.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace ensemblepp {
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+namespace {
+
+// Work (in multiply-adds) below which a parallel region costs more than it saves.
+constexpr double kParallelWork = 6e4;
+
+inline int threads_for(double work) {
+  if (work < kParallelWork) return 1;
+  return std::max(1, std::min(max_threads(), static_cast<int>(work / kParallelWork)));
+}
+
+struct Best {
+  long index = -1;
+  double value = -std::numeric_limits<double>::infinity();
+  bool finite = true;
+};
+
+// Argmax over scores[0..n) of the available entries; ties go to the lowest index.
+template <class T>
+inline void scan(const T* scores, long n, long offset, const std::uint8_t* mask, Best& best) {
+  for (long k = 0; k < n; ++k) {
+    const T v = scores[k];
+    if (mask && !mask[offset + k]) continue;
+    if (!std::isfinite(v)) {
+      best.finite = false;
+      continue;
+    }
+    if (best.index < 0 || v > best.value) {
+      best.value = v;
+      best.index = offset + k;
+    }
+  }
+}
+
+inline void merge(Best& into, const Best& other) {
+  into.finite = into.finite && other.finite;
+  if (other.index >= 0 && (into.index < 0 || other.value > into.value ||
+                           (other.value == into.value && other.index < into.index))) {
+    into.index = other.index;
+    into.value = other.value;
+  }
+}
+
+template <class T>
+void check_mask(long B, const ActionSet<T>& a) {
+  if (!a.mask) return;
+  const long rows = a.mask_per_agent ? B : 1;
+  for (long b = 0; b < rows; ++b) {
+    const std::uint8_t* m = a.mask + b * a.n_actions;
+    if (std::none_of(m, m + a.n_actions, [](std::uint8_t v) { return v != 0; }))
+      throw std::invalid_argument("mask: every action of agent " + std::to_string(b) +
+                                  " is masked out");
+  }
+}
+
+// Scores of actions X (K, d) for one agent: theta.x, or the LinUCB index.
+template <class T>
+void score_block(const LinearConfig& c, const AgentState<T>& s, const T* theta, const T* X,
+                 long K, T* scores, std::vector<T>& work) {
+  const int d = c.dim;
+  ConstMatrixMap<T> Xm(X, K, d);
+  VectorMap<T> out(scores, K);
+  out.noalias() = Xm * ConstVectorMap<T>(theta, d);
+  if (c.policy == Policy::ucb) {
+    work.resize(static_cast<size_t>(K) * d);
+    MatrixMap<T> Y(work.data(), K, d);
+    Y.noalias() = Xm * ConstMatrixMap<T>(s.cov, d, d);
+    const T alpha = static_cast<T>(c.alpha);
+    for (long k = 0; k < K; ++k) {
+      const T q = Y.row(k).dot(Xm.row(k));
+      scores[k] += alpha * std::sqrt(std::max(q, T(0)));
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void sample(const LinearConfig& c, const BatchState<T>& s, T* theta) {
+  const long B = s.n_agents, d = c.dim;
+  const int nt = threads_for(double(B) * d * std::max(c.ensemble_size, c.dim));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    std::vector<T> scratch(scratch_size(c));
+#pragma omp for schedule(static)
+    for (long b = 0; b < B; ++b) sample_theta(c, s.agent(c, b), theta + b * d, scratch.data());
+  }
+}
+
+template <class T>
+void act(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& a,
+         std::int64_t* out, T* theta) {
+  const long B = s.n_agents, d = c.dim, K = a.n_actions;
+  if (K < 1) throw std::invalid_argument("actions: the action set is empty");
+  check_mask(B, a);
+  std::vector<std::uint64_t> saved(s.steps, s.steps + B);
+  sample(c, s, theta);
+
+  bool finite = true;
+  const bool ucb = c.policy == Policy::ucb;
+  const double per_agent = double(K) * d * (ucb ? d + 1 : 1);
+  if (B == 1 && !ucb && !a.per_agent) {
+    // One agent, many actions: split the action set across threads.
+    const int nt = threads_for(per_agent);
+    std::vector<Best> best(nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      int t = 0;
+#ifdef _OPENMP
+      t = omp_get_thread_num();
+#endif
+      const long lo = K * t / nt, hi = K * (t + 1) / nt;
+      constexpr long kChunk = 1024;
+      std::vector<T> scores(std::min(kChunk, std::max(hi - lo, 1L)));
+      std::vector<T> work;
+      for (long k0 = lo; k0 < hi; k0 += kChunk) {
+        const long n = std::min(kChunk, hi - k0);
+        score_block(c, s.agent(c, 0), theta, a.data + k0 * d, n, scores.data(), work);
+        scan(scores.data(), n, k0, a.mask, best[t]);
+      }
+    }
+    for (int t = 1; t < nt; ++t) merge(best[0], best[t]);
+    finite = best[0].finite;
+    out[0] = best[0].index;
+  } else if (!a.per_agent && !ucb) {
+    // Many agents, shared actions: one matrix product per block of agents.
+    constexpr long kAgents = 32;
+    const long blocks = (B + kAgents - 1) / kAgents;
+    const int nt = threads_for(per_agent * B);
+    int bad = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
+    {
+      RowMatrix<T> S;
+#pragma omp for schedule(static)
+      for (long blk = 0; blk < blocks; ++blk) {
+        const long b0 = blk * kAgents, nb = std::min(kAgents, B - b0);
+        S.resize(nb, K);
+        S.noalias() = ConstMatrixMap<T>(theta + b0 * d, nb, d) *
+                      ConstMatrixMap<T>(a.data, K, d).transpose();
+        for (long i = 0; i < nb; ++i) {
+          Best best;
+          const std::uint8_t* m = a.mask ? a.mask + (a.mask_per_agent ? (b0 + i) * K : 0) : nullptr;
+          scan(S.row(i).data(), K, 0, m, best);
+          bad |= best.finite ? 0 : 1;
+          out[b0 + i] = best.index;
+        }
+      }
+    }
+    finite = bad == 0;
+  } else {
+    const int nt = threads_for(per_agent * B);
+    int bad = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
+    {
+      std::vector<T> scores(K), work;
+#pragma omp for schedule(static)
+      for (long b = 0; b < B; ++b) {
+        const T* X = a.data + (a.per_agent ? b * K * d : 0);
+        score_block(c, s.agent(c, b), theta + b * d, X, K, scores.data(), work);
+        Best best;
+        const std::uint8_t* m = a.mask ? a.mask + (a.mask_per_agent ? b * K : 0) : nullptr;
+        scan(scores.data(), K, 0, m, best);
+        bad |= best.finite ? 0 : 1;
+        out[b] = best.index;
+      }
+    }
+    finite = bad == 0;
+  }
+  if (!finite) {
+    std::copy(saved.begin(), saved.end(), s.steps);
+    throw std::invalid_argument("actions: contains NaN or infinite values");
+  }
+}
+
+template <class T>
+void act_sphere(const LinearConfig& c, const BatchState<T>& s, T* out) {
+  if (c.policy == Policy::ucb)
+    throw std::invalid_argument("actions: LinUCB has no closed-form maximiser on the sphere");
+  sample(c, s, out);
+  const long d = c.dim;
+  for (long b = 0; b < s.n_agents; ++b) {
+    VectorMap<T> th(out + b * d, d);
+    const T n = th.norm();
+    if (n > T(0)) {
+      th /= n;
+    } else {
+      th.setZero();
+      th[0] = T(1);  // theta = 0 makes every unit vector optimal: pick e_1
+    }
+  }
+}
+
+template <class T>
+void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* r,
+            const std::uint8_t* mask, long n_obs) {
+  const long B = s.n_agents, d = c.dim;
+  for (long b = 0; b < B; ++b) {
+    for (long j = 0; j < n_obs; ++j) {
+      const long i = b * n_obs + j;
+      if (mask && !mask[i]) continue;
+      if (!std::isfinite(r[i]))
+        throw std::invalid_argument("r: reward of agent " + std::to_string(b) +
+                                    " is NaN or infinite");
+      const T* xi = x + i * d;
+      for (long k = 0; k < d; ++k)
+        if (!std::isfinite(xi[k]))
+          throw std::invalid_argument("x: features of agent " + std::to_string(b) +
+                                      " contain NaN or infinite values");
+    }
+  }
+  const int nt = threads_for(double(B) * n_obs * d * (d + c.ensemble_size));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    std::vector<T> scratch(scratch_size(c));
+#pragma omp for schedule(static)
+    for (long b = 0; b < B; ++b) {
+      const AgentState<T> st = s.agent(c, b);
+      for (long j = 0; j < n_obs; ++j) {
+        const long i = b * n_obs + j;
+        if (mask && !mask[i]) continue;
+        observe(c, st, x + i * d, r[i], scratch.data());
+      }
+    }
+  }
+}
+
+#define EPP_INSTANTIATE(T)                                                                   \
+  template void act<T>(const LinearConfig&, const BatchState<T>&, const ActionSet<T>&,       \
+                       std::int64_t*, T*);                                                   \
+  template void act_sphere<T>(const LinearConfig&, const BatchState<T>&, T*);                \
+  template void sample<T>(const LinearConfig&, const BatchState<T>&, T*);                    \
+  template void update<T>(const LinearConfig&, const BatchState<T>&, const T*, const T*,     \
+                          const std::uint8_t*, long);
+EPP_INSTANTIATE(float)
+EPP_INSTANTIATE(double)
+#undef EPP_INSTANTIATE
+
+}  // namespace ensemblepp
