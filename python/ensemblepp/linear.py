@@ -1,0 +1,688 @@
+"""Linear Ensemble++ and its baselines on the compiled core.
+
+Every policy holds B independent agents (``n_agents=B``) with the same hyperparameters and
+their own random streams, or a single agent (``n_agents=None``, no batch axis). State lives in
+arrays of the agent's device and is updated in place by the compiled kernels:
+
+=========================  ====================================================================
+``LinearEnsemble``         Ensemble++: theta = mu + A zeta, A A^T tracks Sigma
+``LinearTS``               exact Thompson sampling, O(d^2) per step via a Cholesky factor
+``LinearEnsembleSampling`` ensemble sampling (Lu and Van Roy, 2017)
+``LinUCB``                 x.mu + alpha sqrt(x^T Sigma x)
+``LinearGreedy``           theta = mu
+=========================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ensemblepp import _core
+from ensemblepp._backend import check_device
+from ensemblepp.distributions import check_sparsity, distribution_code
+
+__all__ = [
+    "LinearPolicy",
+    "LinearEnsemble",
+    "LinearTS",
+    "LinearEnsembleSampling",
+    "LinUCB",
+    "LinearGreedy",
+    "load",
+]
+
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+_FORMAT = "ensemblepp-linear-1"
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """A NumPy view or copy of a NumPy, CuPy or torch array (host copy for device arrays)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch.Tensor
+        return a.detach().cpu().numpy()
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
+
+
+def _real_array(a: Any, dtype: type, name: str) -> np.ndarray:
+    arr = to_numpy(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _bool_array(a: Any, name: str) -> np.ndarray:
+    arr = to_numpy(a)
+    if arr.dtype.kind not in "biu":
+        raise TypeError(f"{name}: expected a boolean array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=bool)
+
+
+def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < low or (high is not None and value >= high):
+        bound = f"[{low}, {high})" if high is not None else f">= {low}"
+        raise ValueError(f"{name}: must be {bound}, got {value}")
+    return int(value)
+
+
+def _check_positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: must be finite and > 0, got {value}")
+    return float(value)
+
+
+class LinearPolicy:
+    """Base class of the linear policies: state, validation, persistence.
+
+    Parameters
+    ----------
+    dim : int
+        Feature dimension d.
+    prior_var : float or array_like, default 10.0
+        Prior covariance Sigma_0: ``prior_var * I`` for a scalar, or a symmetric positive
+        definite (d, d) matrix.
+    noise_std : float, default 1.0
+        Reward noise standard deviation eta.
+    prior_mean : array_like, optional
+        Prior mean mu_0, shape (d,); zero by default.
+    n_agents : int, optional
+        Number B of independent agents; ``None`` for a single agent without batch axis.
+    device : {"cpu", "cuda"}
+        Where state lives and kernels run.
+    dtype : {"float64", "float32"}
+        Floating-point type of state and arithmetic.
+    seed : int, optional
+        Seed of the agents' Philox streams; ``None`` draws one from the OS (see :attr:`seed`).
+    """
+
+    _policy: ClassVar[str] = ""
+    _has_factor: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        prior_var: float | Any = 10.0,
+        noise_std: float = 1.0,
+        prior_mean: Any = None,
+        n_agents: int | None = None,
+        device: str = "cpu",
+        dtype: str = "float64",
+        seed: int | None = 0,
+        _state: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self._dim = _check_int(dim, "dim", 1)
+        self._noise_std = _check_positive(noise_std, "noise_std")
+        self._single = n_agents is None
+        self._n_agents = 1 if n_agents is None else _check_int(n_agents, "n_agents", 1, 2**32)
+        self._device = check_device(device)
+        if dtype not in _DTYPES and np.dtype(dtype).name not in _DTYPES:
+            raise ValueError(f"dtype: expected 'float64' or 'float32', got {dtype!r}")
+        self._dtype = np.dtype(np.dtype(dtype).name)
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+        self._seed = _check_int(seed, "seed", 0, 2**64)
+        self._prior_mean = self._check_prior_mean(prior_mean)
+        self._prior_cov = self._check_prior_var(prior_var)
+        state = self._initial_state() if _state is None else _state
+        self._set_state(state)
+
+    # ---- construction ------------------------------------------------------------------
+    def _check_prior_mean(self, prior_mean: Any) -> np.ndarray:
+        d = self._dim
+        if prior_mean is None:
+            return np.zeros(d)
+        m = _real_array(prior_mean, np.float64, "prior_mean")
+        if m.shape != (d,):
+            raise ValueError(f"prior_mean: expected shape ({d},), got {m.shape}")
+        if not np.all(np.isfinite(m)):
+            raise ValueError("prior_mean: contains NaN or infinite values")
+        return m
+
+    def _check_prior_var(self, prior_var: Any) -> np.ndarray:
+        d = self._dim
+        if np.ndim(prior_var) == 0 and not hasattr(prior_var, "shape"):
+            return _check_positive(prior_var, "prior_var") * np.eye(d)
+        s = _real_array(prior_var, np.float64, "prior_var")
+        if s.ndim == 0:
+            return _check_positive(float(s), "prior_var") * np.eye(d)
+        if s.shape != (d, d):
+            raise ValueError(f"prior_var: expected a scalar or shape ({d}, {d}), got {s.shape}")
+        if not np.all(np.isfinite(s)):
+            raise ValueError("prior_var: contains NaN or infinite values")
+        if not np.allclose(s, s.T, rtol=1e-10, atol=1e-12 * np.abs(s).max()):
+            raise ValueError("prior_var: matrix is not symmetric")
+        try:
+            np.linalg.cholesky(s)
+        except np.linalg.LinAlgError:
+            raise ValueError("prior_var: matrix is not positive definite") from None
+        return 0.5 * (s + s.T)
+
+    def _draws(self, dist: str, length: int, sparsity: int, scale: float, steps: np.ndarray, count: int) -> np.ndarray:
+        return _core.draw_matrix(distribution_code(dist), length, sparsity, scale, self._seed, steps, count, 0)
+
+    def _initial_state(self) -> dict[str, np.ndarray]:
+        B, d = self._n_agents, self._dim
+        state = {
+            "mu": np.broadcast_to(self._prior_mean, (B, d)).copy(),
+            "cov": np.broadcast_to(self._prior_cov, (B, d, d)).copy(),
+            "steps": np.zeros(B, np.uint64),
+        }
+        return state
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        xp = self._xp()
+        B, d = self._n_agents, self._dim
+        dt = self._dtype
+        self._mu = xp.ascontiguousarray(xp.asarray(state["mu"], dtype=dt).reshape(B, d))
+        self._cov = xp.ascontiguousarray(xp.asarray(state["cov"], dtype=dt).reshape(B, d, d))
+        self._factor = None
+        if self._has_factor:
+            M = self._ensemble_size
+            self._factor = xp.ascontiguousarray(xp.asarray(state["factor"], dtype=dt).reshape(B, d, M))
+        self._steps = xp.ascontiguousarray(xp.asarray(state["steps"], dtype=np.uint64).reshape(B))
+        self._kernel = self._make_kernel()
+
+    def _xp(self) -> Any:
+        if self._device == "cuda":
+            import cupy  # noqa: PLC0415
+
+            return cupy
+        return np
+
+    def _config(self) -> tuple:
+        return (
+            _core.POLICIES[self._policy],
+            self._dim,
+            getattr(self, "_ensemble_size", 1),
+            distribution_code(getattr(self, "_reference", "gaussian")),
+            distribution_code(getattr(self, "_perturbation", "sphere")),
+            getattr(self, "_reference_sparsity", 1),
+            getattr(self, "_perturbation_sparsity", 1),
+            self._noise_std,
+            getattr(self, "_alpha", 1.0),
+            self._seed,
+        )
+
+    def _make_kernel(self) -> Any:
+        args = self._config() + (self._mu, self._cov, self._factor, self._steps)
+        if self._device == "cuda":
+            from ensemblepp._cuda_backend import CudaKernel  # noqa: PLC0415
+
+            return CudaKernel(*args)
+        kernel = _core.Kernel64 if self._dtype == np.float64 else _core.Kernel32
+        return kernel(*args)
+
+    # ---- properties --------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Feature dimension d."""
+        return self._dim
+
+    @property
+    def n_agents(self) -> int | None:
+        """Number of agents B, or None for a single agent."""
+        return None if self._single else self._n_agents
+
+    @property
+    def device(self) -> str:
+        """``"cpu"`` or ``"cuda"``."""
+        return self._device
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Floating-point type of the state."""
+        return self._dtype
+
+    @property
+    def seed(self) -> int:
+        """Seed of the Philox streams (the one drawn from the OS when ``seed=None`` was given)."""
+        return self._seed
+
+    @property
+    def noise_std(self) -> float:
+        """Reward noise standard deviation eta."""
+        return self._noise_std
+
+    @property
+    def steps(self) -> Any:
+        """Philox counter of each agent: the number of random vectors it has drawn."""
+        return self._out(self._steps.copy())
+
+    def _out(self, a: Any) -> Any:
+        return a[0] if self._single else a
+
+    @property
+    def mean(self) -> Any:
+        """Posterior mean mu, shape (d,) or (B, d) (a copy)."""
+        return self._out(self._mu.copy())
+
+    @property
+    def covariance(self) -> Any:
+        """Posterior covariance Sigma, shape (d, d) or (B, d, d) (a copy)."""
+        return self._out(self._cov.copy())
+
+    # ---- acting and learning -----------------------------------------------------------
+    def act(self, actions: Any, mask: Any = None) -> Any:
+        """Choose an action from a finite set.
+
+        Parameters
+        ----------
+        actions : array_like
+            Action features: (K, d) shared by all agents, or (B, K, d) one set per agent.
+            Passing a C-contiguous array of the agent's dtype on its device avoids a copy.
+        mask : array_like of bool, optional
+            Available actions: (K,) or (B, K). Every agent needs at least one.
+
+        Returns
+        -------
+        int or array of int64
+            The chosen index (single agent) or one index per agent, shape (B,).
+        """
+        if (
+            self._single
+            and mask is None
+            and type(actions) is np.ndarray
+            and actions.dtype == self._dtype
+            and actions.ndim == 2
+            and actions.flags.c_contiguous
+            and self._device == "cpu"
+        ):
+            return self._kernel.act1(actions, None)
+        X = self._actions_in(actions)
+        m = None if mask is None else self._mask_in(mask, X)
+        if self._single:
+            return int(self._kernel.act1(X, m))
+        return self._kernel.act(X, m)
+
+    def _actions_in(self, actions: Any) -> Any:
+        X = self._array_in(actions, "actions")
+        ok = X.ndim == 2 or (X.ndim == 3 and not self._single)
+        if not ok or X.shape[-1] != self._dim:
+            want = f"(K, {self._dim})" + ("" if self._single else f" or ({self._n_agents}, K, {self._dim})")
+            raise ValueError(f"actions: expected shape {want}, got {tuple(X.shape)}")
+        return X
+
+    def _mask_in(self, mask: Any, X: Any) -> Any:
+        m = self._array_in(mask, "mask", dtype=bool)
+        K = X.shape[-2]
+        if m.shape != (K,) and (self._single or m.shape != (self._n_agents, K)):
+            want = f"({K},)" + ("" if self._single else f" or ({self._n_agents}, {K})")
+            raise ValueError(f"mask: expected shape {want}, got {tuple(m.shape)}")
+        return m
+
+    def _array_in(self, a: Any, name: str, dtype: Any = None) -> Any:
+        if self._device == "cuda":
+            from ensemblepp._cuda_backend import as_device_array  # noqa: PLC0415
+
+            return as_device_array(a, self._dtype if dtype is None else dtype, name)
+        if dtype is bool:
+            return _bool_array(a, name)
+        return _real_array(a, self._dtype if dtype is None else dtype, name)
+
+    def act_sphere(self) -> Any:
+        """Best action on the unit sphere: x = theta / |theta| for a posterior draw theta.
+
+        Returns
+        -------
+        array
+            Shape (d,) or (B, d).
+        """
+        return self._out(self._kernel.act_sphere())
+
+    def sample(self) -> Any:
+        """One posterior draw theta per agent.
+
+        Returns
+        -------
+        array
+            Shape (d,) or (B, d). Greedy and LinUCB return the mean.
+        """
+        return self._out(self._kernel.sample())
+
+    def update(self, x: Any, r: Any, mask: Any = None) -> None:
+        """Learn from observed rewards.
+
+        Parameters
+        ----------
+        x : array_like
+            Features of the played actions. Single agent: (d,) for one observation or (n, d)
+            for n observations applied in order. Batched: (B, d), or (B, n, d).
+        r : float or array_like
+            Rewards: a float or (n,) for a single agent; (B,) or (B, n) for a batch.
+        mask : array_like of bool, optional
+            Batched only: (B,) or (B, n), False where an agent observed nothing.
+
+        Raises
+        ------
+        ValueError
+            For shapes that do not match, or NaN or infinite features or rewards; the state is
+            then left unchanged.
+        """
+        d, B = self._dim, self._n_agents
+        if self._single and mask is None and isinstance(r, (float, int, np.floating, np.integer)) and not isinstance(r, bool):
+            if type(x) is np.ndarray and x.dtype == self._dtype and x.shape == (d,) and self._device == "cpu":
+                self._kernel.update1(x, float(r))
+                return
+        X = self._array_in(x, "x")
+        R = self._array_in(r, "r")
+        if self._single:
+            if mask is not None:
+                raise ValueError("mask: only batched agents (n_agents=B) take an update mask")
+            if X.ndim == 1:
+                X = X.reshape(1, 1, -1)
+            elif X.ndim == 2:
+                X = X.reshape(1, *X.shape)
+            else:
+                raise ValueError(f"x: expected shape ({d},) or (n, {d}), got {tuple(X.shape)}")
+            if X.shape[2] != d:
+                raise ValueError(f"x: expected {d} features, got shape {tuple(X.shape[1:])}")
+            if R.size != X.shape[1] or R.ndim > 1:
+                raise ValueError(f"r: expected {X.shape[1]} reward(s), got shape {tuple(R.shape)}")
+            R = R.reshape(1, -1)
+            M = None
+        else:
+            if X.ndim == 2:
+                X = X.reshape(X.shape[0], 1, X.shape[1])
+            if X.ndim != 3 or X.shape[0] != B or X.shape[2] != d:
+                raise ValueError(f"x: expected shape ({B}, {d}) or ({B}, n, {d}), got {tuple(self._array_in(x, 'x').shape)}")
+            n = X.shape[1]
+            if R.shape not in ((B,), (B, n)) or (R.ndim == 1 and n != 1):
+                raise ValueError(f"r: expected shape ({B},)" + (f" or ({B}, {n})" if n > 1 else "") + f", got {tuple(R.shape)}")
+            R = R.reshape(B, n)
+            M = None
+            if mask is not None:
+                M = self._array_in(mask, "mask", dtype=bool)
+                if M.shape not in ((B,), (B, n)) or (M.ndim == 1 and n != 1):
+                    raise ValueError(f"mask: expected shape ({B},)" + (f" or ({B}, {n})" if n > 1 else "") + f", got {tuple(M.shape)}")
+                M = M.reshape(B, n)
+        self._kernel.update(X, R, M)
+
+    # ---- persistence -------------------------------------------------------------------
+    def _hyperparameters(self) -> dict[str, Any]:
+        return {
+            "dim": self._dim,
+            "noise_std": self._noise_std,
+            "n_agents": self.n_agents,
+            "dtype": self._dtype.name,
+            "seed": self._seed,
+        }
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        out = {"mu": to_numpy(self._mu), "cov": to_numpy(self._cov), "steps": to_numpy(self._steps)}
+        if self._factor is not None:
+            out["factor"] = to_numpy(self._factor)
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save hyperparameters and state to a ``.npz`` file.
+
+        The file restores the agent exactly with :func:`load`, on either device; a loaded
+        agent continues the same trajectory.
+        """
+        meta = {"format": _FORMAT, "class": type(self).__name__, "hyperparameters": self._hyperparameters()}
+        arrays = self._state_arrays()
+        arrays["prior_mean"] = self._prior_mean
+        arrays["prior_cov"] = self._prior_cov
+        with open(path, "wb") as f:
+            np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in self._hyperparameters().items())
+        return f"{type(self).__name__}({hp}, device={self._device!r})"
+
+
+class LinearEnsemble(LinearPolicy):
+    """Linear Ensemble++: approximate Thompson sampling with a shared ensemble factor.
+
+    Keeps the posterior mean mu, covariance Sigma and a factor A (d x M) with
+    E[A A^T] ~ Sigma, all updated by rank-one formulas in O(d^2 + dM) per observation. A
+    posterior draw is theta = mu + A zeta with zeta from the reference distribution.
+
+    Parameters
+    ----------
+    dim : int
+        Feature dimension d.
+    ensemble_size : int, default 16
+        Number M of ensemble directions.
+    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed
+        See :class:`LinearPolicy`.
+    reference : str, default "gaussian"
+        Distribution of zeta (reference scale, E[zeta zeta^T] = I).
+    perturbation : str, default "sphere"
+        Distribution of the update perturbation z (unit second moment).
+    reference_sparsity, perturbation_sparsity : int, optional
+        Nonzeros of the ``sparse`` distribution (default min(2, M)).
+
+    Examples
+    --------
+    >>> import numpy as np, ensemblepp as epp
+    >>> agent = epp.LinearEnsemble(dim=3, ensemble_size=4, seed=0)
+    >>> actions = np.eye(3)
+    >>> a = agent.act(actions)
+    >>> agent.update(actions[a], 1.0)
+    >>> agent.factor.shape
+    (3, 4)
+    """
+
+    _policy = "ensemble"
+    _has_factor = True
+
+    def __init__(
+        self,
+        dim: int,
+        ensemble_size: int = 16,
+        *,
+        prior_var: float | Any = 10.0,
+        noise_std: float = 1.0,
+        reference: str = "gaussian",
+        perturbation: str = "sphere",
+        reference_sparsity: int | None = None,
+        perturbation_sparsity: int | None = None,
+        prior_mean: Any = None,
+        n_agents: int | None = None,
+        device: str = "cpu",
+        dtype: str = "float64",
+        seed: int | None = 0,
+        _state: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self._ensemble_size = _check_int(ensemble_size, "ensemble_size", 1)
+        distribution_code(reference, "reference")
+        distribution_code(perturbation, "perturbation")
+        self._reference, self._perturbation = reference, perturbation
+        self._reference_sparsity = check_sparsity(reference_sparsity, self._ensemble_size, "reference_sparsity")
+        self._perturbation_sparsity = check_sparsity(perturbation_sparsity, self._ensemble_size, "perturbation_sparsity")
+        super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
+                         device=device, dtype=dtype, seed=seed, _state=_state)
+
+    def _initial_state(self) -> dict[str, np.ndarray]:
+        state = super()._initial_state()
+        # A_0 = Sigma_0^(1/2) Z_0 with the rows of Z_0 drawn at perturbation scale, so that
+        # E[A_0 A_0^T] = Sigma_0; the d draws use counter values 0, ..., d-1 of each agent.
+        L = np.linalg.cholesky(self._prior_cov)
+        Z = self._draws(self._perturbation, self._ensemble_size, self._perturbation_sparsity, 1.0,
+                        state["steps"], self._dim)
+        state["factor"] = np.einsum("ij,bjm->bim", L, Z)
+        state["steps"] += np.uint64(self._dim)
+        return state
+
+    @property
+    def ensemble_size(self) -> int:
+        """Number M of ensemble directions."""
+        return self._ensemble_size
+
+    @property
+    def factor(self) -> Any:
+        """Ensemble factor A, shape (d, M) or (B, d, M) (a copy)."""
+        return self._out(self._factor.copy())
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        hp = super()._hyperparameters()
+        hp.update(ensemble_size=self._ensemble_size, reference=self._reference, perturbation=self._perturbation,
+                  reference_sparsity=self._reference_sparsity, perturbation_sparsity=self._perturbation_sparsity)
+        return hp
+
+
+class LinearTS(LinearPolicy):
+    """Exact linear Thompson sampling in O(d^2) per step.
+
+    Keeps the upper Cholesky factor U of the posterior precision (P = U^T U) up to date by
+    rank-one updates; a draw theta = mu + U^{-1} g with g ~ N(0, I) has covariance Sigma.
+    Parameters as in :class:`LinearPolicy`.
+    """
+
+    _policy = "thompson"
+
+    def _initial_state(self) -> dict[str, np.ndarray]:
+        state = super()._initial_state()
+        precision = np.linalg.inv(self._prior_cov)
+        U = np.linalg.cholesky(0.5 * (precision + precision.T)).T
+        state["cov"] = np.broadcast_to(U, state["cov"].shape).copy()
+        return state
+
+    @property
+    def precision_factor(self) -> Any:
+        """Upper Cholesky factor U of the precision, P = U^T U; (d, d) or (B, d, d) (a copy)."""
+        return self._out(self._cov.copy())
+
+    @property
+    def covariance(self) -> Any:
+        """Posterior covariance Sigma = U^{-1} U^{-T}, computed from the factor on request."""
+        xp = self._xp()
+        eye = xp.broadcast_to(xp.eye(self._dim, dtype=self._dtype), self._cov.shape)
+        Uinv = xp.linalg.solve(self._cov, eye)
+        return self._out(Uinv @ xp.swapaxes(Uinv, -1, -2))
+
+
+class LinearEnsembleSampling(LinearPolicy):
+    """Ensemble sampling (Lu and Van Roy, 2017): M perturbed least-squares models.
+
+    Each model starts from theta_m ~ N(mu_0, Sigma_0) and is updated with
+    theta_m <- theta_m + k (r + w_m - x.theta_m), w_m ~ N(0, eta^2), k = Sigma x / (eta^2 + x^T Sigma x);
+    an action is chosen greedily for one model picked uniformly at random.
+
+    Parameters
+    ----------
+    dim : int
+        Feature dimension d.
+    ensemble_size : int, default 16
+        Number M of models.
+    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed
+        See :class:`LinearPolicy`.
+    """
+
+    _policy = "ensemble_sampling"
+    _has_factor = True
+
+    def __init__(self, dim: int, ensemble_size: int = 16, **kwargs: Any) -> None:
+        self._ensemble_size = _check_int(ensemble_size, "ensemble_size", 1)
+        super().__init__(dim, **kwargs)
+
+    def _initial_state(self) -> dict[str, np.ndarray]:
+        state = super()._initial_state()
+        L = np.linalg.cholesky(self._prior_cov)
+        M = self._ensemble_size
+        G = self._draws("gaussian", M, 1, math.sqrt(M), state["steps"], self._dim)
+        state["factor"] = self._prior_mean[None, :, None] + np.einsum("ij,bjm->bim", L, G)
+        state["steps"] += np.uint64(self._dim)
+        return state
+
+    @property
+    def ensemble_size(self) -> int:
+        """Number M of models."""
+        return self._ensemble_size
+
+    @property
+    def models(self) -> Any:
+        """The M models as columns, shape (d, M) or (B, d, M) (a copy)."""
+        return self._out(self._factor.copy())
+
+    factor = models
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        hp = super()._hyperparameters()
+        hp["ensemble_size"] = self._ensemble_size
+        return hp
+
+
+class LinUCB(LinearPolicy):
+    """LinUCB: the action maximising x.mu + alpha sqrt(x^T Sigma x).
+
+    Parameters
+    ----------
+    dim : int
+        Feature dimension d.
+    alpha : float, default 1.0
+        Width of the confidence bonus.
+    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed
+        See :class:`LinearPolicy`.
+    """
+
+    _policy = "ucb"
+
+    def __init__(self, dim: int, alpha: float = 1.0, **kwargs: Any) -> None:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or not (
+            math.isfinite(alpha) and alpha >= 0
+        ):
+            raise ValueError(f"alpha: must be a finite number >= 0, got {alpha!r}")
+        self._alpha = float(alpha)
+        super().__init__(dim, **kwargs)
+
+    @property
+    def alpha(self) -> float:
+        """Width of the confidence bonus."""
+        return self._alpha
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        hp = super()._hyperparameters()
+        hp["alpha"] = self._alpha
+        return hp
+
+
+class LinearGreedy(LinearPolicy):
+    """Greedy: acts on the posterior mean, theta = mu. Parameters as in :class:`LinearPolicy`."""
+
+    _policy = "greedy"
+
+
+_CLASSES = {c.__name__: c for c in (LinearEnsemble, LinearTS, LinearEnsembleSampling, LinUCB, LinearGreedy)}
+
+
+def load(path: str | os.PathLike, device: str | None = None) -> LinearPolicy:
+    """Load a linear policy saved with :meth:`LinearPolicy.save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` file.
+    device : {"cpu", "cuda"}, optional
+        Device of the loaded agent; by default the CPU.
+
+    Returns
+    -------
+    LinearPolicy
+        An agent of the saved class whose next steps continue the saved trajectory.
+    """
+    with np.load(path, allow_pickle=False) as f:
+        meta = json.loads(str(f["__meta__"]))
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"path: not an ensemblepp linear policy file (format {meta.get('format')!r})")
+        arrays = {k: f[k] for k in f.files if k != "__meta__"}
+    cls = _CLASSES.get(meta["class"])
+    if cls is None:
+        raise ValueError(f"path: unknown policy class {meta['class']!r}")
+    hp = dict(meta["hyperparameters"])
+    prior_mean = arrays.pop("prior_mean")
+    prior_cov = arrays.pop("prior_cov")
+    return cls(**hp, prior_mean=prior_mean, prior_var=prior_cov, device=device or "cpu", _state=arrays)
