@@ -1,0 +1,668 @@
+"""Neural bandit agents: Ensemble++ and the Ensemble+, EpiNet and greedy baselines.
+
+All four share :class:`NeuralAgent`: input checking, the FIFO buffer, the
+training schedule, the optimisation loop (Adam with L2 weight decay
+``weight_decay / len(buffer)``), the perturbed loss and (de)serialisation.
+Each subclass only says which network it trains, how it draws the index
+``zeta`` it acts with, which indices the loss averages over, and how the
+per-observation perturbation ``xi`` is distributed.
+
+Loss. For a minibatch of buffer entries ``(x_i, r_i, xi_i)`` and index vectors
+``z`` the loss is ``mean_i mean_z l(f(x_i, z), r_i + c <z, xi_i>)`` with
+``c = perturbation_scale``:
+
+* ``loss="mse"``: ``l = (r_i + c <z, xi_i> - f(x_i, z))^2`` (``n_outputs=1``);
+* ``loss="ce"``: the reward is a class label ``y_i`` in ``{0, ..., n_outputs-1}``
+  (a binary reward is the label with ``n_outputs=2``) and ``f(x, z)`` are the
+  class logits. The perturbation is subtracted from the logit of the observed
+  label, ``l = CE(f(x_i, z) - c <z, xi_i> e_{y_i}, y_i)``, which shifts the
+  fitted logit margin of every observation by its own ``c <z, xi_i>``: the
+  analogue of the perturbed regression target. The action score is the
+  expected label under ``softmax(f(x, zeta))``, ``sum_y y p_y``, which for
+  ``n_outputs=2`` is the probability of reward 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._buffer import ReplayBuffer
+from ._models import EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet
+from ._torch_distributions import check_distribution, coordinate_support, draw
+
+__all__ = ["NeuralAgent", "NeuralEnsemble", "EnsemblePlus", "EpiNet", "NeuralGreedy"]
+
+_LOSSES = ("mse", "ce")
+_STATE_FORMAT = "ensemblepp.neural/1"
+
+
+def _int_arg(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _float_arg(value: Any, name: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
+            or value < 0 or (positive and value == 0):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
+    return float(value)
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must name a torch device, got {device!r}") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but torch sees no CUDA device")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    elif dev.type != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
+    return dev
+
+
+class NeuralAgent:
+    """Shared machinery of the neural agents (not used directly).
+
+    Subclasses implement :meth:`_build_model`, :meth:`_act_index` and
+    :meth:`_train_index` and set :attr:`_xi_distribution`.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The index network ``f(x, zeta)``.
+    optimizer : torch.optim.Adam
+        Optimiser of the model's trainable parameters.
+    buffer : ReplayBuffer
+        FIFO buffer of ``(x, r, xi)``.
+    generator : torch.Generator
+        The agent's random stream on its device (index draws, ``xi``, minibatches).
+    n_seen : int
+        Number of observations given to :meth:`update`.
+    n_sgd_steps : int
+        Number of optimiser steps taken.
+    """
+
+    _xi_distribution: str = "sphere"
+
+    def __init__(self, dim: int | None, *, index_dim: int, n_outputs: int, loss: str,
+                 perturbation_scale: float, buffer_capacity: int, update_start: int,
+                 update_every: int, n_updates: int, batch_size: int, lr: float,
+                 weight_decay: float, device: str | torch.device, seed: int,
+                 model_kwargs: dict[str, Any]) -> None:
+        if dim is not None:
+            dim = _int_arg(dim, "dim", 1)
+        if loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
+        n_outputs = _int_arg(n_outputs, "n_outputs", 1)
+        if loss == "mse" and n_outputs != 1:
+            raise ValueError(f"loss='mse' needs n_outputs=1 (a scalar reward), got {n_outputs}")
+        if loss == "ce" and n_outputs < 2:
+            raise ValueError(f"loss='ce' needs n_outputs >= 2 classes, got {n_outputs}")
+        self.dim = dim
+        self.n_outputs = n_outputs
+        self.loss = loss
+        self.perturbation_scale = _float_arg(perturbation_scale, "perturbation_scale")
+        self.buffer_capacity = _int_arg(buffer_capacity, "buffer_capacity", 1)
+        self.update_start = _int_arg(update_start, "update_start", 1)
+        self.update_every = _int_arg(update_every, "update_every", 1)
+        self.n_updates = _int_arg(n_updates, "n_updates", 0)
+        self.batch_size = _int_arg(batch_size, "batch_size", 1)
+        self.lr = _float_arg(lr, "lr", positive=True)
+        self.weight_decay = _float_arg(weight_decay, "weight_decay")
+        self.seed = _int_arg(seed, "seed", 0)
+        if self.seed >= 2**63:
+            raise ValueError(f"seed must be below 2**63, got {seed!r}")
+        self.device = _resolve_device(device)
+        self.index_dim = index_dim
+        # Weights come from a CPU generator so a seed gives the same network on
+        # every device; the run-time stream lives on the device (no host round trips).
+        init_gen = torch.Generator().manual_seed(self.seed)
+        self.model: nn.Module = self._build_model(init_gen, **model_kwargs).to(self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed((self.seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**63)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=0.0,
+                                          foreach=True if self.device.type == "cpu" else None)
+        self.buffer = ReplayBuffer(self.buffer_capacity, dim, index_dim, self.device)
+        self.n_seen = 0
+        self.n_sgd_steps = 0
+        self._class_values = torch.arange(n_outputs, device=self.device, dtype=torch.float32)
+
+    # --- what the subclasses define -------------------------------------------------
+    def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def _act_index(self) -> torch.Tensor:
+        """Index ``zeta`` for one action choice, shape ``(1, index_dim)``."""
+        raise NotImplementedError
+
+    def _train_index(self, batch: int) -> torch.Tensor:
+        """Indices of one loss evaluation, ``(n_z, index_dim)`` or ``(batch, n_z, index_dim)``."""
+        raise NotImplementedError
+
+    def _draw_xi(self) -> torch.Tensor:
+        if self.index_dim == 0:
+            return torch.zeros(0, device=self.device)
+        return draw(self._xi_distribution, (), self.index_dim, self.generator)
+
+    # --- inputs ---------------------------------------------------------------------
+    def _as_actions(self, actions: Any) -> tuple[Any, int]:
+        if self.dim is None:
+            if not isinstance(actions, (list, tuple)):
+                raise TypeError("with dim=None, actions must be a list (or tuple) of the items the "
+                                f"feature network takes, got {type(actions).__name__}")
+            if len(actions) == 0:
+                raise ValueError("actions must hold at least one action")
+            return list(actions), len(actions)
+        x = self._as_vectors(actions, "actions")
+        if x.dim() != 2 or x.shape[1] != self.dim or x.shape[0] == 0:
+            raise ValueError(f"actions must have shape (K, {self.dim}) with K >= 1, "
+                             f"got {tuple(x.shape)}")
+        return x, x.shape[0]
+
+    def _as_vectors(self, value: Any, name: str) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
+                raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
+            x = value.detach().to(device=self.device, dtype=torch.float32)
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"{name} must be finite (no NaN or inf)")
+            return x
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be an array of real numbers ({exc})") from exc
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} must be finite (no NaN or inf)")
+        return torch.as_tensor(arr, dtype=torch.float32).to(self.device)
+
+    def _as_mask(self, mask: Any, n_actions: int) -> torch.Tensor | None:
+        if mask is None:
+            return None
+        if isinstance(mask, torch.Tensor):
+            m = mask.detach()
+            if m.dtype != torch.bool:
+                raise TypeError(f"mask must be boolean, got dtype {m.dtype}")
+        else:
+            arr = np.asarray(mask)
+            if arr.dtype != np.bool_:
+                raise TypeError(f"mask must be boolean, got dtype {arr.dtype}")
+            m = torch.as_tensor(arr)
+        if tuple(m.shape) != (n_actions,):
+            raise ValueError(f"mask must have shape ({n_actions},), got {tuple(m.shape)}")
+        if not bool(m.any()):
+            raise ValueError("mask must allow at least one action")
+        return m.to(self.device)
+
+    def _as_reward(self, r: Any) -> float:
+        if isinstance(r, (torch.Tensor, np.ndarray)):
+            if tuple(r.shape) != ():
+                raise ValueError(f"r must be a scalar, got shape {tuple(r.shape)}")
+            r = r.item()
+        if isinstance(r, bool) or not isinstance(r, Real):
+            raise TypeError(f"r must be a real number, got {type(r).__name__}")
+        value = float(r)
+        if not math.isfinite(value):
+            raise ValueError(f"r must be finite, got {value}")
+        if self.loss == "ce" and (value != int(value) or not 0 <= value < self.n_outputs):
+            raise ValueError(f"with loss='ce', r must be a class label in 0..{self.n_outputs - 1}, "
+                             f"got {value}")
+        return value
+
+    # --- acting ---------------------------------------------------------------------
+    def _scores(self, out: torch.Tensor) -> torch.Tensor:
+        """Action scores from outputs ``(K, 1, n_outputs)``."""
+        if self.loss == "mse":
+            return out[:, 0, 0]
+        return torch.softmax(out[:, 0, :], dim=-1) @ self._class_values
+
+    def act(self, actions: Any, mask: Any = None) -> int:
+        """Choose an action.
+
+        Draws one index ``zeta`` for this step, shared by all actions, and
+        returns the argmax of the scores ``f(x_k, zeta)`` (see the module
+        docstring for the score under ``loss="ce"``).
+
+        Parameters
+        ----------
+        actions : array_like or torch.Tensor, shape (K, dim); or list of K items
+            Features of the K candidate actions (NumPy or torch; moved to the
+            agent's device). With ``dim=None``, a list of whatever the feature
+            network takes.
+        mask : array_like of bool, shape (K,), optional
+            Which actions are available (True); at least one must be.
+
+        Returns
+        -------
+        int
+            Index of the chosen action.
+
+        Raises
+        ------
+        ValueError, TypeError
+            On inputs of the wrong shape, dtype or with NaN/inf; nothing is drawn then.
+        """
+        x, n_actions = self._as_actions(actions)
+        m = self._as_mask(mask, n_actions)
+        if self.model.training:
+            self.model.eval()
+        with torch.no_grad():
+            zeta = self._act_index()
+            scores = self._scores(self.model(x, zeta))
+            if m is not None:
+                scores = scores.masked_fill(~m, -math.inf)
+            return int(torch.argmax(scores))
+
+    # --- learning -------------------------------------------------------------------
+    def update(self, x: Any, r: Any) -> None:
+        """Store one observation and train on schedule.
+
+        ``xi`` is drawn now and stored with ``(x, r)``. Once
+        ``n_seen >= update_start``, every ``update_every`` observations run
+        ``n_updates`` optimiser steps on minibatches of ``batch_size`` drawn
+        with replacement from the buffer.
+
+        Parameters
+        ----------
+        x : array_like or torch.Tensor, shape (dim,); or one item with ``dim=None``
+            Features of the action taken.
+        r : float
+            Its reward (a class label under ``loss="ce"``).
+
+        Raises
+        ------
+        ValueError, TypeError
+            On a wrong shape or dtype, NaN/inf, or an invalid label; the agent is unchanged.
+        """
+        if self.dim is not None:
+            xt = self._as_vectors(x, "x")
+            if tuple(xt.shape) != (self.dim,):
+                raise ValueError(f"x must have shape ({self.dim},), got {tuple(xt.shape)}")
+        else:
+            xt = x
+        value = self._as_reward(r)
+        self.buffer.add(xt, value, self._draw_xi())
+        self.n_seen += 1
+        if self.n_seen >= self.update_start and (self.n_seen - self.update_start) % self.update_every == 0:
+            for _ in range(self.n_updates):
+                self.sgd_step()
+
+    def loss_value(self, x: Any, r: torch.Tensor, xi: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The training loss on a batch, without the weight decay.
+
+        Parameters
+        ----------
+        x : torch.Tensor (B, dim) or list
+            Inputs.
+        r : torch.Tensor (B,)
+            Rewards (labels under ``loss="ce"``).
+        xi : torch.Tensor (B, index_dim)
+            Stored perturbations.
+        z : torch.Tensor (n_z, index_dim) or (B, n_z, index_dim)
+            Indices to average over.
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar ``mean_i mean_z l(f(x_i, z), r_i + c <z, xi_i>)``.
+        """
+        out = self.model(x, z)  # (B, n_z, n_out)
+        if z.dim() == 2:
+            pert = xi @ z.T
+        else:
+            pert = torch.bmm(z, xi.unsqueeze(2)).squeeze(2)
+        pert = self.perturbation_scale * pert  # (B, n_z)
+        if self.loss == "mse":
+            return (r.unsqueeze(1) + pert - out[..., 0]).square().mean()
+        labels = r.long()
+        onehot = nn.functional.one_hot(labels, self.n_outputs).to(out.dtype)
+        logits = out - pert.unsqueeze(2) * onehot.unsqueeze(1)
+        B, n_z, C = logits.shape
+        return nn.functional.cross_entropy(logits.reshape(B * n_z, C),
+                                           labels.repeat_interleave(n_z))
+
+    def sgd_step(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """One Adam step on a minibatch; returns the loss (a device tensor, no host sync).
+
+        Parameters
+        ----------
+        idx : torch.Tensor, optional
+            Buffer slots to train on; by default ``batch_size`` slots drawn
+            uniformly with replacement from the agent's generator.
+        """
+        n = len(self.buffer)
+        if n == 0:
+            raise ValueError("the buffer is empty: call update() first")
+        if idx is None:
+            idx = torch.randint(0, n, (self.batch_size,), generator=self.generator, device=self.device)
+        x, r, xi = self.buffer.gather(idx)
+        z = self._train_index(r.shape[0])
+        if not self.model.training:
+            self.model.train()
+        decay = self.weight_decay / n
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = decay
+        loss = self.loss_value(x, r, xi, z)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.n_sgd_steps += 1
+        return loss.detach()
+
+    # --- state ----------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {"dim": self.dim, "index_dim": self.index_dim, "n_outputs": self.n_outputs,
+                "loss": self.loss, "buffer_capacity": self.buffer_capacity}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the same trajectory.
+
+        Returns
+        -------
+        dict
+            Model and optimiser state, buffer, counters and the generator state
+            (``torch.save`` can write it).
+        """
+        return {"format": _STATE_FORMAT, "class": type(self).__name__, "config": self._config(),
+                "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
+                "n_seen": self.n_seen, "n_sgd_steps": self.n_sgd_steps,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of an agent built with the same arguments.
+
+        Raises
+        ------
+        ValueError
+            If ``state`` comes from another class or configuration; the agent
+            is unchanged then.
+        """
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise ValueError("state is not an ensemblepp neural agent state_dict")
+        if state.get("class") != type(self).__name__:
+            raise ValueError(f"state belongs to {state.get('class')}, not {type(self).__name__}")
+        if state.get("config") != self._config():
+            raise ValueError(f"state config {state.get('config')} does not match {self._config()}")
+        own = self.model.state_dict()
+        model_state = state["model"]
+        if set(model_state) != set(own) or any(tuple(model_state[k].shape) != tuple(v.shape)
+                                               for k, v in own.items()):
+            raise ValueError("state model parameters do not match this agent's network")
+        self.buffer.check_state_dict(state["buffer"])
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.n_seen = int(state["n_seen"])
+        self.n_sgd_steps = int(state["n_sgd_steps"])
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(dim={self.dim}, index_dim={self.index_dim}, "
+                f"loss={self.loss!r}, device={str(self.device)!r}, n_seen={self.n_seen})")
+
+
+_COMMON_DOC = """
+    n_outputs : int
+        1 for regression (``loss="mse"``), the number of classes for ``loss="ce"``.
+    loss : {"mse", "ce"}
+        Squared loss or cross-entropy (see :mod:`ensemblepp.neural`).
+    perturbation_scale : float
+        ``c`` in the perturbed target ``r + c <z, xi>`` (default 0.01).
+    buffer_capacity : int
+        FIFO buffer size (default 10,000).
+    update_start : int
+        First observation count at which training runs (default 128).
+    update_every : int
+        Train every this many observations (default 1).
+    n_updates : int
+        Optimiser steps per training round (default 1).
+    batch_size : int
+        Minibatch size, drawn with replacement (default 128).
+    lr : float
+        Adam learning rate (default 1e-4).
+    weight_decay : float
+        ``wd``; Adam's L2 coefficient is ``wd / len(buffer)`` (default 0.01).
+    device : str or torch.device
+        ``"cpu"`` or ``"cuda[:i]"``; parameters, buffer and random stream live there.
+    seed : int
+        Seeds the initial weights (CPU generator, same on every device) and the
+        agent's device generator; the same seed gives the same actions on CPU.
+"""
+
+
+class NeuralEnsemble(NeuralAgent):
+    __doc__ = """Neural Ensemble++ agent (Li et al. 2024).
+
+    Network :class:`~ensemblepp.neural.EnsemblePlusPlusNet`. Acts with one
+    ``zeta`` per step drawn at reference scale from ``reference``, shared by
+    all actions. Trains on the loss symmetrized over ``+-z`` with ``z`` from
+    ``update``: for ``"coordinate"`` all 2M vectors ``+-sqrt(M) e_j``; for the
+    other distributions M reference-scale draws per observation and their
+    negatives. ``xi`` is uniform on the unit sphere.
+
+    Parameters
+    ----------
+    dim : int or None
+        Input dimension; None when ``feature_net`` takes non-vector inputs
+        (actions are then lists of items).
+    ensemble_size : int
+        M (default 8).
+    hidden : sequence of int
+        Hidden widths of the default MLP feature network (default ``(64, 64)``).
+    feature_net : torch.nn.Module, optional
+        Feature network to use instead of the MLP.
+    prior_net : torch.nn.Module, optional
+        Separate frozen prior feature network (default: ``sg(h)``).
+    prior_scale, posterior_scale : float
+        ``s_prior``, ``s_post`` (paper: quadratic 5 / 1, neural regression 0.2 / 0.1).
+    reference : str
+        Distribution of the acting index (default ``"gaussian"``).
+    update : str
+        Distribution of the training indices (default ``"coordinate"``).
+    """ + _COMMON_DOC + """
+    feature_dim, prior_feature_dim : int, optional
+        Output widths of ``feature_net`` / ``prior_net`` when they cannot be inferred.
+    """
+
+    _xi_distribution = "sphere"
+
+    def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
+                 feature_net: nn.Module | None = None, prior_net: nn.Module | None = None,
+                 prior_scale: float = 1.0, posterior_scale: float = 1.0, n_outputs: int = 1,
+                 loss: str = "mse", reference: str = "gaussian", update: str = "coordinate",
+                 perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
+                 update_start: int = 128, update_every: int = 1, n_updates: int = 1,
+                 batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
+                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 feature_dim: int | None = None, prior_feature_dim: int | None = None) -> None:
+        self.reference = check_distribution(reference, "reference")
+        self.update_distribution = check_distribution(update, "update")
+        M = _int_arg(ensemble_size, "ensemble_size", 1)
+        super().__init__(dim, index_dim=M, n_outputs=n_outputs, loss=loss,
+                         perturbation_scale=perturbation_scale, buffer_capacity=buffer_capacity,
+                         update_start=update_start, update_every=update_every, n_updates=n_updates,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, device=device,
+                         seed=seed, model_kwargs=dict(
+                             ensemble_size=M, hidden=hidden, feature_net=feature_net,
+                             prior_net=prior_net, feature_dim=feature_dim,
+                             prior_feature_dim=prior_feature_dim, prior_scale=prior_scale,
+                             posterior_scale=posterior_scale))
+        self._support = coordinate_support(M, device=self.device)
+
+    def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
+        return EnsemblePlusPlusNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
+
+    def _act_index(self) -> torch.Tensor:
+        return draw(self.reference, 1, self.index_dim, self.generator, scale="reference")
+
+    def _train_index(self, batch: int) -> torch.Tensor:
+        if self.update_distribution == "coordinate":
+            return self._support
+        z = draw(self.update_distribution, (batch, self.index_dim), self.index_dim, self.generator,
+                 scale="reference")
+        return torch.cat([z, -z], dim=1)
+
+
+class EnsemblePlus(NeuralAgent):
+    __doc__ = """Ensemble+ agent (Osband et al. 2018): M heads with randomized prior functions.
+
+    Network :class:`~ensemblepp.neural.EnsemblePlusNet`. Each step one head
+    ``k``, uniform, acts (index ``sqrt(M) e_k``); every head trains on every
+    observation with target ``r + c sqrt(M) xi_k``, ``xi ~ N(0, I/M)``
+    (so each head's target noise has standard deviation ``c``, as in
+    Ensemble++).
+
+    Parameters
+    ----------
+    dim, ensemble_size, hidden, feature_net, prior_net, prior_scale
+        As for :class:`NeuralEnsemble`; the trunk is trained without
+        stop-gradient and the prior trunk is separate and frozen.
+    """ + _COMMON_DOC + """
+    feature_dim, prior_feature_dim : int, optional
+        Output widths of ``feature_net`` / ``prior_net`` when they cannot be inferred.
+    """
+
+    _xi_distribution = "gaussian"
+
+    def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
+                 feature_net: nn.Module | None = None, prior_net: nn.Module | None = None,
+                 prior_scale: float = 1.0, n_outputs: int = 1, loss: str = "mse",
+                 perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
+                 update_start: int = 128, update_every: int = 1, n_updates: int = 1,
+                 batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
+                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 feature_dim: int | None = None, prior_feature_dim: int | None = None) -> None:
+        M = _int_arg(ensemble_size, "ensemble_size", 1)
+        super().__init__(dim, index_dim=M, n_outputs=n_outputs, loss=loss,
+                         perturbation_scale=perturbation_scale, buffer_capacity=buffer_capacity,
+                         update_start=update_start, update_every=update_every, n_updates=n_updates,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, device=device,
+                         seed=seed, model_kwargs=dict(
+                             ensemble_size=M, hidden=hidden, feature_net=feature_net,
+                             prior_net=prior_net, feature_dim=feature_dim,
+                             prior_feature_dim=prior_feature_dim, prior_scale=prior_scale))
+        self._heads = torch.eye(M, device=self.device) * math.sqrt(M)
+
+    def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
+        return EnsemblePlusNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
+
+    def _act_index(self) -> torch.Tensor:
+        k = torch.randint(0, self.index_dim, (1,), generator=self.generator, device=self.device)
+        return self._heads.index_select(0, k)
+
+    def _train_index(self, batch: int) -> torch.Tensor:
+        return self._heads
+
+
+class EpiNet(NeuralAgent):
+    __doc__ = """Epinet agent (Osband et al. 2023).
+
+    Network :class:`~ensemblepp.neural.EpiNetNet`. Acts with one
+    ``z ~ N(0, I_M)`` per step; each optimiser step averages the loss over
+    ``n_index_samples`` draws of ``z`` shared by the minibatch. ``xi`` is
+    uniform on the unit sphere as in Ensemble++.
+
+    Parameters
+    ----------
+    dim, ensemble_size, hidden, feature_net, prior_scale, posterior_scale
+        As for :class:`NeuralEnsemble` (``ensemble_size`` is the index
+        dimension; ``posterior_scale`` multiplies the learnable epinet).
+    """ + _COMMON_DOC + """
+    n_index_samples : int
+        Index draws per optimiser step (default 16).
+    epinet_hidden, prior_hidden : sequence of int
+        Hidden widths of the epinet (default ``(15, 15)``) and of each prior MLP (``(5, 5)``).
+    feature_dim : int, optional
+        Output width of ``feature_net`` when it cannot be inferred.
+    """
+
+    _xi_distribution = "sphere"
+
+    def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
+                 feature_net: nn.Module | None = None, prior_scale: float = 1.0,
+                 posterior_scale: float = 1.0, n_outputs: int = 1, loss: str = "mse",
+                 perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
+                 update_start: int = 128, update_every: int = 1, n_updates: int = 1,
+                 batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
+                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 n_index_samples: int = 16, epinet_hidden: Sequence[int] = (15, 15),
+                 prior_hidden: Sequence[int] = (5, 5), feature_dim: int | None = None) -> None:
+        M = _int_arg(ensemble_size, "ensemble_size", 1)
+        self.n_index_samples = _int_arg(n_index_samples, "n_index_samples", 1)
+        super().__init__(dim, index_dim=M, n_outputs=n_outputs, loss=loss,
+                         perturbation_scale=perturbation_scale, buffer_capacity=buffer_capacity,
+                         update_start=update_start, update_every=update_every, n_updates=n_updates,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, device=device,
+                         seed=seed, model_kwargs=dict(
+                             ensemble_size=M, hidden=hidden, feature_net=feature_net,
+                             feature_dim=feature_dim, prior_scale=prior_scale,
+                             posterior_scale=posterior_scale, epinet_hidden=epinet_hidden,
+                             prior_hidden=prior_hidden))
+
+    def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
+        return EpiNetNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
+
+    def _act_index(self) -> torch.Tensor:
+        return torch.randn(1, self.index_dim, generator=self.generator, device=self.device)
+
+    def _train_index(self, batch: int) -> torch.Tensor:
+        return torch.randn(self.n_index_samples, self.index_dim, generator=self.generator,
+                           device=self.device)
+
+
+class NeuralGreedy(NeuralAgent):
+    __doc__ = """Greedy agent: the base head alone, no exploration.
+
+    Network :class:`~ensemblepp.neural.GreedyNet`; acts on ``argmax_k f(x_k)``
+    and trains on the unperturbed loss (``perturbation_scale`` is accepted for
+    a uniform interface and has no effect: there is no index).
+
+    Parameters
+    ----------
+    dim, hidden, feature_net
+        As for :class:`NeuralEnsemble`.
+    """ + _COMMON_DOC + """
+    feature_dim : int, optional
+        Output width of ``feature_net`` when it cannot be inferred.
+    """
+
+    def __init__(self, dim: int | None, hidden: Sequence[int] = (64, 64),
+                 feature_net: nn.Module | None = None, n_outputs: int = 1, loss: str = "mse",
+                 perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
+                 update_start: int = 128, update_every: int = 1, n_updates: int = 1,
+                 batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
+                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 feature_dim: int | None = None) -> None:
+        super().__init__(dim, index_dim=0, n_outputs=n_outputs, loss=loss,
+                         perturbation_scale=perturbation_scale, buffer_capacity=buffer_capacity,
+                         update_start=update_start, update_every=update_every, n_updates=n_updates,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, device=device,
+                         seed=seed, model_kwargs=dict(hidden=hidden, feature_net=feature_net,
+                                                      feature_dim=feature_dim))
+        self._no_index = torch.zeros(1, 0, device=self.device)
+
+    def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
+        return GreedyNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
+
+    def _act_index(self) -> torch.Tensor:
+        return self._no_index
+
+    def _train_index(self, batch: int) -> torch.Tensor:
+        return self._no_index

@@ -1,0 +1,161 @@
+"""The five index distributions of Ensemble++, drawn with a torch generator.
+
+Every distribution draws M-vectors in two scalings of one family (DESIGN.md,
+"Notation and distributions"):
+
+* *perturbation* scale, unit second moment ``E|v|^2 = 1``:
+
+  - ``gaussian``: N(0, I / M);
+  - ``sphere``: uniform on the unit sphere S^(M-1);
+  - ``cube``: uniform on {+-1/sqrt(M)}^M;
+  - ``coordinate``: +-e_i with i uniform and a random sign;
+  - ``sparse``: s distinct coordinates (default s = min(2, M)), each +-1/sqrt(s).
+
+* *reference* scale: sqrt(M) times the perturbation draw, so that
+  ``E[zeta zeta^T] = I_M``.
+
+The compiled core has its own Philox version of these for the linear agents;
+this module is the torch-only version the neural agents use, so that every draw
+comes from the agent's own :class:`torch.Generator` on the agent's device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["DISTRIBUTIONS", "SCALES", "check_distribution", "draw", "coordinate_support"]
+
+DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "sphere", "cube", "coordinate", "sparse")
+SCALES: tuple[str, ...] = ("perturbation", "reference")
+
+
+def check_distribution(name: str, argument: str = "distribution") -> str:
+    """Return ``name`` if it names one of :data:`DISTRIBUTIONS`, else raise.
+
+    Parameters
+    ----------
+    name : str
+        Candidate distribution name.
+    argument : str
+        Name of the caller's argument, used in the error message.
+
+    Returns
+    -------
+    str
+        ``name`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a known distribution.
+    """
+    if not isinstance(name, str) or name not in DISTRIBUTIONS:
+        raise ValueError(f"{argument} must be one of {DISTRIBUTIONS}, got {name!r}")
+    return name
+
+
+def _random_signs(shape: tuple[int, ...], generator: torch.Generator, device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    bits = torch.randint(0, 2, shape, generator=generator, device=device)
+    return (2 * bits - 1).to(dtype)
+
+
+def draw(name: str, shape: tuple[int, ...] | int, dim: int, generator: torch.Generator, *,
+         scale: str = "perturbation", sparsity: int | None = None,
+         dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Draw vectors of length ``dim`` from one of the five distributions.
+
+    Parameters
+    ----------
+    name : {"gaussian", "sphere", "cube", "coordinate", "sparse"}
+        The distribution.
+    shape : int or tuple of int
+        Leading (batch) shape; the result has shape ``(*shape, dim)``.
+    dim : int
+        Length M of each vector (the ensemble size), at least 1.
+    generator : torch.Generator
+        Source of randomness; the draws live on ``generator.device``.
+    scale : {"perturbation", "reference"}
+        ``"perturbation"`` gives unit second moment ``E|v|^2 = 1``;
+        ``"reference"`` multiplies that by ``sqrt(dim)`` so ``E[v v^T] = I``.
+    sparsity : int, optional
+        Number s of non-zero coordinates for ``"sparse"`` (default ``min(2, dim)``).
+    dtype : torch.dtype
+        Floating-point dtype of the result.
+
+    Returns
+    -------
+    torch.Tensor
+        Draws of shape ``(*shape, dim)`` on the generator's device.
+
+    Raises
+    ------
+    ValueError
+        If ``name``, ``scale``, ``dim`` or ``sparsity`` is invalid.
+    """
+    check_distribution(name, "name")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    lead = (shape,) if isinstance(shape, int) else tuple(shape)
+    if any((not isinstance(n, int)) or n < 0 for n in lead):
+        raise ValueError(f"shape must hold non-negative ints, got {shape!r}")
+    if name == "sparse":
+        s = min(2, dim) if sparsity is None else sparsity
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= dim:
+            raise ValueError(f"sparsity must be an int in [1, {dim}], got {sparsity!r}")
+    device = generator.device
+    full = lead + (dim,)
+    if name == "gaussian":
+        v = torch.randn(full, generator=generator, device=device, dtype=dtype) / math.sqrt(dim)
+    elif name == "sphere":
+        g = torch.randn(full, generator=generator, device=device, dtype=dtype)
+        # A zero Gaussian vector has probability zero; the clamp only guards the division.
+        v = g / g.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+    elif name == "cube":
+        v = _random_signs(full, generator, device, dtype) / math.sqrt(dim)
+    elif name == "coordinate":
+        idx = torch.randint(0, dim, lead + (1,), generator=generator, device=device)
+        signs = _random_signs(lead + (1,), generator, device, dtype)
+        v = torch.zeros(full, device=device, dtype=dtype).scatter_(-1, idx, signs)
+    else:  # sparse
+        # The s smallest of M i.i.d. uniforms index s distinct coordinates uniformly.
+        keys = torch.rand(full, generator=generator, device=device)
+        idx = keys.topk(s, dim=-1, largest=False).indices
+        signs = _random_signs(lead + (s,), generator, device, dtype) / math.sqrt(s)
+        v = torch.zeros(full, device=device, dtype=dtype).scatter_(-1, idx, signs)
+    if scale == "reference":
+        v = v * math.sqrt(dim)
+    return v
+
+
+def coordinate_support(dim: int, *, scale: str = "reference", device: torch.device | str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """All 2M points of the ``coordinate`` distribution, ``+-e_j`` (times sqrt(M) at reference scale).
+
+    The symmetrized Ensemble++ loss averages over this whole support instead of
+    sampling it, which is exact and costs no random draws.
+
+    Parameters
+    ----------
+    dim : int
+        Ensemble size M.
+    scale : {"perturbation", "reference"}
+        Scaling of the points.
+    device, dtype
+        Where and how to allocate the result.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(2 * dim, dim)``: rows ``e_0, ..., e_{M-1}, -e_0, ..., -e_{M-1}`` (scaled).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    eye = torch.eye(dim, device=device, dtype=dtype)
+    if scale == "reference":
+        eye = eye * math.sqrt(dim)
+    return torch.cat([eye, -eye], dim=0)
