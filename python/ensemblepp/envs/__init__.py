@@ -86,17 +86,44 @@ def register_environment(name: str, factory: Callable[..., Environment], descrip
     ENVIRONMENTS[name] = EnvironmentSpec(name, factory, description, dict(defaults or {}), batched)
 
 
+def _accepted_options(factory: Callable[..., Any]) -> set[str] | None:
+    """Keyword names ``factory`` accepts, following ``**kwargs`` up a class's MRO; None if unknown."""
+    targets = [c.__init__ for c in factory.__mro__ if "__init__" in vars(c)] if inspect.isclass(factory) else [factory]
+    names: set[str] = set()
+    for target in targets:
+        try:
+            params = inspect.signature(target).parameters
+        except (TypeError, ValueError):  # builtins without a signature
+            return None
+        names |= {n for n, p in params.items()
+                  if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+                  and not n.startswith("_") and n != "self"}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return names
+    return None
+
+
 def check_options(factory: Callable[..., Any], options: dict[str, Any], what: str,
                   reserved: tuple[str, ...] = ()) -> None:
-    """Raise ValueError naming any option that ``factory`` does not accept."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without signature
+    """Raise ValueError naming any option that ``factory`` does not accept.
+
+    Parameters
+    ----------
+    factory : callable
+        A class (its ``__init__`` chain is followed through ``**kwargs``) or function.
+    options : dict
+        Options the caller wants to pass.
+    what : str
+        Prefix of the error message (e.g. ``"agent 'ts'"``).
+    reserved : tuple of str
+        Names the caller sets itself, not accepted from ``options``.
+    """
+    allowed = _accepted_options(factory)
+    bad_reserved = sorted(set(options) & set(reserved))
+    if bad_reserved:
+        raise ValueError(f"{what}: option(s) {', '.join(bad_reserved)} are set by the runner, not by the user")
+    if allowed is None:
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = {n for n, p in params.items()
-               if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
     allowed -= set(reserved)
     unknown = sorted(set(options) - allowed)
     if unknown:

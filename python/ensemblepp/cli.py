@@ -1,0 +1,275 @@
+"""The ``ensemblepp`` command line (also ``python -m ensemblepp``).
+
+``ensemblepp run`` runs an experiment (the embedded default comparison when
+given no arguments, a preset, a TOML file or options), writes a results file
+and a PNG and prints a summary table; ``ensemblepp plot RESULTS`` redraws the
+plot of a results file; ``ensemblepp presets|agents|envs`` list what exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "parse_value", "parse_agent_spec"]
+
+
+class CLIError(Exception):
+    """A user error reported as ``ensemblepp: error: ...`` with exit status 2."""
+
+
+def parse_value(text: str) -> Any:
+    """Read an option value as a TOML value (int, float, bool, list, quoted string), else a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside brackets and quotes."""
+    parts, depth, quote, cur = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_key_values(items: Sequence[str], what: str) -> dict[str, Any]:
+    """Parse ``key=value`` strings into a mapping (values via :func:`parse_value`)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise CLIError(f"{what}: expected key=value, got {item!r}")
+        out[key] = parse_value(value.strip())
+    return out
+
+
+def parse_agent_spec(spec: str) -> dict[str, Any]:
+    """Parse ``NAME`` or ``NAME:key=value,key=value`` (``label=...`` sets the label).
+
+    Examples
+    --------
+    >>> parse_agent_spec("ensemble++:M=8,perturbation=cube")
+    {'name': 'ensemble++', 'M': 8, 'perturbation': 'cube'}
+    """
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise CLIError(f"--agent: missing agent name in {spec!r}")
+    return {"name": name, **parse_key_values(_split_top(rest), f"--agent {name}")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ensemblepp`` command."""
+    parser = argparse.ArgumentParser(
+        prog="ensemblepp", description="Scalable approximate Thompson sampling with Ensemble++: experiments.")
+    parser.add_argument("--version", action="store_true", help="print the package version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run an experiment (with no options: the embedded default comparison)",
+                         description="Run agents on an environment over several seeds; write a results file "
+                                     "and a PNG; print a summary table.")
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--preset", metavar="NAME", help="a named experiment (see `ensemblepp presets`)")
+    src.add_argument("--config", metavar="FILE", help="a TOML configuration file")
+    run.add_argument("--env", metavar="NAME", help="environment (see `ensemblepp envs`)")
+    run.add_argument("-E", "--env-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="environment option, e.g. -E dim=50 -E n_actions=1000 (repeatable)")
+    run.add_argument("-a", "--agent", action="append", default=[], metavar="SPEC",
+                     help="agent NAME or NAME:key=value,... e.g. ensemble++:M=8,label=E8 (repeatable)")
+    run.add_argument("-T", "--horizon", type=int, metavar="T", help="number of steps")
+    run.add_argument("-n", "--seeds", type=int, metavar="N", help="number of seeds")
+    run.add_argument("--seed", type=int, metavar="S", help="first seed (seeds are S, S+1, ...)")
+    run.add_argument("--name", help="experiment name (file names and plot title)")
+    run.add_argument("-o", "--output", default="results", metavar="PATH",
+                     help="output folder, or a .json/.csv results file path (default: results/)")
+    run.add_argument("--format", choices=("json", "csv"), help="results file format (default json)")
+    run.add_argument("--metric", help="metric to plot and summarise (default: the experiment's)")
+    run.add_argument("--no-plot", action="store_true", help="do not write a PNG")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    plot = sub.add_parser("plot", help="redraw the plot of a results file")
+    plot.add_argument("results", metavar="RESULTS", help="a .json or .csv results file")
+    plot.add_argument("-o", "--output", metavar="PNG", help="PNG path (default: next to RESULTS)")
+    plot.add_argument("--metric", default=None, help="metric to draw (default: the experiment's)")
+    plot.add_argument("--logy", action="store_true", help="logarithmic y axis")
+    plot.add_argument("--title", help="figure title")
+
+    sub.add_parser("presets", help="list the named experiments")
+    sub.add_parser("agents", help="list the agents")
+    sub.add_parser("envs", help="list the environments")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    ov: dict[str, Any] = {}
+    if args.horizon is not None:
+        if args.horizon < 1:
+            raise CLIError(f"--horizon must be positive, got {args.horizon}")
+        ov["horizon"] = args.horizon
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise CLIError(f"--seeds must be positive, got {args.seeds}")
+        ov["n_seeds"] = args.seeds
+    if args.seed is not None:
+        if args.seed < 0:
+            raise CLIError(f"--seed must be non-negative, got {args.seed}")
+        ov["seed"] = args.seed
+    env_opts = parse_key_values(args.env_option, "--env-option")
+    if env_opts:
+        ov["environment"] = env_opts
+    return ov
+
+
+def _output_paths(output: str, name: str, fmt: str | None) -> tuple[Path, Path, str]:
+    path = Path(output)
+    if path.suffix.lower() in (".json", ".csv"):
+        chosen = fmt or path.suffix.lower().lstrip(".")
+        if fmt and path.suffix.lower() != f".{fmt}":
+            raise CLIError(f"--format {fmt} does not match the output file {path}")
+        return path, path.with_suffix(".png"), chosen
+    chosen = fmt or "json"
+    return path / f"{name}.{chosen}", path / f"{name}.png", chosen
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiments import (DEFAULT_CONFIG, ExperimentConfig, PresetContext, get_preset, load_config,
+                              run_experiment, run_preset)
+    from .experiments.presets import apply_overrides
+
+    overrides = _overrides(args)
+    progress = not args.quiet
+    if args.preset:
+        if args.env or args.agent:
+            raise CLIError("--env and --agent cannot be combined with --preset (use --config to customise)")
+        preset = get_preset(args.preset)
+        out = Path(args.output)
+        if out.suffix.lower() in (".json", ".csv"):
+            raise CLIError("--output must be a folder for a preset (it may write several files)")
+        ctx = PresetContext(overrides=overrides, output_dir=out, fmt=args.format or "json", progress=progress,
+                            log=lambda line: print(line, flush=True))
+        if preset.config is not None:
+            # Validate every configuration before running any of them.
+            from .experiments import preset_configs
+
+            for cfg in preset_configs(args.preset, overrides):
+                ExperimentConfig.from_dict(cfg)
+        files = run_preset(args.preset, ctx)
+        print(f"preset {args.preset}: wrote {len(files)} file(s) under {out}")
+        return 0
+
+    raw = load_config(args.config) if args.config else dict(DEFAULT_CONFIG)
+    if args.env:
+        if args.env != raw.get("environment", {}).get("name"):
+            raw["environment"] = {"name": args.env}
+    if args.agent:
+        raw["agents"] = [parse_agent_spec(s) for s in args.agent]
+    if args.name:
+        raw["name"] = args.name
+    elif not args.config and (args.env or args.agent):
+        raw["name"] = "experiment"
+        raw["description"] = ""
+    raw = apply_overrides(raw, overrides)
+    config = ExperimentConfig.from_dict(raw)
+    metric = args.metric or config.plot_metric
+    res_path, png_path, fmt = _output_paths(args.output, config.name, args.format)
+    if config.description:
+        print(f"{config.name}: {config.description}", flush=True)
+    print(f"{config.environment} {config.env_options}, T={config.horizon}, {len(config.seeds)} seeds, "
+          f"{len(config.agents)} agents", flush=True)
+    results = run_experiment(config, progress=progress)
+    if metric not in results.metric_names():
+        raise CLIError(f"--metric: unknown {metric!r}; available: {', '.join(results.metric_names())}")
+    results.save(res_path, fmt=fmt)
+    print(results.summary(metric))
+    print(f"results: {res_path}")
+    if not args.no_plot:
+        results.plot(png_path, metric=metric)
+        print(f"plot: {png_path}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .experiments import load_results
+
+    results = load_results(args.results)
+    metric = args.metric or results.config.get("plot_metric", "cumulative_regret")
+    if metric not in results.metric_names():
+        raise CLIError(f"--metric: unknown {metric!r}; available: {', '.join(results.metric_names())}")
+    out = Path(args.output) if args.output else Path(args.results).with_suffix(".png")
+    if out.suffix.lower() != ".png":
+        raise CLIError(f"--output must end in .png, got {out}")
+    results.plot(out, metric=metric, title=args.title, logy=args.logy)
+    print(results.summary(metric))
+    print(f"plot: {out}")
+    return 0
+
+
+def _cmd_list(what: str) -> int:
+    if what == "presets":
+        from .experiments import PRESETS
+
+        for name, p in sorted(PRESETS.items()):
+            print(f"{name}\n    {p.description}")
+    elif what == "agents":
+        from .experiments import AGENTS
+
+        for name, a in sorted(AGENTS.items()):
+            print(f"{name:<20} {'batched' if a.batched else 'per seed':<9} {a.description}")
+    else:
+        from .envs import ENVIRONMENTS
+
+        for name, e in sorted(ENVIRONMENTS.items()):
+            print(f"{name:<22} {e.description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ensemblepp`` console script.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 for bad options or input, 130 when interrupted.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if args.command is None:
+        # `ensemblepp` alone behaves like `ensemblepp run` with no arguments.
+        args = parser.parse_args(["run", *(argv or [])])
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "plot":
+            return _cmd_plot(args)
+        return _cmd_list(args.command)
+    except (CLIError, ValueError, TypeError, RuntimeError) as exc:
+        print(f"ensemblepp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ensemblepp: interrupted", file=sys.stderr)
+        return 130
