@@ -246,10 +246,14 @@ def lzw_decompress(data: bytes) -> bytes:
     group_start = 0  # bit position where codes of the current width began
     previous: bytes | None = None
     while pos + n_bits <= total_bits:
-        if len(prefixes) > max_code and n_bits < max_bits:
+        if len(prefixes) > max_code:
             pos = _skip_to_group(pos, group_start, n_bits)
             n_bits += 1
-            max_code = (1 << n_bits) - 1
+            # At the maximum width the limit is the table size, so the width
+            # stops growing. With max_bits = 9 this grows the codes to 10 bits
+            # once the table is full, as gzip -d reads such files (ncompress
+            # 4.2.4 disagrees; no real data set uses 9-bit archives).
+            max_code = (1 << max_bits) if n_bits == max_bits else (1 << n_bits) - 1
             group_start = pos
             continue
         byte = pos >> 3
