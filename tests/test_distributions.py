@@ -1,0 +1,100 @@
+"""Philox generator and the five distributions: known answers, moments, supports, isotropy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import ensemblepp as epp
+from ensemblepp import _core
+
+N = 40_000
+
+
+def test_philox_known_answers() -> None:
+    # Random123 kat_vectors, philox4x32 10.
+    assert _core.philox4x32_10([0, 0, 0, 0], [0, 0]) == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+    assert _core.philox4x32_10([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2) == [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]
+    assert _core.philox4x32_10([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0]) == [
+        0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
+
+
+@pytest.mark.parametrize("name", epp.DISTRIBUTIONS)
+@pytest.mark.parametrize("M", [1, 2, 8, 33])
+@pytest.mark.parametrize("scaling", ["perturbation", "reference"])
+def test_moments_and_isotropy(name: str, M: int, scaling: str) -> None:
+    v = epp.draw(name, N, M, scaling=scaling, seed=7)
+    scale2 = 1.0 if scaling == "perturbation" else M
+    # Second moment: E|v|^2 = 1 (perturbation) or M (reference).
+    sq = (v**2).sum(axis=1)
+    assert abs(sq.mean() - scale2) < 6 * sq.std() / math.sqrt(N) + 1e-12
+    # Mean zero and E[v v^T] = (scale2 / M) I: each entry within ~5 standard errors.
+    assert np.abs(v.mean(axis=0)).max() < 5 * math.sqrt(scale2 / M / N) + 1e-12
+    cov = v.T @ v / N
+    se = np.sqrt(np.maximum((v[:, :, None] ** 2 * v[:, None, :] ** 2).mean(axis=0) - cov**2, 0) / N)
+    np.testing.assert_array_less(np.abs(cov - scale2 / M * np.eye(M)), 5 * se + 1e-12)
+
+
+@pytest.mark.parametrize("M", [1, 5, 16])
+def test_supports(M: int) -> None:
+    sphere = epp.draw("sphere", 2000, M, seed=1)
+    np.testing.assert_allclose(np.linalg.norm(sphere, axis=1), 1.0, rtol=1e-12)
+    ref = epp.draw("sphere", 2000, M, seed=1, scaling="reference")
+    np.testing.assert_allclose(ref, math.sqrt(M) * sphere, rtol=1e-13)
+
+    cube = epp.draw("cube", 2000, M, seed=2)
+    np.testing.assert_allclose(np.abs(cube), 1 / math.sqrt(M), rtol=1e-14)
+    signs = np.sign(cube)
+    assert abs(signs.mean()) < 0.05
+
+    coord = epp.draw("coordinate", 2000, M, seed=3)
+    assert ((coord != 0).sum(axis=1) == 1).all()
+    np.testing.assert_array_equal(np.abs(coord).sum(axis=1), 1.0)
+
+    for s in range(1, M + 1):
+        sparse = epp.draw("sparse", 500, M, seed=4, sparsity=s)
+        assert ((sparse != 0).sum(axis=1) == s).all()
+        np.testing.assert_allclose(np.abs(sparse[sparse != 0]), 1 / math.sqrt(s), rtol=1e-14)
+
+
+def test_gaussian_is_normal_and_indices_are_uniform() -> None:
+    g = epp.draw("gaussian", 5000, 4, seed=11, scaling="reference").ravel()
+    assert stats.kstest(g, "norm").pvalue > 1e-3
+    M = 7
+    coord = epp.draw("coordinate", 14000, M, seed=12)
+    counts = np.bincount(np.flatnonzero(coord) % M, minlength=M)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    sparse = epp.draw("sparse", 14000, M, seed=13, sparsity=3)
+    counts = (sparse != 0).sum(axis=0)
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_streams_are_reproducible_and_independent() -> None:
+    a = epp.draw("gaussian", 10, 6, seed=5, agent=3, step=100)
+    np.testing.assert_array_equal(a, epp.draw("gaussian", 10, 6, seed=5, agent=3, step=100))
+    # Draw i of a call is the draw at counter step + i.
+    np.testing.assert_array_equal(a[4:], epp.draw("gaussian", 6, 6, seed=5, agent=3, step=104))
+    others = [epp.draw("gaussian", 10, 6, seed=6, agent=3, step=100),
+              epp.draw("gaussian", 10, 6, seed=5, agent=4, step=100)]
+    for b in others:
+        assert not np.any(a == b)
+    # Independent streams: correlation between agents is at the noise level.
+    x = epp.draw("gaussian", 20000, 2, seed=5, agent=0).ravel()
+    y = epp.draw("gaussian", 20000, 2, seed=5, agent=1).ravel()
+    assert abs(np.corrcoef(x, y)[0, 1]) < 5 / math.sqrt(x.size)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="name: unknown distribution 'normal'"):
+        epp.draw("normal", 3, 4)
+    with pytest.raises(ValueError, match="scaling"):
+        epp.draw("gaussian", 3, 4, scaling="unit")
+    with pytest.raises(ValueError, match="sparsity"):
+        epp.draw("sparse", 3, 4, sparsity=5)
+    with pytest.raises(ValueError, match="dim"):
+        epp.draw("sphere", 3, 0)
+    with pytest.raises(TypeError, match="size"):
+        epp.draw("sphere", 2.5, 3)

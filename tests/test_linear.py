@@ -1,0 +1,351 @@
+"""Linear policies: closed forms, the NumPy reference, statistics, seeding, validation, I/O."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import host
+
+import ensemblepp as epp
+from ensemblepp.reference import NumpyLinearPolicy, PhiloxDraws
+
+POLICIES = {
+    "ensemble": lambda d, **kw: epp.LinearEnsemble(d, ensemble_size=6, **kw),
+    "thompson": lambda d, **kw: epp.LinearTS(d, **kw),
+    "ensemble_sampling": lambda d, **kw: epp.LinearEnsembleSampling(d, ensemble_size=6, **kw),
+    "ucb": lambda d, **kw: epp.LinUCB(d, alpha=0.7, **kw),
+    "greedy": lambda d, **kw: epp.LinearGreedy(d, **kw),
+}
+
+
+def problem(d: int, K: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1 / math.sqrt(5), 1 / math.sqrt(5), size=(K, d))
+    theta = rng.normal(0, math.sqrt(10), size=d)
+    return X, theta
+
+
+def state(agent) -> dict[str, np.ndarray]:
+    out = {"mean": host(agent.mean), "cov": host(agent.covariance), "steps": host(agent.steps)}
+    if hasattr(agent, "factor"):
+        out["factor"] = host(agent.factor)
+    return out
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+# ---- exact references -------------------------------------------------------------------------
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 2e-3)])
+def test_incremental_update_equals_batch_closed_form(device: str, dtype: str, rtol: float) -> None:
+    d, M, T, eta, s0, seed = 8, 5, 1000, 0.7, 3.0, 42
+    rng = np.random.default_rng(1)
+    Sigma0 = s0 * np.eye(d) + 0.5 * np.ones((d, d))
+    mu0 = rng.normal(size=d)
+    agent = epp.LinearEnsemble(d, M, prior_var=Sigma0, prior_mean=mu0, noise_std=eta, seed=seed,
+                               perturbation="sphere", device=device, dtype=dtype)
+    A0 = host(agent.factor).astype(np.float64)
+    X = rng.normal(size=(T, d)) / math.sqrt(d)
+    r = X @ rng.normal(size=d) + eta * rng.normal(size=T)
+    for t in range(T):
+        agent.update(X[t], float(r[t]))
+    # The perturbations the core drew: counter values d, d + 1, ... of agent 0.
+    Z = epp.draw("sphere", T, M, seed=seed, step=d)
+    P0 = np.linalg.inv(Sigma0)
+    Sigma = np.linalg.inv(P0 + X.T @ X / eta**2)
+    mu = Sigma @ (P0 @ mu0 + X.T @ r / eta**2)
+    A = Sigma @ (P0 @ A0 + X.T @ Z / eta)
+    np.testing.assert_allclose(host(agent.covariance), Sigma, rtol=rtol, atol=rtol * np.abs(Sigma).max())
+    np.testing.assert_allclose(host(agent.mean), mu, rtol=rtol, atol=rtol * np.abs(mu).max())
+    np.testing.assert_allclose(host(agent.factor), A, rtol=rtol, atol=rtol * np.abs(A).max())
+    cov = host(agent.covariance)
+    assert np.array_equal(cov, cov.T)  # the update keeps Sigma exactly symmetric
+
+
+def test_initial_factor_is_prior_root_times_perturbations() -> None:
+    d, M = 4, 7
+    Sigma0 = np.diag([1.0, 2.0, 3.0, 4.0]) + 0.3
+    agent = epp.LinearEnsemble(d, M, prior_var=Sigma0, perturbation="cube", seed=9)
+    Z0 = epp.draw("cube", d, M, seed=9)
+    np.testing.assert_allclose(agent.factor, np.linalg.cholesky(Sigma0) @ Z0, rtol=1e-14)
+    assert agent.steps == d
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_core_matches_numpy_reference_step_by_step(device: str, policy: str) -> None:
+    d, K, T, seed = 6, 30, 300, 3
+    X, theta_star = problem(d, K)
+    rng = np.random.default_rng(5)
+    agent = POLICIES[policy](d, seed=seed, noise_std=0.8, prior_var=4.0, device=device)
+    kw = {"ensemble_size": 6} if policy in ("ensemble", "ensemble_sampling") else {}
+    ref = NumpyLinearPolicy(policy, d, PhiloxDraws(seed), noise_std=0.8, prior_var=4.0, alpha=0.7, **kw)
+    for t in range(T):
+        mask = rng.random(K) < 0.8 if t % 3 == 0 else None
+        a = agent.act(X, mask=mask)
+        assert int(a) == ref.act(X, mask), f"step {t}"
+        r = float(X[a] @ theta_star + rng.normal())
+        agent.update(X[a], r)
+        ref.update(X[a], r)
+    np.testing.assert_allclose(host(agent.mean), ref.mu, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(host(agent.covariance), ref.Sigma, rtol=1e-8, atol=1e-12)
+    if ref.A is not None:
+        np.testing.assert_allclose(host(agent.factor), ref.A, rtol=1e-9, atol=1e-11)
+
+
+def test_linucb_scores_and_per_agent_actions(device: str) -> None:
+    d, K, B = 5, 40, 4
+    rng = np.random.default_rng(0)
+    agent = epp.LinUCB(d, alpha=2.0, n_agents=B, seed=0, device=device)
+    for _ in range(20):
+        agent.update(rng.normal(size=(B, d)), rng.normal(size=B))
+    X = rng.normal(size=(B, K, d))
+    mu, Sigma = host(agent.mean), host(agent.covariance)
+    expected = [np.argmax(X[b] @ mu[b] + 2.0 * np.sqrt(np.einsum("kd,de,ke->k", X[b], Sigma[b], X[b]))) for b in range(B)]
+    np.testing.assert_array_equal(host(agent.act(X)), expected)
+
+
+# ---- statistics -------------------------------------------------------------------------------
+def test_thompson_draws_have_posterior_mean_and_covariance() -> None:
+    d, B = 4, 40_000
+    rng = np.random.default_rng(2)
+    agent = epp.LinearTS(d, n_agents=B, prior_var=2.0, seed=1)
+    # Every agent sees the same data, so all share one posterior and their draws are i.i.d.
+    for _ in range(15):
+        x, r = rng.normal(size=d), rng.normal()
+        agent.update(np.tile(x, (B, 1)), np.full(B, r))
+    mu, Sigma = agent.mean[0], agent.covariance[0]
+    theta = agent.sample()
+    se = np.sqrt(np.diag(Sigma) / B)
+    np.testing.assert_array_less(np.abs(theta.mean(axis=0) - mu), 5 * se)
+    emp = np.cov(theta.T)
+    se_cov = np.sqrt((np.outer(np.diag(Sigma), np.diag(Sigma)) + Sigma**2) / B)
+    np.testing.assert_array_less(np.abs(emp - Sigma), 5 * se_cov)
+
+
+def test_factor_tracks_covariance_for_large_ensembles() -> None:
+    d, M, T = 5, 4000, 200
+    rng = np.random.default_rng(3)
+    agent = epp.LinearEnsemble(d, M, prior_var=5.0, seed=2)
+    for _ in range(T):
+        agent.update(rng.normal(size=d), rng.normal())
+    A, Sigma = agent.factor, agent.covariance
+    rel = np.linalg.norm(A @ A.T - Sigma) / np.linalg.norm(Sigma)
+    assert rel < 0.1, rel
+    # The reference draws theta = mu + A zeta then have covariance ~ Sigma.
+    small = epp.LinearEnsemble(d, 8, prior_var=5.0, seed=3, n_agents=3000)
+    x = rng.normal(size=(T, d))
+    r = rng.normal(size=T)
+    for t in range(T):
+        small.update(np.tile(x[t], (3000, 1)), np.full(3000, r[t]))
+    AAt = np.einsum("bim,bjm->ij", small.factor, small.factor) / 3000
+    Sigma = small.covariance[0]
+    assert np.linalg.norm(AAt - Sigma) / np.linalg.norm(Sigma) < 0.05
+
+
+def test_ensemble_plus_plus_and_ts_beat_greedy_and_uniform() -> None:
+    d, K, T, B = 10, 50, 2000, 16
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1 / math.sqrt(5), 1 / math.sqrt(5), size=(B, K, d))
+    theta = rng.normal(0, math.sqrt(10), size=(B, d))
+    means = np.einsum("bkd,bd->bk", X, theta)
+    best = means.max(axis=1)
+    regret = {}
+    for name, agent in {
+        "ensemble++": epp.LinearEnsemble(d, 8, n_agents=B, seed=1),
+        "ts": epp.LinearTS(d, n_agents=B, seed=1),
+        "greedy": epp.LinearGreedy(d, n_agents=B, seed=1),
+    }.items():
+        noise = np.random.default_rng(9).normal(size=(T, B))
+        total = np.zeros(B)
+        for t in range(T):
+            a = agent.act(X)
+            m = means[np.arange(B), a]
+            total += best - m
+            agent.update(X[np.arange(B), a], m + noise[t])
+        regret[name] = total.mean()
+    regret["uniform"] = T * (best - means.mean(axis=1)).mean()
+    assert regret["ensemble++"] < 0.5 * regret["greedy"], regret
+    assert regret["ts"] < 0.5 * regret["greedy"], regret
+    assert regret["ensemble++"] < 0.1 * regret["uniform"], regret
+    assert regret["ensemble++"] < 1.5 * regret["ts"], regret
+
+
+# ---- seeding and batching ---------------------------------------------------------------------
+def run(agent, X, steps=50, seed=0):
+    rng = np.random.default_rng(seed)
+    actions = []
+    for _ in range(steps):
+        a = agent.act(X)
+        actions.append(host(a))
+        x = X[a] if np.ndim(a) == 0 else X[host(a)]
+        r = rng.normal(size=np.shape(a)) if np.ndim(a) else float(rng.normal())
+        agent.update(x, r)
+    return np.array(actions)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_same_seed_same_trajectory(device: str, policy: str) -> None:
+    X, _ = problem(5, 20)
+    a1 = run(POLICIES[policy](5, seed=11, device=device), X)
+    a2 = run(POLICIES[policy](5, seed=11, device=device), X)
+    np.testing.assert_array_equal(a1, a2)
+    if policy in ("ensemble", "thompson", "ensemble_sampling"):
+        a3 = run(POLICIES[policy](5, seed=12, device=device), X)
+        assert not np.array_equal(a1, a3)
+
+
+def test_batched_agents_are_independent_and_agent_zero_matches_single(device: str) -> None:
+    X, _ = problem(5, 20)
+    batch = epp.LinearEnsemble(5, 4, n_agents=3, seed=8, device=device)
+    single = epp.LinearEnsemble(5, 4, seed=8, device=device)
+    np.testing.assert_array_equal(host(batch.factor)[0], host(single.factor))
+    assert not np.allclose(host(batch.factor)[0], host(batch.factor)[1])
+    x = np.tile(X[0], (3, 1))
+    batch.update(x, np.ones(3))
+    single.update(X[0], 1.0)
+    np.testing.assert_allclose(host(batch.factor)[0], host(single.factor), rtol=1e-14)
+    f = host(batch.factor)
+    assert not np.allclose(f[1], f[2])
+
+
+def test_several_observations_in_one_call_apply_in_order(device: str) -> None:
+    X, _ = problem(4, 10)
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=6)
+    a = epp.LinearEnsemble(4, 3, seed=1, device=device)
+    b = epp.LinearEnsemble(4, 3, seed=1, device=device)
+    a.update(X[:6], r)
+    for i in range(6):
+        b.update(X[i], float(r[i]))
+    for k in ("mean", "covariance", "factor"):
+        np.testing.assert_allclose(host(getattr(a, k)), host(getattr(b, k)), rtol=1e-13, atol=1e-15)
+    # Batched: (B, n, d) with a mask that skips some observations.
+    c = epp.LinearTS(4, n_agents=2, seed=1, device=device)
+    xs = np.stack([X[:3], X[3:6]])
+    mask = np.array([[True, False, True], [False, False, False]])
+    c.update(xs, np.ones((2, 3)), mask=mask)
+    d = epp.LinearTS(4, seed=1, device=device)
+    d.update(X[[0, 2]], np.ones(2))
+    np.testing.assert_allclose(host(c.mean)[0], host(d.mean), rtol=1e-12)
+    np.testing.assert_array_equal(host(c.mean)[1], np.zeros(4))
+
+
+def test_act_sphere_normalises_the_draw(device: str) -> None:
+    agent = epp.LinearEnsemble(6, 4, n_agents=3, seed=2, device=device)
+    twin = epp.LinearEnsemble(6, 4, n_agents=3, seed=2, device=device)
+    x = host(agent.act_sphere())
+    theta = host(twin.sample())
+    np.testing.assert_allclose(x, theta / np.linalg.norm(theta, axis=1, keepdims=True), rtol=1e-12)
+    with pytest.raises(ValueError, match="actions"):
+        epp.LinUCB(3, device=device).act_sphere()
+
+
+def test_float32_agents_and_array_types() -> None:
+    torch = pytest.importorskip("torch")
+    X, _ = problem(5, 20)
+    agent = epp.LinearEnsemble(5, 4, dtype="float32", seed=0)
+    assert agent.mean.dtype == np.float32
+    a = agent.act(torch.as_tensor(X))
+    agent.update(torch.tensor(X[a], requires_grad=True), torch.tensor(1.0))
+    agent.update(X[a].tolist(), 1)
+    assert isinstance(a, int)
+
+
+# ---- bad input leaves state unchanged ---------------------------------------------------------
+@pytest.mark.parametrize("policy", POLICIES)
+def test_bad_input_raises_and_leaves_state_unchanged(device: str, policy: str) -> None:
+    d = 4
+    single = POLICIES[policy](d, seed=0, device=device)
+    batch = POLICIES[policy](d, n_agents=3, seed=0, device=device)
+    X, _ = problem(d, 10)
+    for agent in (single, batch):
+        agent.update(X[: (1 if agent is single else 3)].reshape(-1, d) if agent is batch else X[0], np.ones(3) if agent is batch else 1.0)
+    cases_single = [
+        (ValueError, "r: reward", lambda: single.update(X[0], float("nan"))),
+        (ValueError, "r: reward", lambda: single.update(X[0], float("inf"))),
+        (ValueError, "x: features", lambda: single.update(np.full(d, np.nan), 1.0)),
+        (ValueError, "x: expected", lambda: single.update(X[0, :3], 1.0)),
+        (ValueError, "r: expected", lambda: single.update(X[:2], np.ones(3))),
+        (TypeError, "x: expected a real", lambda: single.update(np.array(["a"] * d), 1.0)),
+        (ValueError, "actions: expected shape", lambda: single.act(X[:, :3])),
+        (ValueError, "actions: expected shape", lambda: single.act(np.zeros((2, 10, d)))),
+        (ValueError, "actions: contains NaN", lambda: single.act(np.vstack([X, np.full((1, d), np.nan)]))),
+        (TypeError, "actions: expected a real", lambda: single.act(X.astype(complex))),
+        (ValueError, "mask: every action", lambda: single.act(X, mask=np.zeros(10, bool))),
+        (ValueError, "mask: expected shape", lambda: single.act(X, mask=np.ones(9, bool))),
+        (ValueError, "actions: the action set is empty", lambda: single.act(np.zeros((0, d)))),
+    ]
+    cases_batch = [
+        (ValueError, "r: reward of agent 2", lambda: batch.update(X[:3], np.array([1.0, 2.0, np.nan]))),
+        (ValueError, "x: expected shape", lambda: batch.update(X[:2], np.ones(2))),
+        (ValueError, "r: expected shape", lambda: batch.update(X[:3], np.ones(4))),
+        (ValueError, "mask: expected shape", lambda: batch.update(X[:3], np.ones(3), mask=np.ones(2, bool))),
+        (ValueError, "mask: every action of agent 1", lambda: batch.act(X, mask=np.array([[True] * 10, [False] * 10, [True] * 10]))),
+        (ValueError, "actions: expected shape", lambda: batch.act(np.zeros((2, 10, d)))),
+    ]
+    for agent, cases in ((single, cases_single), (batch, cases_batch)):
+        before = state(agent)
+        for exc, msg, call in cases:
+            with pytest.raises(exc, match=msg):
+                call()
+            assert_same_state(before, state(agent))
+
+
+def test_bad_hyperparameters() -> None:
+    with pytest.raises(ValueError, match="ensemble_size"):
+        epp.LinearEnsemble(3, 0)
+    with pytest.raises(ValueError, match="reference: unknown distribution 'normal'"):
+        epp.LinearEnsemble(3, 4, reference="normal")
+    with pytest.raises(ValueError, match="perturbation: unknown"):
+        epp.LinearEnsemble(3, 4, perturbation="ball")
+    with pytest.raises(ValueError, match="prior_var: matrix is not positive definite"):
+        epp.LinearEnsemble(2, 4, prior_var=np.array([[1.0, 2.0], [2.0, 1.0]]))
+    with pytest.raises(ValueError, match="prior_var: matrix is not symmetric"):
+        epp.LinearTS(2, prior_var=np.array([[1.0, 0.5], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="prior_var: must be finite and > 0"):
+        epp.LinearGreedy(2, prior_var=-1.0)
+    with pytest.raises(ValueError, match="noise_std"):
+        epp.LinearGreedy(2, noise_std=0.0)
+    with pytest.raises(ValueError, match="dtype"):
+        epp.LinearGreedy(2, dtype="float16")
+    with pytest.raises(ValueError, match="device"):
+        epp.LinearGreedy(2, device="tpu")
+    with pytest.raises(ValueError, match="perturbation_sparsity"):
+        epp.LinearEnsemble(3, 4, perturbation="sparse", perturbation_sparsity=5)
+    with pytest.raises(ValueError, match="alpha"):
+        epp.LinUCB(3, alpha=float("nan"))
+    with pytest.raises(ValueError, match="n_agents"):
+        epp.LinearTS(3, n_agents=0)
+
+
+def test_cuda_without_device_is_a_clear_error() -> None:
+    if epp.has_cuda():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(RuntimeError, match="device='cuda' is unavailable"):
+        epp.LinearEnsemble(3, 4, device="cuda")
+    assert epp.available_backends() == ["cpu"]
+
+
+# ---- persistence ------------------------------------------------------------------------------
+@pytest.mark.parametrize("policy", POLICIES)
+def test_save_load_round_trip_continues_trajectory(tmp_path, device: str, policy: str) -> None:
+    X, _ = problem(5, 20)
+    agent = POLICIES[policy](5, n_agents=2, seed=4, device=device, dtype="float32" if policy == "greedy" else "float64")
+    run(agent, X, steps=20)
+    agent.save(tmp_path / "agent.npz")
+    loaded = epp.load(tmp_path / "agent.npz", device=device)
+    assert type(loaded) is type(agent) and repr(loaded) == repr(agent)
+    assert_same_state(state(agent), state(loaded))
+    np.testing.assert_array_equal(run(agent, X, seed=3), run(loaded, X, seed=3))
+    assert_same_state(state(agent), state(loaded))
+
+
+def test_load_rejects_other_files(tmp_path) -> None:
+    np.savez(tmp_path / "x.npz", __meta__=np.array('{"format": "other"}'))
+    with pytest.raises(ValueError, match="path: not an ensemblepp"):
+        epp.load(tmp_path / "x.npz")
