@@ -32,7 +32,9 @@ std::string shape_of(const py::array& a) {
 template <class T>
 T* checked(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape,
            bool writeable) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  static const int expected = py::dtype::of<T>().num();
+  if (py::detail::array_proxy(a.ptr())->descr == nullptr ||
+      py::detail::array_descriptor_proxy(py::detail::array_proxy(a.ptr())->descr)->type_num != expected)
     throw py::type_error(std::string(name) + ": expected dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " +
                          std::string(py::str(a.dtype())));
@@ -99,6 +101,12 @@ class Kernel {
   }
 
   py::array_t<std::int64_t> act(const py::array& actions, const py::object& mask) {
+    py::array_t<std::int64_t> out(state_.n_agents);
+    act_into(actions, mask, out.mutable_data());
+    return out;
+  }
+
+  void act_into(const py::array& actions, const py::object& mask, std::int64_t* o) {
     const long B = state_.n_agents, d = cfg_.dim;
     ActionSet<T> a{};
     if (actions.ndim() == 2) {
@@ -115,16 +123,13 @@ class Kernel {
                                   shape_of(actions));
     }
     a.mask = checked_mask(mask, "mask", B, a.n_actions, a.mask_per_agent);
-    py::array_t<std::int64_t> out(B);
-    std::int64_t* o = out.mutable_data();
-    T* th = theta_.mutable_data();
+    T* th = static_cast<T*>(theta_.mutable_data());
     if (double(B) * a.n_actions * d > kReleaseGil) {
       py::gil_scoped_release nogil;
       ensemblepp::act(cfg_, state_, a, o, th);
     } else {
       ensemblepp::act(cfg_, state_, a, o, th);
     }
-    return out;
   }
 
   py::array_t<T> sample() {
@@ -162,7 +167,10 @@ class Kernel {
 
   // Single-agent fast paths: no batch axis, scalar in and out.
   std::int64_t act1(const py::array& actions, const py::object& mask) {
-    return act(actions, mask).at(0);
+    if (state_.n_agents != 1) throw std::invalid_argument("actions: this kernel holds several agents");
+    std::int64_t out = -1;
+    act_into(actions, mask, &out);
+    return out;
   }
 
   void update1(const py::array& x, double r) {

@@ -3,6 +3,7 @@
 #include "ensemblepp/batch.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -30,6 +31,33 @@ constexpr double kParallelWork = 6e4;
 inline int threads_for(double work) {
   if (work < kParallelWork) return 1;
   return std::max(1, std::min(max_threads(), static_cast<int>(work / kParallelWork)));
+}
+
+// Per-thread scratch that lives across calls, so that a step allocates nothing.
+template <class T>
+std::vector<T>& scratch_buffer(int slot, size_t n) {
+  thread_local std::vector<T> buffers[3];
+  std::vector<T>& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  return b;
+}
+
+// Runs body(begin, end) over [0, n) split among nt threads; inline (no OpenMP region) for one.
+template <class F>
+void parallel_ranges(long n, int nt, F&& body) {
+  if (nt <= 1 || n <= 1) {
+    body(0L, n);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    int t = 0, count = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    count = omp_get_num_threads();
+#endif
+    body(n * t / count, n * (t + 1) / count);
+  }
 }
 
 struct Best {
@@ -102,12 +130,10 @@ template <class T>
 void sample(const LinearConfig& c, const BatchState<T>& s, T* theta) {
   const long B = s.n_agents, d = c.dim;
   const int nt = threads_for(double(B) * d * std::max(c.ensemble_size, c.dim));
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    std::vector<T> scratch(scratch_size(c));
-#pragma omp for schedule(static)
-    for (long b = 0; b < B; ++b) sample_theta(c, s.agent(c, b), theta + b * d, scratch.data());
-  }
+  parallel_ranges(B, nt, [&](long lo, long hi) {
+    T* scratch = scratch_buffer<T>(0, scratch_size(c)).data();
+    for (long b = lo; b < hi; ++b) sample_theta(c, s.agent(c, b), theta + b * d, scratch);
+  });
 }
 
 template <class T>
@@ -116,7 +142,10 @@ void act(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& a,
   const long B = s.n_agents, d = c.dim, K = a.n_actions;
   if (K < 1) throw std::invalid_argument("actions: the action set is empty");
   check_mask(B, a);
-  std::vector<std::uint64_t> saved(s.steps, s.steps + B);
+  // act changes nothing but the counters: keep them to restore on bad input.
+  std::uint64_t saved_one = s.steps[0];
+  std::vector<std::uint64_t> saved;
+  if (B > 1) saved.assign(s.steps, s.steps + B);
   sample(c, s, theta);
 
   bool finite = true;
@@ -125,37 +154,34 @@ void act(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& a,
   if (B == 1 && !ucb && !a.per_agent) {
     // One agent, many actions: split the action set across threads.
     const int nt = threads_for(per_agent);
-    std::vector<Best> best(nt);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-      int t = 0;
-#ifdef _OPENMP
-      t = omp_get_thread_num();
-#endif
-      const long lo = K * t / nt, hi = K * (t + 1) / nt;
-      constexpr long kChunk = 1024;
-      std::vector<T> scores(std::min(kChunk, std::max(hi - lo, 1L)));
-      std::vector<T> work;
-      for (long k0 = lo; k0 < hi; k0 += kChunk) {
-        const long n = std::min(kChunk, hi - k0);
-        score_block(c, s.agent(c, 0), theta, a.data + k0 * d, n, scores.data(), work);
-        scan(scores.data(), n, k0, a.mask, best[t]);
+    constexpr int kMaxThreads = 256;
+    Best best[kMaxThreads];
+    const int used = std::min(nt, kMaxThreads);
+    parallel_ranges(used, used, [&](long t0, long t1) {
+      for (long t = t0; t < t1; ++t) {
+        const long lo = K * t / used, hi = K * (t + 1) / used;
+        constexpr long kChunk = 1024;
+        T* scores = scratch_buffer<T>(1, kChunk).data();
+        for (long k0 = lo; k0 < hi; k0 += kChunk) {
+          const long n = std::min(kChunk, hi - k0);
+          const ConstMatrixMap<T> Xb(a.data + k0 * d, n, d);
+          VectorMap<T>(scores, n).noalias() = Xb * ConstVectorMap<T>(theta, d);
+          scan(scores, n, k0, a.mask, best[t]);
+        }
       }
-    }
-    for (int t = 1; t < nt; ++t) merge(best[0], best[t]);
+    });
+    for (int t = 1; t < used; ++t) merge(best[0], best[t]);
     finite = best[0].finite;
     out[0] = best[0].index;
   } else if (!a.per_agent && !ucb) {
     // Many agents, shared actions: one matrix product per block of agents.
     constexpr long kAgents = 32;
     const long blocks = (B + kAgents - 1) / kAgents;
-    const int nt = threads_for(per_agent * B);
-    int bad = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
-    {
+    std::atomic<bool> ok{true};
+    parallel_ranges(blocks, threads_for(per_agent * B), [&](long lo, long hi) {
       RowMatrix<T> S;
-#pragma omp for schedule(static)
-      for (long blk = 0; blk < blocks; ++blk) {
+      bool all_finite = true;
+      for (long blk = lo; blk < hi; ++blk) {
         const long b0 = blk * kAgents, nb = std::min(kAgents, B - b0);
         S.resize(nb, K);
         S.noalias() = ConstMatrixMap<T>(theta + b0 * d, nb, d) *
@@ -164,33 +190,35 @@ void act(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& a,
           Best best;
           const std::uint8_t* m = a.mask ? a.mask + (a.mask_per_agent ? (b0 + i) * K : 0) : nullptr;
           scan(S.row(i).data(), K, 0, m, best);
-          bad |= best.finite ? 0 : 1;
+          all_finite = all_finite && best.finite;
           out[b0 + i] = best.index;
         }
       }
-    }
-    finite = bad == 0;
+      if (!all_finite) ok = false;
+    });
+    finite = ok;
   } else {
-    const int nt = threads_for(per_agent * B);
-    int bad = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : bad)
-    {
-      std::vector<T> scores(K), work;
-#pragma omp for schedule(static)
-      for (long b = 0; b < B; ++b) {
+    std::atomic<bool> ok{true};
+    parallel_ranges(B, threads_for(per_agent * B), [&](long lo, long hi) {
+      T* scores = scratch_buffer<T>(1, K).data();
+      std::vector<T>& work = scratch_buffer<T>(2, 0);
+      bool all_finite = true;
+      for (long b = lo; b < hi; ++b) {
         const T* X = a.data + (a.per_agent ? b * K * d : 0);
-        score_block(c, s.agent(c, b), theta + b * d, X, K, scores.data(), work);
+        score_block(c, s.agent(c, b), theta + b * d, X, K, scores, work);
         Best best;
         const std::uint8_t* m = a.mask ? a.mask + (a.mask_per_agent ? b * K : 0) : nullptr;
-        scan(scores.data(), K, 0, m, best);
-        bad |= best.finite ? 0 : 1;
+        scan(scores, K, 0, m, best);
+        all_finite = all_finite && best.finite;
         out[b] = best.index;
       }
-    }
-    finite = bad == 0;
+      if (!all_finite) ok = false;
+    });
+    finite = ok;
   }
   if (!finite) {
-    std::copy(saved.begin(), saved.end(), s.steps);
+    if (B > 1) std::copy(saved.begin(), saved.end(), s.steps);
+    else s.steps[0] = saved_one;
     throw std::invalid_argument("actions: contains NaN or infinite values");
   }
 }
@@ -232,19 +260,17 @@ void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* 
     }
   }
   const int nt = threads_for(double(B) * n_obs * d * (d + c.ensemble_size));
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    std::vector<T> scratch(scratch_size(c));
-#pragma omp for schedule(static)
-    for (long b = 0; b < B; ++b) {
+  parallel_ranges(B, nt, [&](long lo, long hi) {
+    T* scratch = scratch_buffer<T>(0, scratch_size(c)).data();
+    for (long b = lo; b < hi; ++b) {
       const AgentState<T> st = s.agent(c, b);
       for (long j = 0; j < n_obs; ++j) {
         const long i = b * n_obs + j;
         if (mask && !mask[i]) continue;
-        observe(c, st, x + i * d, r[i], scratch.data());
+        observe(c, st, x + i * d, r[i], scratch);
       }
     }
-  }
+  });
 }
 
 #define EPP_INSTANTIATE(T)                                                                   \

@@ -193,6 +193,8 @@ class LinearPolicy:
             self._factor = xp.ascontiguousarray(xp.asarray(state["factor"], dtype=dt).reshape(B, d, M))
         self._steps = xp.ascontiguousarray(xp.asarray(state["steps"], dtype=np.uint64).reshape(B))
         self._kernel = self._make_kernel()
+        # Single CPU agents call the kernel directly with unconverted NumPy input.
+        self._fast = self._single and self._device == "cpu"
 
     def _xp(self) -> Any:
         if self._device == "cuda":
@@ -290,16 +292,13 @@ class LinearPolicy:
         int or array of int64
             The chosen index (single agent) or one index per agent, shape (B,).
         """
-        if (
-            self._single
-            and mask is None
-            and type(actions) is np.ndarray
-            and actions.dtype == self._dtype
-            and actions.ndim == 2
-            and actions.flags.c_contiguous
-            and self._device == "cpu"
-        ):
-            return self._kernel.act1(actions, None)
+        if self._fast and mask is None and type(actions) is np.ndarray:
+            # The kernel checks dtype, layout and shape itself; anything it refuses takes the
+            # general path below, which converts or raises a precise error.
+            try:
+                return self._kernel.act1(actions, None)
+            except (TypeError, ValueError):
+                pass
         X = self._actions_in(actions)
         m = None if mask is None else self._mask_in(mask, X)
         if self._single:
@@ -370,11 +369,13 @@ class LinearPolicy:
             For shapes that do not match, or NaN or infinite features or rewards; the state is
             then left unchanged.
         """
-        d, B = self._dim, self._n_agents
-        if self._single and mask is None and isinstance(r, (float, int, np.floating, np.integer)) and not isinstance(r, bool):
-            if type(x) is np.ndarray and x.dtype == self._dtype and x.shape == (d,) and self._device == "cpu":
-                self._kernel.update1(x, float(r))
+        if self._fast and mask is None and type(x) is np.ndarray and isinstance(r, float):
+            try:
+                self._kernel.update1(x, r)
                 return
+            except (TypeError, ValueError):
+                pass  # the general path below converts, or raises a precise error
+        d, B = self._dim, self._n_agents
         X = self._array_in(x, "x")
         R = self._array_in(r, "r")
         if self._single:

@@ -163,3 +163,45 @@ class NumpyLinearPolicy:
             self.A = self.A + np.outer(k, r + w - self.A.T @ x)
         self.mu = self.mu + k * (r - x @ self.mu)
         self.Sigma = self.Sigma - np.outer(u, u) / s
+
+
+class BatchedNumpyEnsemble:
+    """Ensemble++ for B agents in vectorised NumPy (einsum), the batched yardstick.
+
+    Parameters
+    ----------
+    n_agents, dim, ensemble_size : int
+        B, d and M.
+    prior_var, noise_std : float
+        Sigma_0 = prior_var I and eta.
+    seed : int
+        Seed of the NumPy generator (Gaussian reference, sphere perturbation).
+    """
+
+    def __init__(self, n_agents: int, dim: int, ensemble_size: int, prior_var: float = 10.0, noise_std: float = 1.0,
+                 seed: int = 0) -> None:
+        B, d, M = n_agents, dim, ensemble_size
+        self.rng = np.random.default_rng(seed)
+        self.eta, self.M = noise_std, M
+        self.mu = np.zeros((B, d))
+        self.Sigma = np.broadcast_to(prior_var * np.eye(d), (B, d, d)).copy()
+        Z = self.rng.standard_normal((B, d, M))
+        self.A = math.sqrt(prior_var) * Z / np.linalg.norm(Z, axis=2, keepdims=True)
+
+    def act(self, X: np.ndarray) -> np.ndarray:
+        """Indices (B,) of the best shared actions X (K, d) under one draw per agent."""
+        zeta = self.rng.standard_normal((self.mu.shape[0], self.M))
+        theta = self.mu + np.einsum("bdm,bm->bd", self.A, zeta)
+        return np.argmax(theta @ X.T, axis=1)
+
+    def update(self, x: np.ndarray, r: np.ndarray) -> None:
+        """Rank-one updates of all agents with x (B, d), r (B,)."""
+        u = np.einsum("bij,bj->bi", self.Sigma, x)
+        s = self.eta**2 + np.einsum("bi,bi->b", x, u)
+        k = u / s[:, None]
+        z = self.rng.standard_normal((x.shape[0], self.M))
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        w = self.eta * z - np.einsum("bdm,bd->bm", self.A, x)
+        self.A += np.einsum("bd,bm->bdm", k, w)
+        self.mu += k * (r - np.einsum("bd,bd->b", x, self.mu))[:, None]
+        self.Sigma -= np.einsum("bi,bj->bij", u, k)

@@ -1,0 +1,90 @@
+"""Time the compiled core against plain NumPy implementations of the same algorithm, in one run.
+
+Usage: ``python benchmarks/compare_numpy.py [--repeat N]``. Prints medians per full step
+(act + update) and the ratios that the project's targets are stated in:
+
+1. d=16, K=100, M=8, B=1: compiled step vs the NumPy reference (target >= 10x faster);
+2. d=100, K=10000, M=32, B=1: compiled step vs the bare product ``X @ theta`` (target <= 1.2x);
+3. B=256, d=64, M=16, K=100: batched compiled step vs batched NumPy einsum (target >= 5x faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import ensemblepp as epp
+from ensemblepp.reference import BatchedNumpyEnsemble, NumpyDraws, NumpyLinearPolicy
+
+
+def median_seconds(step: Callable[[], None], n: int, repeat: int) -> float:
+    """Median over ``repeat`` runs of the mean time of ``n`` calls."""
+    step()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        times.append((time.perf_counter() - t0) / n)
+    return statistics.median(times)
+
+
+def single_step(agent, X: np.ndarray, rewards: np.ndarray) -> Callable[[], None]:
+    def step() -> None:
+        a = agent.act(X)
+        agent.update(X[a], rewards[a])
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=7, help="timed repetitions (median taken)")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    rows = []
+
+    d, K, M = 16, 100, 8
+    X = rng.normal(size=(K, d))
+    rew = rng.normal(size=K)
+    core = median_seconds(single_step(epp.LinearEnsemble(d, M, seed=0), X, rew), 2000, args.repeat)
+    ref = median_seconds(single_step(NumpyLinearPolicy("ensemble", d, NumpyDraws(0), ensemble_size=M), X, rew), 300, args.repeat)
+    rows.append(("d=16 K=100 M=8 B=1", "NumPy reference step", core, ref, ref / core, ">= 10x faster"))
+
+    d, K, M = 100, 10_000, 32
+    X = rng.normal(size=(K, d))
+    rew = rng.normal(size=K)
+    theta = rng.normal(size=d)
+    core = median_seconds(single_step(epp.LinearEnsemble(d, M, seed=0), X, rew), 200, args.repeat)
+    bare = median_seconds(lambda: X @ theta, 200, args.repeat)
+    rows.append(("d=100 K=10000 M=32 B=1", "bare X @ theta", core, bare, core / bare, "<= 1.2x the product (ratio = core/bare)"))
+
+    B, d, M, K = 256, 64, 16, 100
+    X = rng.normal(size=(K, d))
+    rew = rng.normal(size=K)
+    idx = np.arange(B)
+
+    def batched(agent) -> Callable[[], None]:
+        def step() -> None:
+            a = agent.act(X)
+            agent.update(X[a], rew[a])
+
+        return step
+
+    core = median_seconds(batched(epp.LinearEnsemble(d, M, n_agents=B, seed=0)), 50, args.repeat)
+    ref = median_seconds(batched(BatchedNumpyEnsemble(B, d, M)), 20, args.repeat)
+    rows.append(("B=256 d=64 M=16 K=100", "batched NumPy einsum", core, ref, ref / core, ">= 5x faster"))
+    del idx
+
+    print(f"ensemblepp {epp.__version__}, {epp._core.max_threads()} CPU threads; medians of {args.repeat} runs")
+    print(f"{'case':26s} {'baseline':22s} {'core/step':>12s} {'baseline':>12s} {'ratio':>8s}  target")
+    for case, base, c, b, ratio, target in rows:
+        print(f"{case:26s} {base:22s} {c * 1e6:10.1f}us {b * 1e6:10.1f}us {ratio:7.2f}x  {target}")
+
+
+if __name__ == "__main__":
+    main()
