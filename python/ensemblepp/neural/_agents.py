@@ -40,6 +40,9 @@ from ._torch_distributions import check_distribution, coordinate_support, draw
 __all__ = ["NeuralAgent", "NeuralEnsemble", "EnsemblePlus", "EpiNet", "NeuralGreedy"]
 
 _LOSSES = ("mse", "ce")
+_MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm,
+                   nn.modules.instancenorm._InstanceNorm, nn.MultiheadAttention,
+                   nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 _STATE_FORMAT = "ensemblepp.neural/1"
 
 
@@ -135,8 +138,15 @@ class NeuralAgent:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters")
-        self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=0.0,
-                                          foreach=True if self.device.type == "cpu" else None)
+        try:
+            # The fused kernel updates every parameter in one call: far less Python
+            # and dispatch overhead per step than the per-parameter loop.
+            self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=0.0, fused=True)
+        except RuntimeError:  # parameters the fused kernel does not support (dtype, device)
+            self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=0.0)
+        # Switching train/eval walks every submodule; do it only where it changes the output.
+        self._mode_switch = any(isinstance(m, _MODE_DEPENDENT) for m in self.model.modules())
+        self.model.train(not self._mode_switch)
         self.buffer = ReplayBuffer(self.buffer_capacity, dim, index_dim, self.device)
         self.n_seen = 0
         self.n_sgd_steps = 0
@@ -260,7 +270,7 @@ class NeuralAgent:
         """
         x, n_actions = self._as_actions(actions)
         m = self._as_mask(mask, n_actions)
-        if self.model.training:
+        if self._mode_switch and self.model.training:
             self.model.eval()
         with torch.no_grad():
             zeta = self._act_index()
@@ -353,7 +363,7 @@ class NeuralAgent:
             idx = torch.randint(0, n, (self.batch_size,), generator=self.generator, device=self.device)
         x, r, xi = self.buffer.gather(idx)
         z = self._train_index(r.shape[0])
-        if not self.model.training:
+        if self._mode_switch and not self.model.training:
             self.model.train()
         decay = self.weight_decay / n
         for group in self.optimizer.param_groups:
