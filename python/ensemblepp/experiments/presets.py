@@ -260,7 +260,7 @@ def _neural_classification() -> dict[str, Any]:
                            "1 SGD step every 10 steps",
             "horizon": 10000, "n_seeds": 5, "seed": 0,
             "environment": {"name": "neural-classification"},
-            "agents": _neural_agents(0.1, 0.1, 1, update_every=10)}
+            "agents": _neural_agents(0.1, 0.1, 1, update_every=10, extra={"loss": "ce", "n_outputs": 2})}
 
 
 # -- linear-min-ensemble: a sweep --------------------------------------------------------------
