@@ -75,6 +75,14 @@ def test_forward_batches_zeta_like_a_loop(make) -> None:
         net(x, torch.zeros(7, 3, dtype=torch.float64))
 
 
+def test_greedy_net_ignores_zeta() -> None:
+    net = GreedyNet(5, (8,), n_outputs=3, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(4, 5)
+    out = net(x, torch.zeros(1, 0))
+    assert out.shape == (4, 1, 3)
+    torch.testing.assert_close(out[:, 0], net.feature_net(x) @ net.base_weight)
+
+
 def test_ensemble_plus_plus_is_linear_in_zeta_with_unit_prior_rows() -> None:
     gen = torch.Generator().manual_seed(1)
     net = EnsemblePlusPlusNet(3, 6, (10,), n_outputs=2, generator=gen).double()
@@ -551,3 +559,12 @@ def test_load_state_dict_rejects_mismatch_and_keeps_state() -> None:
     with pytest.raises(ValueError, match="state"):
         other.load_state_dict({"model": {}})
     _assert_same(before, _snapshot(other))
+    # A state that fails half-way through loading is rolled back.
+    same = _small(NeuralEnsemble, seed=5)
+    _fill(same, 9, seed=1)
+    before = _snapshot(same)
+    broken = agent.state_dict()
+    broken["optimizer"] = {"state": {}, "param_groups": []}
+    with pytest.raises(ValueError, match="cannot load"):
+        same.load_state_dict(broken)
+    _assert_same(before, _snapshot(same))

@@ -309,7 +309,8 @@ class NeuralAgent:
         value = self._as_reward(r)
         self.buffer.add(xt, value, self._draw_xi())
         self.n_seen += 1
-        if self.n_seen >= self.update_start and (self.n_seen - self.update_start) % self.update_every == 0:
+        since_start = self.n_seen - self.update_start
+        if since_start >= 0 and since_start % self.update_every == 0:
             for _ in range(self.n_updates):
                 self.sgd_step()
 
@@ -411,12 +412,25 @@ class NeuralAgent:
         if state.get("config") != self._config():
             raise ValueError(f"state config {state.get('config')} does not match {self._config()}")
         own = self.model.state_dict()
-        model_state = state["model"]
-        if set(model_state) != set(own) or any(tuple(model_state[k].shape) != tuple(v.shape)
-                                               for k, v in own.items()):
+        model_state = state.get("model")
+        if not isinstance(model_state, dict) or set(model_state) != set(own) \
+                or any(tuple(model_state[k].shape) != tuple(v.shape) for k, v in own.items()):
             raise ValueError("state model parameters do not match this agent's network")
         self.buffer.check_state_dict(state["buffer"])
-        self.model.load_state_dict(model_state)
+        gen_state = state.get("generator")
+        own_gen = self.generator.get_state()
+        if not isinstance(gen_state, torch.Tensor) or gen_state.shape != own_gen.shape:
+            raise ValueError("state generator does not match this agent's device type")
+        backup = self.state_dict()
+        try:
+            self._load(state)
+        except Exception as exc:
+            # Leave the agent exactly as it was, whatever part of the state was bad.
+            self._load(backup)
+            raise ValueError(f"cannot load state: {exc}") from exc
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
         self.n_seen = int(state["n_seen"])
