@@ -31,8 +31,9 @@ torch.set_num_threads(1)
 AGENTS = [NeuralEnsemble, EnsemblePlus, EpiNet, NeuralGreedy]
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                  reason="needs a CUDA device")),
+    pytest.param("cuda", marks=[pytest.mark.cuda,
+                                pytest.mark.skipif(not torch.cuda.is_available(),
+                                                   reason="needs a CUDA device")]),
 ]
 
 

@@ -349,13 +349,18 @@ class NeuralAgent:
                                            labels.repeat_interleave(n_z))
 
     def sgd_step(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        """One Adam step on a minibatch; returns the loss (a device tensor, no host sync).
+        """One Adam step on a minibatch.
 
         Parameters
         ----------
         idx : torch.Tensor, optional
             Buffer slots to train on; by default ``batch_size`` slots drawn
             uniformly with replacement from the agent's generator.
+
+        Returns
+        -------
+        torch.Tensor
+            The minibatch loss before the step, left on the device (no host sync).
         """
         n = len(self.buffer)
         if n == 0:
