@@ -349,3 +349,27 @@ def test_load_rejects_other_files(tmp_path) -> None:
     np.savez(tmp_path / "x.npz", __meta__=np.array('{"format": "other"}'))
     with pytest.raises(ValueError, match="path: not an ensemblepp"):
         epp.load(tmp_path / "x.npz")
+
+
+def test_portable_and_avx2_builds_agree() -> None:
+    import subprocess
+    import sys
+
+    from ensemblepp import _core
+
+    code = (
+        "import numpy as np, ensemblepp as epp, ensemblepp._core as c;"
+        "rng = np.random.default_rng(0); X = rng.normal(size=(50, 12));"
+        "a = epp.LinearEnsemble(12, 8, n_agents=40, seed=3);"
+        "[a.update(X[a.act(X)], rng.normal(size=40)) for _ in range(100)];"
+        "np.save(__import__('sys').stdout.buffer, np.concatenate([a.factor.ravel(), a.mean.ravel()]))"
+    )
+    out = {}
+    for isa in ("generic", "default"):
+        env = dict(__import__("os").environ, ENSEMBLEPP_ISA=isa)
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
+        import io
+
+        out[isa] = np.load(io.BytesIO(res.stdout))
+    np.testing.assert_allclose(out["generic"], out["default"], rtol=1e-9, atol=1e-12)
+    assert _core.ISA in ("generic", "avx2")

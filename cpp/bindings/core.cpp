@@ -245,7 +245,11 @@ py::array_t<double> draw_matrix(int dist, int n, int sparsity, double scale, std
 
 }  // namespace
 
-PYBIND11_MODULE(_core, m) {
+#ifndef EPP_MODULE_NAME
+#define EPP_MODULE_NAME _core_generic
+#endif
+
+PYBIND11_MODULE(EPP_MODULE_NAME, m) {
   m.doc() = R"pbdoc(CPU kernels of ensemblepp (C++/Eigen): Philox draws and linear policies.)pbdoc";
   bind_kernel<double>(m, "Kernel64");
   bind_kernel<float>(m, "Kernel32");

@@ -1,0 +1,1 @@
+"""asv benchmarks of ensemblepp (run with ``asv run --python=same --quick``)."""
