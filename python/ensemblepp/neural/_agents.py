@@ -272,7 +272,7 @@ class NeuralAgent:
         m = self._as_mask(mask, n_actions)
         if self._mode_switch and self.model.training:
             self.model.eval()
-        with torch.no_grad():
+        with torch.inference_mode():
             zeta = self._act_index()
             scores = self._scores(self.model(x, zeta))
             if m is not None:
