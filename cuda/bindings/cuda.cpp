@@ -1,5 +1,11 @@
 // pybind11 module ensemblepp._cuda: host-compiled bindings of the plain CUDA API.
+//
+// Arrays cross this boundary as integer device pointers (from __cuda_array_interface__ or
+// cupy.ndarray.data.ptr) and streams as integer handles; the Python layer
+// (ensemblepp/_cuda_backend.py) checks shapes, dtypes and contiguity before calling.
 #include <pybind11/pybind11.h>
+
+#include <cstdint>
 
 #include "ensemblepp/cuda_api.hpp"
 
@@ -22,4 +28,100 @@ PYBIND11_MODULE(_cuda, m) {
         return d;
       },
       py::arg("device") = 0, "Name, compute capability, memory and peak DRAM bandwidth of a device.");
+
+  m.attr("POLICIES") = py::dict(py::arg("ensemble") = 0, py::arg("thompson") = 1,
+                                py::arg("ensemble_sampling") = 2, py::arg("ucb") = 3,
+                                py::arg("greedy") = 4);
+  m.attr("NO_ERROR") = py::int_(epc::kNoError);
+
+  py::class_<epc::Config>(m, "Config", R"pbdoc(
+Hyperparameters of a batch of agents (the arguments of ``_core.Kernel64`` without the state).
+
+``dtype`` is 0 for float32 and 1 for float64.
+)pbdoc")
+      .def(py::init([](int policy, int dim, int ensemble_size, int reference, int perturbation,
+                       int reference_sparsity, int perturbation_sparsity, double noise_std,
+                       double alpha, std::uint64_t seed, int dtype) {
+             epc::Config c;
+             c.policy = policy;
+             c.dim = dim;
+             c.ensemble_size = ensemble_size;
+             c.reference = reference;
+             c.perturbation = perturbation;
+             c.reference_sparsity = reference_sparsity;
+             c.perturbation_sparsity = perturbation_sparsity;
+             c.noise_std = noise_std;
+             c.alpha = alpha;
+             c.seed = seed;
+             c.dtype = static_cast<epc::DType>(dtype);
+             epc::check_config(c);
+             return c;
+           }),
+           py::arg("policy"), py::arg("dim"), py::arg("ensemble_size"), py::arg("reference"),
+           py::arg("perturbation"), py::arg("reference_sparsity"),
+           py::arg("perturbation_sparsity"), py::arg("noise_std"), py::arg("alpha"),
+           py::arg("seed"), py::arg("dtype"))
+      .def_readonly("policy", &epc::Config::policy)
+      .def_readonly("dim", &epc::Config::dim)
+      .def_readonly("ensemble_size", &epc::Config::ensemble_size)
+      .def_readonly("seed", &epc::Config::seed)
+      .def_property_readonly("dtype", [](const epc::Config& c) { return static_cast<int>(c.dtype); });
+
+  py::class_<epc::State>(m, "State", "Device pointers of the state of B agents (0 for none).")
+      .def(py::init([](std::uintptr_t mu, std::uintptr_t cov, std::uintptr_t factor,
+                       std::uintptr_t steps, std::uintptr_t work, long n_agents) {
+             return epc::State{mu, cov, factor, steps, work, n_agents};
+           }),
+           py::arg("mu"), py::arg("cov"), py::arg("factor"), py::arg("steps"), py::arg("work"),
+           py::arg("n_agents"))
+      .def_readonly("n_agents", &epc::State::n_agents);
+
+  m.def("workspace_size", &epc::workspace_size, py::arg("config"),
+        "Scratch elements per agent the kernels need in global memory (0: shared memory suffices).");
+
+  m.def(
+      "sample",
+      [](const epc::Config& c, const epc::State& s, std::uintptr_t theta, bool unit_norm,
+         std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        epc::sample(c, s, theta, unit_norm, stream);
+      },
+      py::arg("config"), py::arg("state"), py::arg("theta"), py::arg("unit_norm"), py::arg("stream"),
+      R"pbdoc(Enqueue one posterior draw per agent into theta (B, d), or theta / |theta|.)pbdoc");
+
+  m.def(
+      "act",
+      [](const epc::Config& c, const epc::State& s, std::uintptr_t actions, long n_actions,
+         bool per_agent, std::uintptr_t mask, bool mask_per_agent, std::uintptr_t choice,
+         std::uintptr_t theta, std::uintptr_t saved_steps, std::uintptr_t errors,
+         std::uintptr_t stream) {
+        const epc::Actions a{actions, n_actions, per_agent, mask, mask_per_agent};
+        py::gil_scoped_release nogil;
+        epc::act(c, s, a, choice, theta, saved_steps, errors, stream);
+      },
+      py::arg("config"), py::arg("state"), py::arg("actions"), py::arg("n_actions"),
+      py::arg("per_agent"), py::arg("mask"), py::arg("mask_per_agent"), py::arg("choice"),
+      py::arg("theta"), py::arg("saved_steps"), py::arg("errors"), py::arg("stream"),
+      R"pbdoc(
+Enqueue sampling and argmax over the actions (K, d) or (B, K, d) into choice (B,) int64.
+
+errors (2,) uint64 then holds the lowest agent with every action masked out and the lowest
+agent with a NaN or infinite score (NO_ERROR where none); the counters are restored on error.
+)pbdoc");
+
+  m.def(
+      "update",
+      [](const epc::Config& c, const epc::State& s, std::uintptr_t x, std::uintptr_t r,
+         std::uintptr_t mask, long n_obs, std::uintptr_t errors, std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        epc::update(c, s, x, r, mask, n_obs, errors, stream);
+      },
+      py::arg("config"), py::arg("state"), py::arg("x"), py::arg("r"), py::arg("mask"),
+      py::arg("n_obs"), py::arg("errors"), py::arg("stream"),
+      R"pbdoc(
+Enqueue the observations x (B, n, d), r (B, n), mask (B, n) or 0, applied in order.
+
+errors[0] then holds the smallest key 2 i (reward i not finite) or 2 i + 1 (features of
+observation i not finite), i = b n + j, or NO_ERROR; on error nothing changes.
+)pbdoc");
 }

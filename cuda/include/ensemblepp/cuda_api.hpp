@@ -1,8 +1,15 @@
 /// @file cuda_api.hpp
 /// Plain C++ API of the CUDA backend (no pybind11, no CUDA headers needed by callers).
+///
+/// Every array is a device pointer passed as an integer (std::uintptr_t), row-major and
+/// contiguous, of the element type named by Config::dtype; streams are cudaStream_t handles
+/// passed as integers (0 is the legacy default stream). The step functions only enqueue work on
+/// the given stream: they never synchronise, and report bad input through a device error
+/// buffer that the caller reads when it wants to raise.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace ensemblepp::cuda {
@@ -21,5 +28,78 @@ struct DeviceInfo {
 
 /// Properties of device @p device; throws std::runtime_error on a CUDA error.
 DeviceInfo device_info(int device);
+
+/// Element type of the state and of every floating-point argument.
+enum class DType : int { float32 = 0, float64 = 1 };
+
+/// Value of an error slot that records no error (the buffers are reset to all ones bits).
+constexpr std::uint64_t kNoError = ~std::uint64_t{0};
+
+/// Hyperparameters of a batch of agents; the integer codes are those of ensemblepp::Policy and
+/// ensemblepp::Distribution (linear.hpp, distributions.hpp).
+struct Config {
+  int policy = 0;  ///< 0 ensemble, 1 thompson, 2 ensemble_sampling, 3 ucb, 4 greedy
+  int dim = 1;
+  int ensemble_size = 1;
+  int reference = 0;
+  int perturbation = 1;
+  int reference_sparsity = 1;
+  int perturbation_sparsity = 1;
+  double noise_std = 1.0;
+  double alpha = 1.0;
+  std::uint64_t seed = 0;
+  DType dtype = DType::float64;
+};
+
+/// Device state of B agents, laid out as in linear.hpp: mu (B, d), cov (B, d, d),
+/// factor (B, d, M) or 0, steps (B) uint64, and work (B, workspace_size(config)) or 0.
+struct State {
+  std::uintptr_t mu = 0;
+  std::uintptr_t cov = 0;
+  std::uintptr_t factor = 0;
+  std::uintptr_t steps = 0;
+  std::uintptr_t work = 0;
+  long n_agents = 0;
+};
+
+/// Throws std::invalid_argument naming the field when a configuration is out of range.
+void check_config(const Config& config);
+
+/// Elements of scratch per agent that State::work must hold: 0 when the per-agent vectors fit
+/// in shared memory (d and M up to about 1,700 in float64), else 3 max(d, M).
+long workspace_size(const Config& config);
+
+/// One posterior draw per agent into theta (B, d) (or theta / |theta|, e_1 for theta = 0, when
+/// @p unit_norm); advances the counters of the drawing policies.
+void sample(const Config& config, const State& state, std::uintptr_t theta, bool unit_norm,
+            std::uintptr_t stream);
+
+/// A finite action set: data (K, d) shared or (B, K, d) per agent; mask 0, (K) or (B, K) bool.
+struct Actions {
+  std::uintptr_t data = 0;
+  long n_actions = 0;
+  bool per_agent = false;
+  std::uintptr_t mask = 0;
+  bool mask_per_agent = false;
+};
+
+/// Samples theta (written to theta (B, d)) and chooses argmax of the policy's score per agent
+/// (ties to the lowest index) into choice (B) int64.
+///
+/// errors (2) uint64 receives the lowest agent whose actions are all masked out (slot 0) and
+/// the lowest agent with a NaN or infinite score among its available actions (slot 1). When
+/// either is set the counters are put back from saved_steps (B) uint64, so that the failed call
+/// leaves the state exactly as it was, and choice holds -1 for the agents without an answer.
+void act(const Config& config, const State& state, const Actions& actions,
+         std::uintptr_t choice, std::uintptr_t theta, std::uintptr_t saved_steps,
+         std::uintptr_t errors, std::uintptr_t stream);
+
+/// Applies observations x (B, n, d), r (B, n), mask 0 or (B, n) bool, in order per agent.
+///
+/// A first kernel writes to errors[0] the smallest key 2 i (r[i] not finite) or 2 i + 1 (a
+/// feature of x[i] not finite) over the unmasked observations i = b n + j; when a key is set
+/// the update kernel changes nothing.
+void update(const Config& config, const State& state, std::uintptr_t x, std::uintptr_t r,
+            std::uintptr_t mask, long n_obs, std::uintptr_t errors, std::uintptr_t stream);
 
 }  // namespace ensemblepp::cuda

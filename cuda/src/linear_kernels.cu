@@ -1,0 +1,277 @@
+// CUDA kernels of the linear policies (see ensemblepp/cuda_api.hpp): one thread block per agent,
+// the per-agent work in ensemblepp/cuda_agent.hpp. Every step is a fixed number of launches on
+// the caller's stream, with no synchronisation.
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "ensemblepp/cuda_agent.hpp"
+#include "ensemblepp/cuda_api.hpp"
+#include "ensemblepp/cuda_check.hpp"
+
+namespace ensemblepp::cuda {
+
+namespace {
+
+using detail::Agent;
+using detail::Batch;
+using detail::Reduce;
+
+// Dynamic shared memory a block may use without opting in to more (48 KiB), less the static
+// reduction buffers.
+constexpr long kMaxSharedBytes = 40 * 1024;
+constexpr long kMaxGrid = 1L << 20;
+
+struct DeviceCtx {
+  __device__ __forceinline__ int tid() const { return threadIdx.x; }
+  __device__ __forceinline__ int nthreads() const { return blockDim.x; }
+  __device__ __forceinline__ int lane() const { return threadIdx.x & 31; }
+  __device__ __forceinline__ int warp() const { return threadIdx.x >> 5; }
+  __device__ __forceinline__ int nwarps() const { return blockDim.x >> 5; }
+  __device__ __forceinline__ void sync() const { __syncthreads(); }
+  // Butterfly: every lane ends with the same bits (a + b == b + a at each stage).
+  template <class T>
+  __device__ __forceinline__ T warp_sum(T v) const {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+  }
+  __device__ __forceinline__ void atomic_min(unsigned long long* p, unsigned long long v) const {
+    atomicMin(p, v);
+  }
+};
+
+// Shared scratch of one block: the agent's vectors (dynamic, when they fit) and the
+// reduction buffers (static).
+#define EPP_BLOCK_SCRATCH(T)                                                        \
+  extern __shared__ __align__(16) unsigned char epp_dynamic_smem[];                 \
+  __shared__ double epp_red_value[32];                                              \
+  __shared__ long long epp_red_index[32];                                           \
+  __shared__ int epp_red_flags[32];                                                 \
+  const Reduce<T> red{reinterpret_cast<T*>(epp_red_value), epp_red_index, epp_red_flags}; \
+  DeviceCtx ctx;
+
+template <class T>
+__device__ __forceinline__ T* agent_vec(const Batch<T>& s, long b, bool use_shared,
+                                        unsigned char* smem) {
+  return use_shared ? reinterpret_cast<T*>(smem) : s.work + b * s.width;
+}
+
+template <class T>
+__global__ void sample_kernel(Config cfg, Batch<T> s, T* out, bool unit_norm, bool use_shared) {
+  EPP_BLOCK_SCRATCH(T)
+  for (long b = blockIdx.x; b < s.n_agents; b += gridDim.x) {
+    detail::sample_agent(ctx, cfg, s.agent(cfg, b), agent_vec(s, b, use_shared, epp_dynamic_smem),
+                         red, out + b * cfg.dim, unit_norm);
+  }
+}
+
+template <class T>
+__global__ void act_kernel(Config cfg, Batch<T> s, const T* X, long K, bool per_agent,
+                           const std::uint8_t* mask, bool mask_per_agent, T* theta,
+                           std::int64_t* choice, std::uint64_t* saved,
+                           unsigned long long* errors, bool use_shared) {
+  EPP_BLOCK_SCRATCH(T)
+  const long d = cfg.dim;
+  for (long b = blockIdx.x; b < s.n_agents; b += gridDim.x) {
+    const T* Xb = per_agent ? X + b * K * d : X;
+    const std::uint8_t* mb = mask ? (mask_per_agent ? mask + b * K : mask) : nullptr;
+    detail::act_agent(ctx, cfg, s.agent(cfg, b), agent_vec(s, b, use_shared, epp_dynamic_smem),
+                      red, Xb, K, mb, theta + b * d, choice + b, saved + b, errors, b);
+  }
+}
+
+// A failed act leaves every counter as it was (the CPU checks before drawing, or restores).
+__global__ void restore_steps_kernel(std::uint64_t* steps, const std::uint64_t* saved,
+                                     const unsigned long long* errors, long B) {
+  if (errors[0] == kNoError && errors[1] == kNoError) return;
+  const long stride = static_cast<long>(gridDim.x) * blockDim.x;
+  for (long b = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; b < B; b += stride)
+    steps[b] = saved[b];
+}
+
+template <class T>
+__global__ void check_kernel(const T* x, const T* r, const std::uint8_t* mask, long n_total,
+                             int d, unsigned long long* errors) {
+  const long stride = static_cast<long>(gridDim.x) * blockDim.x;
+  for (long i = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_total; i += stride) {
+    if (mask && !mask[i]) continue;
+    const unsigned long long key = detail::check_observation(x, r, i, d);
+    if (key != kNoError) atomicMin(errors, key);
+  }
+}
+
+template <class T>
+__global__ void update_kernel(Config cfg, Batch<T> s, const T* x, const T* r,
+                              const std::uint8_t* mask, long n, const unsigned long long* errors,
+                              bool use_shared) {
+  // Bad input anywhere in the batch: change nothing (the caller raises).
+  if (errors[0] != kNoError) return;
+  EPP_BLOCK_SCRATCH(T)
+  const long d = cfg.dim;
+  for (long b = blockIdx.x; b < s.n_agents; b += gridDim.x) {
+    detail::update_agent(ctx, cfg, s.agent(cfg, b), agent_vec(s, b, use_shared, epp_dynamic_smem),
+                         red, x + b * n * d, r + b * n, mask ? mask + b * n : nullptr, n);
+  }
+}
+
+// ---- host side -----------------------------------------------------------------------------
+
+long element_size(const Config& c) { return c.dtype == DType::float64 ? 8 : 4; }
+
+struct Launch {
+  unsigned grid;
+  unsigned threads;
+  std::size_t shared_bytes;
+  bool use_shared;
+};
+
+Launch launch_shape(const Config& c, const State& s) {
+  Launch L{};
+  L.grid = static_cast<unsigned>(s.n_agents < kMaxGrid ? s.n_agents : kMaxGrid);
+  // Warps split rows and actions; a wide block pays off once rows are long.
+  L.threads = c.dim <= 64 ? 128u : 256u;
+  const long bytes = detail::scratch_width(c) * element_size(c);
+  L.use_shared = bytes <= kMaxSharedBytes;
+  L.shared_bytes = L.use_shared ? static_cast<std::size_t>(bytes) : 0;
+  if (!L.use_shared && s.work == 0)
+    throw std::invalid_argument("work: this dimension needs a (B, " +
+                                std::to_string(detail::scratch_width(c)) + ") workspace");
+  return L;
+}
+
+void check_state(const Config& c, const State& s) {
+  check_config(c);
+  if (s.n_agents < 1) throw std::invalid_argument("n_agents: must be >= 1");
+  if (!s.mu || !s.cov || !s.steps) throw std::invalid_argument("state: null device pointer");
+  if ((c.policy == detail::kEnsemble || c.policy == detail::kEnsembleSampling) && !s.factor)
+    throw std::invalid_argument("factor: this policy needs a (B, d, M) factor");
+}
+
+template <class T>
+Batch<T> typed(const Config& c, const State& s) {
+  return Batch<T>{reinterpret_cast<T*>(s.mu),
+                  reinterpret_cast<T*>(s.cov),
+                  reinterpret_cast<T*>(s.factor),
+                  reinterpret_cast<std::uint64_t*>(s.steps),
+                  reinterpret_cast<T*>(s.work),
+                  s.n_agents,
+                  detail::scratch_width(c)};
+}
+
+cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+unsigned elementwise_grid(long n, unsigned threads) {
+  const long g = (n + threads - 1) / threads;
+  return static_cast<unsigned>(g < 1 ? 1 : (g < kMaxGrid ? g : kMaxGrid));
+}
+
+template <class T>
+void sample_t(const Config& c, const State& s, std::uintptr_t theta, bool unit_norm,
+              cudaStream_t st) {
+  const Launch L = launch_shape(c, s);
+  sample_kernel<T><<<L.grid, L.threads, L.shared_bytes, st>>>(
+      c, typed<T>(c, s), reinterpret_cast<T*>(theta), unit_norm, L.use_shared);
+  EPP_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void act_t(const Config& c, const State& s, const Actions& a, std::uintptr_t choice,
+           std::uintptr_t theta, std::uintptr_t saved, std::uintptr_t errors, cudaStream_t st) {
+  const Launch L = launch_shape(c, s);
+  auto* err = reinterpret_cast<unsigned long long*>(errors);
+  EPP_CUDA_CHECK(cudaMemsetAsync(err, 0xFF, 2 * sizeof(unsigned long long), st));
+  act_kernel<T><<<L.grid, L.threads, L.shared_bytes, st>>>(
+      c, typed<T>(c, s), reinterpret_cast<const T*>(a.data), a.n_actions, a.per_agent,
+      reinterpret_cast<const std::uint8_t*>(a.mask), a.mask_per_agent, reinterpret_cast<T*>(theta),
+      reinterpret_cast<std::int64_t*>(choice), reinterpret_cast<std::uint64_t*>(saved), err,
+      L.use_shared);
+  EPP_CUDA_CHECK_LAUNCH();
+  restore_steps_kernel<<<elementwise_grid(s.n_agents, 256), 256, 0, st>>>(
+      reinterpret_cast<std::uint64_t*>(s.steps), reinterpret_cast<const std::uint64_t*>(saved),
+      err, s.n_agents);
+  EPP_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void update_t(const Config& c, const State& s, std::uintptr_t x, std::uintptr_t r,
+              std::uintptr_t mask, long n, std::uintptr_t errors, cudaStream_t st) {
+  const Launch L = launch_shape(c, s);
+  auto* err = reinterpret_cast<unsigned long long*>(errors);
+  EPP_CUDA_CHECK(cudaMemsetAsync(err, 0xFF, sizeof(unsigned long long), st));
+  if (n == 0) return;
+  const long total = s.n_agents * n;
+  check_kernel<T><<<elementwise_grid(total, 256), 256, 0, st>>>(
+      reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(r),
+      reinterpret_cast<const std::uint8_t*>(mask), total, c.dim, err);
+  EPP_CUDA_CHECK_LAUNCH();
+  update_kernel<T><<<L.grid, L.threads, L.shared_bytes, st>>>(
+      c, typed<T>(c, s), reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(r),
+      reinterpret_cast<const std::uint8_t*>(mask), n, err, L.use_shared);
+  EPP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void check_config(const Config& c) {
+  auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
+  if (c.policy < 0 || c.policy > 4) bad("policy: unknown policy code " + std::to_string(c.policy));
+  if (c.dim < 1) bad("dim: must be >= 1");
+  if (c.ensemble_size < 1) bad("ensemble_size: must be >= 1");
+  if (c.reference < 0 || c.reference > 4)
+    bad("reference: unknown distribution code " + std::to_string(c.reference));
+  if (c.perturbation < 0 || c.perturbation > 4)
+    bad("perturbation: unknown distribution code " + std::to_string(c.perturbation));
+  if (c.reference_sparsity < 1 || c.reference_sparsity > c.ensemble_size)
+    bad("reference_sparsity: must be in [1, ensemble_size]");
+  if (c.perturbation_sparsity < 1 || c.perturbation_sparsity > c.ensemble_size)
+    bad("perturbation_sparsity: must be in [1, ensemble_size]");
+  if (!(std::isfinite(c.noise_std) && c.noise_std > 0)) bad("noise_std: must be finite and > 0");
+  if (!(std::isfinite(c.alpha) && c.alpha >= 0)) bad("alpha: must be finite and >= 0");
+  if (c.dtype != DType::float32 && c.dtype != DType::float64) bad("dtype: unknown dtype code");
+}
+
+long workspace_size(const Config& c) {
+  check_config(c);
+  const long width = detail::scratch_width(c);
+  return width * element_size(c) <= kMaxSharedBytes ? 0 : width;
+}
+
+void sample(const Config& c, const State& s, std::uintptr_t theta, bool unit_norm,
+            std::uintptr_t stream) {
+  check_state(c, s);
+  if (!theta) throw std::invalid_argument("theta: null device pointer");
+  if (c.dtype == DType::float64)
+    sample_t<double>(c, s, theta, unit_norm, as_stream(stream));
+  else
+    sample_t<float>(c, s, theta, unit_norm, as_stream(stream));
+}
+
+void act(const Config& c, const State& s, const Actions& a, std::uintptr_t choice,
+         std::uintptr_t theta, std::uintptr_t saved, std::uintptr_t errors, std::uintptr_t stream) {
+  check_state(c, s);
+  if (a.n_actions < 1) throw std::invalid_argument("actions: the action set is empty");
+  if (!a.data) throw std::invalid_argument("actions: null device pointer");
+  if (!choice || !theta || !saved || !errors)
+    throw std::invalid_argument("act: null device pointer among choice, theta, saved, errors");
+  if (c.dtype == DType::float64)
+    act_t<double>(c, s, a, choice, theta, saved, errors, as_stream(stream));
+  else
+    act_t<float>(c, s, a, choice, theta, saved, errors, as_stream(stream));
+}
+
+void update(const Config& c, const State& s, std::uintptr_t x, std::uintptr_t r,
+            std::uintptr_t mask, long n_obs, std::uintptr_t errors, std::uintptr_t stream) {
+  check_state(c, s);
+  if (n_obs < 0) throw std::invalid_argument("x: negative number of observations");
+  if (!errors) throw std::invalid_argument("errors: null device pointer");
+  if (n_obs > 0 && (!x || !r)) throw std::invalid_argument("x, r: null device pointer");
+  if (c.dtype == DType::float64)
+    update_t<double>(c, s, x, r, mask, n_obs, errors, as_stream(stream));
+  else
+    update_t<float>(c, s, x, r, mask, n_obs, errors, as_stream(stream));
+}
+
+}  // namespace ensemblepp::cuda
