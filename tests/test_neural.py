@@ -276,6 +276,21 @@ def test_agent_buffer_keeps_last_observations() -> None:
     assert agent.n_seen == 25 and len(agent.buffer) == 10
 
 
+@pytest.mark.parametrize("name", ["gaussian", "sphere", "cube", "coordinate", "sparse"])
+def test_every_reference_and_update_distribution_trains(name: str) -> None:
+    agent = _small(NeuralEnsemble, reference=name, update=name)
+    with pytest.raises(ValueError, match="empty"):
+        agent.sgd_step()
+    _fill(agent, 12)
+    assert agent.n_sgd_steps == 5
+    z = agent._train_index(16)
+    assert z.shape == ((2 * 8, 8) if name == "coordinate" else (16, 16, 8))
+    # Symmetrized: the second half of the indices is the negated first half.
+    if name != "coordinate":
+        torch.testing.assert_close(z[:, 8:], -z[:, :8])
+    assert math.isfinite(float(agent.sgd_step()))
+
+
 def test_schedule() -> None:
     agent = _small(NeuralEnsemble, update_start=5, update_every=3, n_updates=2)
     counts = []
