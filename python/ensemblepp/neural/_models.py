@@ -13,6 +13,7 @@ torch RNG is never touched.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -327,8 +328,6 @@ class EnsemblePlusNet(nn.Module):
                  n_outputs: int = 1, prior_scale: float = 1.0,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        import copy
-
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         M = _check_positive_int(ensemble_size, "ensemble_size")
         n_out = _check_positive_int(n_outputs, "n_outputs")
