@@ -1,0 +1,340 @@
+"""CUDA backend of the linear policies: CuPy state arrays stepped by the ``_cuda`` kernels.
+
+:class:`CudaKernel` has the interface of ``_core.Kernel64`` / ``_core.Kernel32`` over CuPy
+arrays. Each call enqueues a fixed number of kernels on CuPy's current stream (one block per
+agent) and never copies state to the host. The draws use the same Philox counters as the CPU, so
+with the same seed both backends follow the same trajectory up to floating-point rounding.
+
+CuPy is imported inside the functions only, so that ``import ensemblepp`` works without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ensemblepp._backend import cuda_module
+
+__all__ = ["CudaKernel", "as_device_array"]
+
+_DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
+_POLICY_NAMES = {0: "ensemble", 1: "thompson", 2: "ensemble_sampling", 3: "ucb", 4: "greedy"}
+_DLPACK_CUDA = 2  # kDLCUDA in DLPack's DLDeviceType
+
+
+def _cupy() -> Any:
+    try:
+        import cupy  # noqa: PLC0415
+    except ImportError as exc:
+        raise RuntimeError("device='cuda' needs CuPy (pip install 'ensemblepp[cuda]')") from exc
+    return cupy
+
+
+def _kind_error(name: str, dtype: Any, want_bool: bool) -> TypeError:
+    what = "a boolean array" if want_bool else "a real numeric array"
+    return TypeError(f"{name}: expected {what}, got dtype {dtype}")
+
+
+def as_device_array(a: Any, dtype: Any, name: str) -> Any:
+    """A C-contiguous CuPy array of ``dtype`` holding ``a``.
+
+    Parameters
+    ----------
+    a : array_like
+        A CuPy array, a torch tensor (CUDA or CPU), any object exposing
+        ``__cuda_array_interface__`` or a CUDA ``__dlpack__``, a NumPy array, a sequence or a scalar.
+    dtype : dtype
+        Target type: ``float32``, ``float64`` or ``bool`` (nonzero is True).
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    cupy.ndarray
+        ``a`` itself (no copy) when it is already a C-contiguous device array of ``dtype`` with
+        at least one dimension, else a converted copy; scalars become shape (1,), as with
+        :func:`numpy.ascontiguousarray`. Device arrays are read on CuPy's current stream: data
+        written by torch on another stream must be synchronised first.
+
+    Raises
+    ------
+    TypeError
+        When ``a`` is not numeric (complex, strings, objects), or not boolean-like for ``bool``.
+    """
+    cp = _cupy()
+    dt = np.dtype(dtype)
+    want_bool = dt == np.bool_
+    kinds = "biu" if want_bool else "biuf"
+    arr = None
+    if isinstance(a, cp.ndarray):
+        arr = a
+    elif type(a).__module__.split(".")[0] == "torch" and hasattr(a, "detach"):
+        t = a.detach()
+        if t.is_cuda:
+            try:
+                arr = cp.asarray(t)  # __cuda_array_interface__: zero copy
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{name}: unsupported torch dtype {t.dtype}") from exc
+        else:
+            try:
+                a = t.numpy()
+            except (TypeError, RuntimeError) as exc:
+                raise TypeError(f"{name}: unsupported torch dtype {t.dtype}") from exc
+    elif hasattr(a, "__cuda_array_interface__"):
+        arr = cp.asarray(a)
+    elif hasattr(a, "__dlpack__") and hasattr(a, "__dlpack_device__") and not isinstance(a, np.ndarray):
+        if a.__dlpack_device__()[0] == _DLPACK_CUDA:
+            arr = cp.from_dlpack(a)
+    if arr is None:
+        try:
+            host = np.asarray(a)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name}: expected an array, got {type(a).__name__}") from exc
+        if host.dtype.kind not in kinds:
+            raise _kind_error(name, host.dtype, want_bool)
+        return cp.asarray(np.ascontiguousarray(host, dtype=dt))
+    if arr.dtype.kind not in kinds:
+        raise _kind_error(name, arr.dtype, want_bool)
+    if arr.dtype == dt and arr.flags.c_contiguous and arr.ndim >= 1:
+        return arr
+    out = cp.ascontiguousarray(arr.astype(dt, copy=False))
+    return out.reshape(1) if out.ndim == 0 else out
+
+
+def _ptr(a: Any) -> int:
+    return 0 if a is None else int(a.data.ptr)
+
+
+class CudaKernel:
+    """Batched CUDA kernel of one linear policy over CuPy state arrays owned by the caller.
+
+    Same constructor arguments and methods as ``_core.Kernel64``; the state arrays ``mu``
+    (B, d), ``cov`` (B, d, d), ``factor`` (B, d, M) or None and ``steps`` (B,) uint64 must be
+    C-contiguous CuPy arrays (float32 or float64, all alike). They are kept alive by the kernel
+    and updated in place on CuPy's current stream.
+
+    Parameters
+    ----------
+    policy, dim, ensemble_size, reference, perturbation, reference_sparsity, \
+perturbation_sparsity, noise_std, alpha, seed
+        Hyperparameters, with the integer codes of ``_core.POLICIES`` and
+        :func:`ensemblepp.distributions.distribution_code`.
+    mu, cov, factor, steps
+        State arrays, see above.
+    validate : bool, default True
+        Bad input (NaN or infinite features, rewards or scores, an agent with every action
+        masked out) never changes the state: the kernels detect it on the device, skip the
+        update or put the counters back, and record the first offender in a small device buffer.
+        With ``validate=True`` each ``act`` and ``update`` then reads that buffer (one 16-byte
+        copy, which waits for the stream) and raises ``ValueError``. With ``validate=False``
+        the calls return without waiting and a bad call is silently ignored (``act`` returns
+        -1 for agents without an answer); use it only with inputs known to be finite.
+
+    Notes
+    -----
+    One call is a fixed number of launches: ``act`` a memset, the act kernel (sample, score and
+    argmax in one block per agent) and a counter-restoring kernel; ``update`` a memset, a
+    validation kernel and the update kernel; ``sample`` and ``act_sphere`` one kernel.
+    A single agent with a very large action set runs on one block: the GPU pays off for many
+    agents.
+    """
+
+    def __init__(
+        self,
+        policy: int,
+        dim: int,
+        ensemble_size: int,
+        reference: int,
+        perturbation: int,
+        reference_sparsity: int,
+        perturbation_sparsity: int,
+        noise_std: float,
+        alpha: float,
+        seed: int,
+        mu: Any,
+        cov: Any,
+        factor: Any,
+        steps: Any,
+        *,
+        validate: bool = True,
+    ) -> None:
+        cp = _cupy()
+        self._cp = cp
+        self._cuda = cuda_module()
+        if not isinstance(mu, cp.ndarray) or mu.ndim != 2:
+            raise ValueError("mu: expected a (B, d) CuPy array")
+        B, d, M = int(mu.shape[0]), int(dim), int(ensemble_size)
+        if mu.dtype not in _DTYPE_CODES:
+            raise TypeError(f"mu: expected dtype float32 or float64, got {mu.dtype}")
+        self._dtype = np.dtype(mu.dtype)
+        self._check_state(mu, "mu", (B, d), self._dtype)
+        self._check_state(cov, "cov", (B, d, d), self._dtype)
+        if factor is not None:
+            self._check_state(factor, "factor", (B, d, M), self._dtype)
+        elif policy in (0, 2):
+            raise ValueError("factor: this policy needs a (B, d, M) factor")
+        self._check_state(steps, "steps", (B,), np.dtype(np.uint64))
+        self.config = self._cuda.Config(
+            policy=int(policy), dim=d, ensemble_size=M, reference=int(reference),
+            perturbation=int(perturbation), reference_sparsity=int(reference_sparsity),
+            perturbation_sparsity=int(perturbation_sparsity), noise_std=float(noise_std),
+            alpha=float(alpha), seed=int(seed), dtype=_DTYPE_CODES[self._dtype],
+        )  # fmt: skip
+        self._policy = int(policy)
+        self._B, self._d = B, d
+        self._mu, self._cov, self._factor, self._steps = mu, cov, factor, steps
+        width = self._cuda.workspace_size(self.config)
+        self._work = cp.empty((B, width), self._dtype) if width else None
+        self._state = self._cuda.State(
+            mu=_ptr(mu), cov=_ptr(cov), factor=_ptr(factor), steps=_ptr(steps), work=_ptr(self._work), n_agents=B
+        )
+        self._theta = cp.zeros((B, d), self._dtype)
+        self._saved = cp.zeros(B, cp.uint64)
+        self._errors = cp.zeros(2, cp.uint64)
+        self.validate = bool(validate)
+
+    def _check_state(self, a: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        if not isinstance(a, self._cp.ndarray):
+            raise TypeError(f"{name}: expected a CuPy array, got {type(a).__name__}")
+        if a.dtype != dtype:
+            raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
+        if tuple(a.shape) != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {tuple(a.shape)}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name}: must be C-contiguous")
+
+    def _input(self, a: Any, name: str, dtype: np.dtype) -> Any:
+        if not isinstance(a, self._cp.ndarray):
+            raise TypeError(f"{name}: expected a CuPy array, got {type(a).__name__}")
+        if a.dtype != dtype:
+            raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name}: must be C-contiguous")
+        return a
+
+    @staticmethod
+    def _stream() -> int:
+        import cupy  # noqa: PLC0415
+
+        return int(cupy.cuda.get_current_stream().ptr)
+
+    # ---- acting ------------------------------------------------------------------------
+    def act(self, actions: Any, mask: Any = None) -> Any:
+        """Index of the chosen action of every agent.
+
+        Parameters
+        ----------
+        actions : cupy.ndarray
+            (K, d) shared or (B, K, d) per agent, of the state's dtype, C-contiguous.
+        mask : cupy.ndarray of bool, optional
+            (K,) or (B, K): available actions.
+
+        Returns
+        -------
+        cupy.ndarray
+            (B,) int64, ties to the lowest index.
+
+        Raises
+        ------
+        ValueError
+            For wrong shapes, an empty action set, an agent with every action masked out or a
+            NaN or infinite score (with ``validate``); the state is then unchanged.
+        """
+        B, d = self._B, self._d
+        X = self._input(actions, "actions", self._dtype)
+        if X.ndim == 2 and X.shape[1] == d:
+            K, per_agent = int(X.shape[0]), False
+        elif X.ndim == 3 and X.shape[0] == B and X.shape[2] == d:
+            K, per_agent = int(X.shape[1]), True
+        else:
+            raise ValueError(f"actions: expected shape (K, {d}) or ({B}, K, {d}), got {tuple(X.shape)}")
+        if K < 1:
+            raise ValueError("actions: the action set is empty")
+        mask_per_agent = False
+        if mask is not None:
+            m = self._input(mask, "mask", np.dtype(bool))
+            if tuple(m.shape) == (B, K):
+                mask_per_agent = True
+            elif tuple(m.shape) != (K,):
+                raise ValueError(f"mask: expected shape ({K},) or ({B}, {K}), got {tuple(m.shape)}")
+            mask = m
+        out = self._cp.empty(B, self._cp.int64)
+        self._cuda.act(
+            self.config, self._state, _ptr(X), K, per_agent, _ptr(mask), mask_per_agent,
+            _ptr(out), _ptr(self._theta), _ptr(self._saved), _ptr(self._errors), self._stream(),
+        )  # fmt: skip
+        if self.validate:
+            self._raise_act_errors()
+        return out
+
+    def _raise_act_errors(self) -> None:
+        no = self._cuda.NO_ERROR
+        masked, nonfinite = (int(v) for v in self._errors.get())
+        if masked != no:
+            raise ValueError(f"mask: every action of agent {masked} is masked out")
+        if nonfinite != no:
+            raise ValueError("actions: contains NaN or infinite values")
+
+    def act1(self, actions: Any, mask: Any = None) -> int:
+        """Index of the chosen action of a single agent (waits for the stream)."""
+        return int(self.act(actions, mask)[0])
+
+    def _draw(self, unit_norm: bool) -> Any:
+        out = self._cp.empty((self._B, self._d), self._dtype)
+        self._cuda.sample(self.config, self._state, _ptr(out), unit_norm, self._stream())
+        return out
+
+    def act_sphere(self) -> Any:
+        """Best unit-norm action theta / |theta| of every agent, (B, d)."""
+        if self._policy == 3:
+            raise ValueError("actions: LinUCB has no closed-form maximiser on the sphere")
+        return self._draw(True)
+
+    def sample(self) -> Any:
+        """One posterior draw per agent, (B, d) (the mean for greedy and LinUCB)."""
+        return self._draw(False)
+
+    @property
+    def theta(self) -> Any:
+        """theta used by the last act, (B, d) (the kernel's buffer, overwritten by the next act)."""
+        return self._theta
+
+    # ---- learning ----------------------------------------------------------------------
+    def update(self, x: Any, r: Any, mask: Any = None) -> None:
+        """Apply observations x (B, n, d), r (B, n) in order; mask (B, n) selects those seen.
+
+        Raises
+        ------
+        ValueError
+            For wrong shapes, or (with ``validate``) NaN or infinite features or rewards among
+            the selected observations; the state is then unchanged.
+        """
+        B, d = self._B, self._d
+        X = self._input(x, "x", self._dtype)
+        if X.ndim != 3 or X.shape[0] != B or X.shape[2] != d:
+            raise ValueError(f"x: expected shape ({B}, n, {d}), got {tuple(X.shape)}")
+        n = int(X.shape[1])
+        R = self._input(r, "r", self._dtype)
+        if tuple(R.shape) != (B, n):
+            raise ValueError(f"r: expected shape ({B}, {n}), got {tuple(R.shape)}")
+        if mask is not None:
+            mask = self._input(mask, "mask", np.dtype(bool))
+            if tuple(mask.shape) != (B, n):
+                raise ValueError(f"mask: expected shape ({B}, {n}), got {tuple(mask.shape)}")
+        self._cuda.update(
+            self.config, self._state, _ptr(X), _ptr(R), _ptr(mask), n, _ptr(self._errors), self._stream()
+        )
+        if self.validate and n > 0:
+            key = int(self._errors[:1].get()[0])
+            if key != self._cuda.NO_ERROR:
+                agent = (key // 2) // n
+                if key % 2 == 0:
+                    raise ValueError(f"r: reward of agent {agent} is NaN or infinite")
+                raise ValueError(f"x: features of agent {agent} contain NaN or infinite values")
+
+    def __repr__(self) -> str:
+        return (
+            f"CudaKernel(policy={_POLICY_NAMES.get(self._policy)!r}, n_agents={self._B}, dim={self._d}, "
+            f"dtype={self._dtype.name}, validate={self.validate})"
+        )

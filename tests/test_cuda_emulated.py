@@ -1,0 +1,323 @@
+"""The CUDA kernels' per-agent bodies, run on a host emulation of a thread block (no GPU needed).
+
+``cuda/include/ensemblepp/cuda_agent.hpp`` holds the code every CUDA block runs for one agent;
+``cuda_emulation.hpp`` runs it with emulated threads (coroutines), real barriers and warp sums,
+uninitialised scratch filled with NaN, and shuffled or reversed thread order between barriers,
+so that a missing barrier or a race shows up as a wrong number, and a barrier reached by part
+of a block as an error. The driver below compares it with the CPU drivers (``batch.hpp``) on
+random problems: every policy, float64 and float32, shared and per-agent actions, action and
+observation masks, several observations per call, exact ties, d and M above the block size,
+sample and act_sphere, and bad input (errors reported for the right agent, state unchanged).
+
+What this cannot check: the CUDA launch code, shuffles and atomics on real hardware, and the
+device math library (``test_cuda.py`` does, where a GPU exists).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADERS = [ROOT / "cuda/include/ensemblepp" / n for n in ("cuda_agent.hpp", "cuda_emulation.hpp", "cuda_api.hpp")]
+HEADERS += [ROOT / "cpp/include/ensemblepp" / n for n in ("batch.hpp", "linear.hpp", "distributions.hpp", "philox.hpp", "config.hpp")]
+CPU_SOURCE = ROOT / "cpp/src/batch.cpp"
+
+SCENARIOS = [
+    "ensemble", "ensemble_masks", "ensemble_dists", "ensemble_wide",
+    "thompson", "thompson_masks", "thompson_wide",
+    "ensemble_sampling", "ensemble_sampling_pa",
+    "ucb", "ucb_masks", "greedy",
+]  # fmt: skip
+
+#: Largest relative difference |gpu - cpu| / (1 + |cpu|) allowed (rounding of reordered sums).
+TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
+
+DRIVER = r"""
+// Compares the emulated CUDA bodies with the CPU drivers (batch.hpp) on random problems.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ensemblepp/batch.hpp"
+#include "ensemblepp/cuda_emulation.hpp"
+
+using namespace ensemblepp;
+namespace ec = ensemblepp::cuda;
+namespace emu = ensemblepp::cuda::emulation;
+
+struct Scenario {
+  const char* name;
+  int policy, d, M, B, K, n_obs, steps, threads;
+  int reference, perturbation, rsparse, psparse;
+  bool per_agent, mask_actions, mask_obs;
+  emu::Block::Order order;
+};
+
+template <class T>
+struct Host {
+  std::vector<T> mu, cov, factor;
+  std::vector<std::uint64_t> steps;
+};
+
+template <class T>
+double rel_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = a[i], y = b[i];
+    if (std::isnan(x) != std::isnan(y)) return INFINITY;
+    m = std::max(m, std::abs(x - y) / (1.0 + std::abs(y)));
+  }
+  return m;
+}
+
+template <class T>
+int run(const Scenario& sc) {
+  std::mt19937_64 rng(1234 + sc.policy * 17 + sc.d);
+  std::normal_distribution<double> N(0.0, 1.0);
+  std::uniform_real_distribution<double> U(0.0, 1.0);
+  const long d = sc.d, M = sc.M, B = sc.B, K = sc.K, n = sc.n_obs;
+  LinearConfig lc;
+  lc.dim = sc.d; lc.ensemble_size = sc.M; lc.policy = static_cast<Policy>(sc.policy);
+  lc.reference = static_cast<Distribution>(sc.reference);
+  lc.perturbation = static_cast<Distribution>(sc.perturbation);
+  lc.reference_sparsity = sc.rsparse; lc.perturbation_sparsity = sc.psparse;
+  lc.noise_std = 0.7; lc.alpha = 1.3; lc.seed = 0x1234567890abcdefull;
+  ec::Config cc;
+  cc.policy = sc.policy; cc.dim = sc.d; cc.ensemble_size = sc.M; cc.reference = sc.reference;
+  cc.perturbation = sc.perturbation; cc.reference_sparsity = sc.rsparse;
+  cc.perturbation_sparsity = sc.psparse; cc.noise_std = 0.7; cc.alpha = 1.3; cc.seed = lc.seed;
+  cc.dtype = sizeof(T) == 8 ? ec::DType::float64 : ec::DType::float32;
+
+  Host<T> cpu;
+  cpu.mu.resize(B * d); cpu.cov.assign(B * d * d, T(0)); cpu.factor.resize(B * d * M);
+  cpu.steps.resize(B);
+  for (auto& v : cpu.mu) v = T(N(rng));
+  for (auto& v : cpu.factor) v = T(0.5 * N(rng));
+  for (long b = 0; b < B; ++b) {
+    cpu.steps[b] = 5 + 3 * b;
+    T* C = cpu.cov.data() + b * d * d;
+    if (sc.policy == 1) {  // upper factor of the precision
+      for (long i = 0; i < d; ++i) {
+        C[i * d + i] = T(1.0 + 0.5 * U(rng));
+        for (long j = i + 1; j < d; ++j) C[i * d + j] = T(0.2 * N(rng));
+      }
+    } else {  // SPD, exactly symmetric
+      std::vector<double> L(d * d);
+      for (auto& v : L) v = N(rng);
+      for (long i = 0; i < d; ++i)
+        for (long j = 0; j <= i; ++j) {
+          double s = 0;
+          for (long k = 0; k < d; ++k) s += L[i * d + k] * L[j * d + k];
+          const T v = T(s / d + (i == j ? 0.5 : 0.0));
+          C[i * d + j] = v;
+          C[j * d + i] = v;
+        }
+    }
+  }
+  Host<T> gpu = cpu;
+  const bool has_factor = sc.policy == 0 || sc.policy == 2;
+  BatchState<T> cs{cpu.mu.data(), cpu.cov.data(), has_factor ? cpu.factor.data() : nullptr,
+                   cpu.steps.data(), B};
+  ec::detail::Batch<T> gs{gpu.mu.data(), gpu.cov.data(), has_factor ? gpu.factor.data() : nullptr,
+                          gpu.steps.data(), nullptr, B, 0};
+  emu::Block block(sc.threads, sc.order, 99);
+  emu::Kernels<T> kern(cc, gs, block);
+
+  double max_state = 0, max_theta = 0;
+  int choice_mismatch = 0, step_mismatch = 0, error_mismatch = 0;
+  std::vector<T> theta_c(B * d), theta_g(B * d);
+  std::vector<std::int64_t> ch_c(B), ch_g(B);
+  unsigned long long err[2];
+  const long XA = sc.per_agent ? B : 1;
+  for (int t = 0; t < sc.steps; ++t) {
+    std::vector<T> X(XA * K * d);
+    for (auto& v : X) v = T(N(rng));
+    if (t % 4 == 3)  // all actions equal: every score ties, the lowest available index wins
+      for (long a = 0; a < XA; ++a)
+        for (long k = 1; k < K; ++k)
+          for (long i = 0; i < d; ++i) X[(a * K + k) * d + i] = X[a * K * d + i];
+    std::vector<std::uint8_t> mask;
+    if (sc.mask_actions) {
+      mask.resize(B * K);
+      for (long b = 0; b < B; ++b) {
+        for (long k = 0; k < K; ++k) mask[b * K + k] = U(rng) < 0.6;
+        mask[b * K + (t + b) % K] = 1;
+      }
+    }
+    ActionSet<T> as{X.data(), K, sc.per_agent, mask.empty() ? nullptr : mask.data(), true};
+    if (sc.policy == 3 || sc.policy == 4 || t % 3 != 1) {
+      act(lc, cs, as, ch_c.data(), theta_c.data());
+      kern.act(X.data(), K, sc.per_agent, mask.empty() ? nullptr : mask.data(), true,
+               theta_g.data(), ch_g.data(), err);
+      if (err[0] != ec::kNoError || err[1] != ec::kNoError) ++error_mismatch;
+      max_theta = std::max(max_theta, rel_diff(theta_g, theta_c));
+    } else {  // sometimes a plain sample instead, and act_sphere
+      sample(lc, cs, theta_c.data());
+      kern.sample(theta_g.data(), false);
+      max_theta = std::max(max_theta, rel_diff(theta_g, theta_c));
+      if (sc.policy != 3) {
+        act_sphere(lc, cs, theta_c.data());
+        kern.sample(theta_g.data(), true);
+        max_theta = std::max(max_theta, rel_diff(theta_g, theta_c));
+      }
+      for (long b = 0; b < B; ++b) ch_c[b] = ch_g[b] = (t + b) % K;
+    }
+    for (long b = 0; b < B; ++b) choice_mismatch += ch_c[b] != ch_g[b];
+    // Observations: the CPU's choice (so that a mismatch does not hide later state errors),
+    // plus extra random ones when n_obs > 1.
+    std::vector<T> x(B * n * d), r(B * n);
+    std::vector<std::uint8_t> om;
+    for (long b = 0; b < B; ++b)
+      for (long j = 0; j < n; ++j) {
+        const T* src = X.data() + (sc.per_agent ? b * K * d : 0) + ch_c[b] * d;
+        for (long i = 0; i < d; ++i) x[(b * n + j) * d + i] = j == 0 ? src[i] : T(N(rng));
+        r[b * n + j] = T(N(rng));
+      }
+    if (sc.mask_obs) {
+      om.resize(B * n);
+      for (auto& v : om) v = U(rng) < 0.7;
+    }
+    update(lc, cs, x.data(), r.data(), om.empty() ? nullptr : om.data(), n);
+    kern.update(x.data(), r.data(), om.empty() ? nullptr : om.data(), n, err);
+    if (err[0] != ec::kNoError) ++error_mismatch;
+    for (long b = 0; b < B; ++b) step_mismatch += cpu.steps[b] != gpu.steps[b];
+    max_state = std::max({max_state, rel_diff(gpu.mu, cpu.mu), rel_diff(gpu.cov, cpu.cov),
+                          has_factor ? rel_diff(gpu.factor, cpu.factor) : 0.0});
+  }
+
+  // Bad input: the same error and no change of state.
+  Host<T> before = gpu;
+  std::vector<T> x(B * d, T(0.1)), r(B, T(1));
+  const long bad = B > 1 ? 1 : 0;
+  x[bad * d + d - 1] = std::numeric_limits<T>::quiet_NaN();
+  kern.update(x.data(), r.data(), nullptr, 1, err);
+  const bool x_err = err[0] == 2ull * bad + 1;
+  r[bad] = std::numeric_limits<T>::infinity();
+  kern.update(x.data(), r.data(), nullptr, 1, err);
+  const bool r_err = err[0] == 2ull * bad;
+  std::vector<T> X(K * d, T(0.5));
+  X[(K - 1) * d] = std::numeric_limits<T>::quiet_NaN();
+  kern.act(X.data(), K, false, nullptr, false, theta_g.data(), ch_g.data(), err);
+  // Every agent scores the NaN action: the lowest offender is agent 0.
+  const bool nan_err = err[1] == 0 && err[0] == ec::kNoError;
+  std::vector<std::uint8_t> m(B * K, 1);
+  for (long k = 0; k < K; ++k) m[(B - 1) * K + k] = 0;
+  std::vector<T> Xok(K * d, T(0.5));
+  kern.act(Xok.data(), K, false, m.data(), true, theta_g.data(), ch_g.data(), err);
+  const bool mask_err = err[0] == static_cast<unsigned long long>(B - 1);
+  const bool unchanged = before.mu == gpu.mu && before.cov == gpu.cov &&
+                         before.factor == gpu.factor && before.steps == gpu.steps;
+
+  std::printf("%s %s state=%.3e theta=%.3e choices=%d steps=%d errors=%d x_err=%d r_err=%d "
+              "nan_err=%d mask_err=%d unchanged=%d\n",
+              sc.name, sizeof(T) == 8 ? "float64" : "float32", max_state, max_theta,
+              choice_mismatch, step_mismatch, error_mismatch, x_err, r_err, nan_err, mask_err,
+              unchanged);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 ? argv[1] : "";
+  using O = emu::Block::Order;
+  const Scenario scenarios[] = {
+      // name               pol  d   M  B  K  n steps thr ref pert rs ps per_agent maskA maskO order
+      {"ensemble",            0, 5,  4, 3, 6, 1, 8,  64, 0, 1, 2, 2, false, false, false, O::shuffled},
+      {"ensemble_masks",      0, 7,  3, 2, 5, 2, 6,  64, 4, 4, 2, 2, true,  true,  true,  O::reverse},
+      {"ensemble_dists",      0, 6,  5, 2, 4, 1, 6,  64, 2, 3, 2, 3, false, true,  false, O::shuffled},
+      {"ensemble_wide",       0, 70, 40, 1, 3, 1, 3, 64, 1, 0, 2, 2, false, false, false, O::reverse},
+      {"thompson",            1, 5,  1, 3, 6, 1, 8,  64, 0, 1, 1, 1, false, false, false, O::shuffled},
+      {"thompson_masks",      1, 6,  1, 2, 5, 2, 6,  64, 0, 1, 1, 1, true,  true,  true,  O::reverse},
+      {"thompson_wide",       1, 70, 1, 1, 3, 1, 2,  64, 0, 1, 1, 1, false, false, false, O::shuffled},
+      {"ensemble_sampling",   2, 5,  4, 3, 6, 1, 8,  64, 0, 1, 1, 1, false, true,  false, O::reverse},
+      {"ensemble_sampling_pa",2, 6,  3, 2, 5, 2, 6,  64, 0, 1, 1, 1, true,  false, true,  O::shuffled},
+      {"ucb",                 3, 5,  1, 3, 9, 1, 8, 128, 0, 1, 1, 1, false, false, false, O::shuffled},
+      {"ucb_masks",           3, 40, 1, 2, 5, 2, 4,  64, 0, 1, 1, 1, true,  true,  true,  O::reverse},
+      {"greedy",              4, 5,  1, 3, 6, 1, 8,  64, 0, 1, 1, 1, false, true,  true,  O::reverse},
+  };
+  for (const auto& sc : scenarios) {
+    if (!only.empty() && only != sc.name) continue;
+    try {
+      run<double>(sc);
+      run<float>(sc);
+    } catch (const std::exception& e) {
+      std::printf("%s error %s\n", sc.name, e.what());
+    }
+  }
+  return 0;
+}
+"""
+
+
+def _eigen_include() -> str | None:
+    for cand in (os.environ.get("EIGEN3_INCLUDE_DIR"), "/usr/include/eigen3", "/usr/local/include/eigen3"):
+        if cand and (Path(cand) / "Eigen" / "Core").exists():
+            return cand
+    try:
+        prefix = subprocess.run([sys.executable, "-m", "cmeel", "cmake"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    cand = Path(prefix) / "include" / "eigen3"
+    return str(cand) if (cand / "Eigen" / "Core").exists() else None
+
+
+@pytest.fixture(scope="module")
+def emulation(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, float]]:
+    """Builds (once per source version, cached) and runs the driver; results by 'name dtype'."""
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None or platform.system() != "Linux":
+        pytest.skip("needs a C++20 compiler and POSIX ucontext (Linux)")
+    eigen = _eigen_include()
+    if eigen is None:
+        pytest.skip("Eigen headers not found (pip install cmeel-eigen)")
+    digest = hashlib.sha256(DRIVER.encode())
+    for p in [*HEADERS, CPU_SOURCE]:
+        digest.update(p.read_bytes())
+    cache_plugin = getattr(request.config, "cache", None)
+    if cache_plugin is not None:
+        cache = Path(cache_plugin.mkdir("ensemblepp_cuda_emulation"))
+    else:
+        cache = tmp_path_factory.mktemp("ensemblepp_cuda_emulation")
+    exe = cache / f"driver-{digest.hexdigest()[:16]}"
+    if not exe.exists():
+        src = cache / "driver.cpp"
+        src.write_text(DRIVER)
+        cmd = [cxx, "-std=c++20", "-O1", "-I", str(ROOT / "cpp/include"), "-I", str(ROOT / "cuda/include"),
+               "-I", eigen, str(src), str(CPU_SOURCE), "-o", str(exe) + ".tmp"]
+        build = subprocess.run(cmd, capture_output=True, text=True)
+        assert build.returncode == 0, build.stderr[-4000:]
+        os.replace(str(exe) + ".tmp", exe)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-4000:]
+    results: dict[str, dict[str, float]] = {}
+    for line in run.stdout.splitlines():
+        name, kind, *fields = line.split()
+        assert kind != "error", line
+        results[f"{name} {kind}"] = {k: float(v) for k, v in (f.split("=") for f in fields)}
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_emulated_block_matches_cpu(emulation: dict, scenario: str, dtype: str) -> None:
+    r = emulation[f"{scenario} {dtype}"]
+    assert r["state"] <= TOLERANCE[dtype], r
+    assert r["theta"] <= TOLERANCE[dtype], r
+    assert r["choices"] == 0, r  # same argmax, ties to the lowest index
+    assert r["steps"] == 0, r  # same Philox counters
+    assert r["errors"] == 0, r  # no spurious error on finite input
+    for flag in ("x_err", "r_err", "nan_err", "mask_err", "unchanged"):
+        assert r[flag] == 1, (flag, r)
