@@ -126,3 +126,13 @@ def test_python_dash_m(tmp_path: Path):
     done = subprocess.run([sys.executable, "-m", "ensemblepp", "--version"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert done.returncode == 0 and done.stdout.strip()
+
+
+@pytest.mark.skipif(not _has_linear(), reason="compiled linear core not built")
+def test_set_passes_sweep_parameters(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    argv = ["run", "--preset", "linear-min-ensemble", "-S", "d_values=[3]", "-S", "k_values=[5]", "-S", "k_dim=3",
+            "-S", "d_actions=5", "-S", "candidates=[1, 2]", "-T", "10", "-n", "2", "-q", "-o", str(tmp_path)]
+    assert main(argv) == 0
+    assert (tmp_path / "linear-min-ensemble.json").exists()
+    assert main(["run", "-S", "colour=1", "-o", str(tmp_path)]) == 2
+    assert "colour" in capsys.readouterr().err

@@ -300,3 +300,13 @@ def test_min_ensemble_sweep_end_to_end(tmp_path: Path):
     assert all(f.exists() for f in files)
     with pytest.raises(ValueError, match="unsupported"):
         run_preset("linear-min-ensemble", PresetContext({"colour": 1}, tmp_path, progress=False))
+
+
+@needs_linear
+def test_distribution_ablation_draws_the_grid(tmp_path: Path):
+    ctx = PresetContext({"horizon": 10, "n_seeds": 2, "environment": {"dim": 3, "n_actions": 5}}, tmp_path,
+                        progress=False, log=lambda s: None)
+    files = run_preset("distribution-ablation", ctx)
+    assert [f.name for f in files] == ["distribution-ablation.json", "distribution-ablation.png",
+                                       "distribution-ablation-grid.png"]
+    assert len(load_results(files[0]).agents) == 26

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-T", "--horizon", type=int, metavar="T", help="number of steps")
     run.add_argument("-n", "--seeds", type=int, metavar="N", help="number of seeds")
     run.add_argument("--seed", type=int, metavar="S", help="first seed (seeds are S, S+1, ...)")
+    run.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="top-level configuration override, e.g. -S agent_seed=3, or a sweep parameter "
+                          "such as -S d_values=[10,20,50,100] for linear-min-ensemble (repeatable)")
     run.add_argument("--name", help="experiment name (file names and plot title)")
     run.add_argument("-o", "--output", default="results", metavar="PATH",
                      help="output folder, or a .json/.csv results file path (default: results/)")
@@ -134,6 +137,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if args.seed < 0:
             raise CLIError(f"--seed must be non-negative, got {args.seed}")
         ov["seed"] = args.seed
+    for key, value in parse_key_values(args.set, "--set").items():
+        if key in ("environment", "agents"):
+            raise CLIError(f"--set {key}: use --env/--env-option or --agent instead")
+        ov[key] = value
     env_opts = parse_key_values(args.env_option, "--env-option")
     if env_opts:
         ov["environment"] = env_opts

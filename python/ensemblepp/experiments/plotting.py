@@ -52,7 +52,8 @@ def plot_results(results: Results, path: str | Path, metric: str = "cumulative_r
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = list(results.agents if agents is None else agents)
-    fig, ax = plt.subplots(figsize=(7.0, 4.5), dpi=110)
+    outside = len(labels) > 6
+    fig, ax = plt.subplots(figsize=(9.5 if outside else 7.0, 4.8), dpi=110)
     cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     for i, label in enumerate(labels):
         curves = results.curve(label, metric)
@@ -71,7 +72,11 @@ def plot_results(results: Results, path: str | Path, metric: str = "cumulative_r
     if logy:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if outside:
+        # Many curves: keep the legend off the data.
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if len(labels) <= 16 else 2)
+    else:
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
