@@ -1,0 +1,158 @@
+"""Throughput of the CUDA backend against the CPU backend, and the update kernel's bandwidth.
+
+Usage::
+
+    python benchmarks/bench_cuda.py [--agents 1 1024 16384] [--dims 16 64 128]
+                                    [--ensemble-size 16] [--actions 100] [--dtype float64]
+                                    [--policy ensemble] [--no-cpu] [--json results.json]
+
+For every (B, d): agent-steps per second of one full step (act over K shared actions, then
+update with the chosen action) on cuda, with validation (two small waits per step) and without
+(``validate=False``: no wait until the end), and on cpu; then the update kernel alone, timed with
+CUDA events, as GB/s and as a fraction of the device's peak DRAM bandwidth
+(``_cuda.device_info()['peak_bandwidth_gbs']``). The bytes an update must move per agent are
+Sigma read and written (2 d^2), the factor read and written (2 d M), mu read and written
+(2 d), x and r read (d + 1) -- times the element size -- plus the 8-byte counter read and
+written. Exits with a message (status 1) where no CUDA device is usable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import ensemblepp as epp
+
+POLICIES = {
+    "ensemble": lambda d, M, **kw: epp.LinearEnsemble(d, M, **kw),
+    "thompson": lambda d, M, **kw: epp.LinearTS(d, **kw),
+    "ensemble_sampling": lambda d, M, **kw: epp.LinearEnsembleSampling(d, M, **kw),
+    "ucb": lambda d, M, **kw: epp.LinUCB(d, **kw),
+    "greedy": lambda d, M, **kw: epp.LinearGreedy(d, **kw),
+}
+
+
+def steps_per_second(step: Any, sync: Any, min_seconds: float, min_steps: int) -> float:
+    """Steps per second of ``step``, after one warm-up step, over at least min_seconds."""
+    step()
+    sync()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        n += 1
+        if n >= min_steps:
+            sync()
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_seconds:
+                return n / elapsed
+
+
+def gpu_case(policy: str, B: int, d: int, M: int, K: int, dtype: str, min_seconds: float) -> dict[str, float]:
+    import cupy as cp  # noqa: PLC0415
+
+    from ensemblepp import _cuda  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    X = cp.asarray(rng.normal(size=(K, d)) / np.sqrt(d), dtype=dtype)
+    r = cp.asarray(rng.normal(size=B), dtype=dtype)
+    agent = POLICIES[policy](d, M, n_agents=B, device="cuda", dtype=dtype, seed=0)
+    kernel = agent._kernel
+    sync = cp.cuda.get_current_stream().synchronize
+
+    def step() -> None:
+        a = agent.act(X)
+        agent.update(X[a], r)
+
+    out = {}
+    kernel.validate = True
+    out["cuda_steps_per_s"] = B * steps_per_second(step, sync, min_seconds, 5)
+    kernel.validate = False
+    out["cuda_nowait_steps_per_s"] = B * steps_per_second(step, sync, min_seconds, 5)
+
+    # The update alone (memset, validation kernel, update kernel), timed on the device.
+    x = cp.ascontiguousarray(X[cp.zeros(B, cp.int64)].reshape(B, 1, d))
+    R = r.reshape(B, 1)
+    kernel.update(x, R)
+    n = 20
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    start.record()
+    for _ in range(n):
+        kernel.update(x, R)
+    end.record()
+    end.synchronize()
+    seconds = cp.cuda.get_elapsed_time(start, end) / 1e3 / n
+    size = np.dtype(dtype).itemsize
+    has_factor = policy in ("ensemble", "ensemble_sampling")
+    per_agent = size * (2 * d * d + (2 * d * M if has_factor else 0) + 2 * d + d + 1) + 16
+    gbs = B * per_agent / seconds / 1e9
+    peak = _cuda.device_info(cp.cuda.Device().id)["peak_bandwidth_gbs"]
+    out.update(update_us=seconds * 1e6, update_gbs=gbs, update_peak_fraction=gbs / peak)
+    del agent, kernel
+    cp.get_default_memory_pool().free_all_blocks()
+    return out
+
+
+def cpu_case(policy: str, B: int, d: int, M: int, K: int, dtype: str, min_seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    X = np.ascontiguousarray(rng.normal(size=(K, d)) / np.sqrt(d), dtype=dtype)
+    r = rng.normal(size=B).astype(dtype)
+    agent = POLICIES[policy](d, M, n_agents=B, device="cpu", dtype=dtype, seed=0)
+
+    def step() -> None:
+        a = agent.act(X)
+        agent.update(X[a], r)
+
+    return B * steps_per_second(step, lambda: None, min_seconds, 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--agents", type=int, nargs="+", default=[1, 1024, 16384])
+    p.add_argument("--dims", type=int, nargs="+", default=[16, 64, 128])
+    p.add_argument("--ensemble-size", type=int, default=16)
+    p.add_argument("--actions", type=int, default=100)
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--policy", choices=list(POLICIES), default="ensemble")
+    p.add_argument("--seconds", type=float, default=0.5, help="minimum timed seconds per figure")
+    p.add_argument("--no-cpu", action="store_true", help="skip the CPU figures")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+
+    try:
+        from ensemblepp._backend import cuda_module  # noqa: PLC0415
+
+        cuda = cuda_module()
+    except RuntimeError as exc:
+        print(f"bench_cuda.py: nothing to measure: {exc}", file=sys.stderr)
+        return 1
+    info = cuda.device_info(0)
+    print(f"device: {info['name']} (sm_{info['compute_capability'][0]}{info['compute_capability'][1]}), "
+          f"peak {info['peak_bandwidth_gbs']:.0f} GB/s; policy {args.policy}, M={args.ensemble_size}, "
+          f"K={args.actions} shared actions, {args.dtype}")
+    header = (f"{'B':>6} {'d':>4} {'cuda steps/s':>13} {'no-wait':>13} {'cpu steps/s':>13} {'speed-up':>9} "
+              f"{'update us':>10} {'GB/s':>8} {'of peak':>8}")
+    print(header)
+    rows = []
+    for B in args.agents:
+        for d in args.dims:
+            g = gpu_case(args.policy, B, d, args.ensemble_size, args.actions, args.dtype, args.seconds)
+            c = float("nan") if args.no_cpu else cpu_case(args.policy, B, d, args.ensemble_size, args.actions,
+                                                         args.dtype, args.seconds)
+            row = {"B": B, "d": d, **g, "cpu_steps_per_s": c}
+            rows.append(row)
+            print(f"{B:>6} {d:>4} {g['cuda_steps_per_s']:>13.4g} {g['cuda_nowait_steps_per_s']:>13.4g} {c:>13.4g} "
+                  f"{g['cuda_nowait_steps_per_s'] / c:>9.3g} {g['update_us']:>10.1f} {g['update_gbs']:>8.1f} "
+                  f"{g['update_peak_fraction']:>8.1%}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": info, "args": vars(args), "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The ``_cuda`` module's host side: codes, configuration checks and argument validation.
+
+These run wherever the module is built (nvcc at build time), with or without a GPU: every check
+here happens before any CUDA call.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+_cuda = pytest.importorskip("ensemblepp._cuda", reason="the CUDA module is not built (no nvcc)")
+
+from ensemblepp import _core  # noqa: E402
+
+BASE = dict(policy=0, dim=8, ensemble_size=4, reference=0, perturbation=1, reference_sparsity=2,
+            perturbation_sparsity=2, noise_std=1.0, alpha=1.0, seed=3, dtype=1)  # fmt: skip
+
+
+def config(**kw):
+    return _cuda.Config(**{**BASE, **kw})
+
+
+def state(**kw):
+    args = dict(mu=4096, cov=8192, factor=12288, steps=16384, work=0, n_agents=2)
+    return _cuda.State(**{**args, **kw})
+
+
+def test_device_count_is_a_non_negative_int() -> None:
+    n = _cuda.device_count()
+    assert isinstance(n, int) and n >= 0
+
+
+def test_policy_codes_match_the_cpu_core() -> None:
+    assert dict(_cuda.POLICIES) == dict(_core.POLICIES)
+    assert _cuda.NO_ERROR == 2**64 - 1
+
+
+def test_config_keeps_its_fields() -> None:
+    c = config(policy=3, dim=5, ensemble_size=7, seed=2**64 - 1, dtype=0)
+    assert (c.policy, c.dim, c.ensemble_size, c.seed, c.dtype) == (3, 5, 7, 2**64 - 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("policy", 5), ("policy", -1), ("dim", 0), ("ensemble_size", 0), ("reference", 5),
+        ("perturbation", -1), ("reference_sparsity", 0), ("reference_sparsity", 5),
+        ("perturbation_sparsity", 5), ("noise_std", 0.0), ("noise_std", float("nan")),
+        ("alpha", -1.0), ("alpha", float("inf")), ("dtype", 2),
+    ],
+)  # fmt: skip
+def test_bad_config_raises_value_error_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        config(**{field: value})
+
+
+@pytest.mark.parametrize(("dim", "M", "dtype", "expected"), [
+    (8, 4, 1, 0),                # 3 * 8 doubles: shared memory
+    (1706, 16, 1, 0),            # 5118 doubles = 40,944 bytes: still shared
+    (1707, 16, 1, 3 * 1707),     # 40,968 bytes: global workspace
+    (3413, 16, 0, 0),            # float32: twice the dimension fits
+    (3414, 16, 0, 3 * 3414),
+    (4, 2000, 1, 3 * 2000),      # the ensemble size counts too
+])  # fmt: skip
+def test_workspace_size_switches_to_global_memory_above_40_kib(dim: int, M: int, dtype: int, expected: int) -> None:
+    c = config(dim=dim, ensemble_size=M, reference_sparsity=1, perturbation_sparsity=1, dtype=dtype)
+    assert _cuda.workspace_size(c) == expected
+
+
+def test_missing_workspace_is_reported_before_any_launch() -> None:
+    c = config(dim=2000, ensemble_size=4)
+    with pytest.raises(ValueError, match="work"):
+        _cuda.sample(c, state(), 1024, False, 0)
+
+
+@pytest.mark.parametrize("field", ["mu", "cov", "steps"])
+def test_null_state_pointers_raise(field: str) -> None:
+    with pytest.raises(ValueError, match="null device pointer"):
+        _cuda.sample(config(), state(**{field: 0}), 1024, False, 0)
+
+
+def test_policies_with_a_factor_need_one() -> None:
+    for policy in (0, 2):
+        with pytest.raises(ValueError, match="factor"):
+            _cuda.sample(config(policy=policy), state(factor=0), 1024, False, 0)
+
+
+def test_no_agents_raises() -> None:
+    with pytest.raises(ValueError, match="n_agents"):
+        _cuda.sample(config(), state(n_agents=0), 1024, False, 0)
+
+
+def test_act_argument_checks() -> None:
+    args = dict(config=config(), state=state(), actions=1024, n_actions=3, per_agent=False, mask=0,
+                mask_per_agent=False, choice=2048, theta=3072, saved_steps=5120, errors=6144, stream=0)
+    with pytest.raises(ValueError, match="empty"):
+        _cuda.act(**{**args, "n_actions": 0})
+    with pytest.raises(ValueError, match="actions: null"):
+        _cuda.act(**{**args, "actions": 0})
+    for name in ("choice", "theta", "saved_steps", "errors"):
+        with pytest.raises(ValueError, match="null device pointer"):
+            _cuda.act(**{**args, name: 0})
+
+
+def test_update_argument_checks() -> None:
+    args = dict(config=config(), state=state(), x=1024, r=2048, mask=0, n_obs=1, errors=3072, stream=0)
+    with pytest.raises(ValueError, match="negative"):
+        _cuda.update(**{**args, "n_obs": -1})
+    with pytest.raises(ValueError, match="errors"):
+        _cuda.update(**{**args, "errors": 0})
+    with pytest.raises(ValueError, match="null device pointer"):
+        _cuda.update(**{**args, "x": 0})
+
+
+def test_cuda_backend_imports_without_loading_cupy() -> None:
+    code = "import sys, ensemblepp, ensemblepp._cuda_backend; print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_as_device_array_without_cupy_says_what_is_missing() -> None:
+    pytest.importorskip("numpy")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("CuPy is installed")
+    from ensemblepp._cuda_backend import as_device_array
+
+    with pytest.raises(RuntimeError, match="CuPy"):
+        as_device_array([1.0, 2.0], "float64", "x")
