@@ -249,7 +249,9 @@ class ContentModeration(Environment):
         For the Davidson data: which classes count as hateful (0 hate speech,
         1 offensive language, 2 neither).
     n_posts : int, optional
-        Use a random subset of this many posts.
+        Use a random subset of this many posts. Embedding all 24783 tweets
+        takes about ten minutes on one CPU core (3000 take 80 s); it is done
+        once, later runs read the cache.
     subset_seed : int, default 0
         Seed of that subset.
     mode : {"frozen", "text"}, default "frozen"
