@@ -23,6 +23,11 @@ _LAZY = {
     "load": "ensemblepp.linear",
     "draw": "ensemblepp.distributions",
     "DISTRIBUTIONS": "ensemblepp.distributions",
+    "NeuralEnsemble": "ensemblepp.neural",
+    "EnsemblePlus": "ensemblepp.neural",
+    "EpiNet": "ensemblepp.neural",
+    "NeuralGreedy": "ensemblepp.neural",
+    "EnsemblePlusPlusNet": "ensemblepp.neural",
     "has_cuda": "ensemblepp._backend",
     "available_backends": "ensemblepp._backend",
 }
