@@ -1,6 +1,6 @@
 """CUDA backend against the CPU backend: same seed, same trajectory (needs a GPU, CuPy).
 
-Tolerances: float64 states agree to 1e-9 relative after 1,000 steps and every action is the
+Tolerances: float64 states agree to 1e-9 relative after 1,000 steps (``STEPS``) and every action is the
 same; float32 states agree to 2e-3 relative (with 1e-4 absolute) when both agents get the same
 observations, and at least 99% of the actions agree (ties within float32 rounding may differ).
 """
@@ -8,6 +8,7 @@ observations, and at least 99% of the actions agree (ties within float32 roundin
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -18,6 +19,10 @@ if not epp.has_cuda():
     pytest.skip("no CUDA device, CUDA module or CuPy", allow_module_level=True)
 
 import cupy as cp  # noqa: E402
+
+#: Trajectory length of the CPU-GPU comparisons (shorter under the host emulation of the device,
+#: see test_cuda_emulated.py).
+STEPS = int(os.environ.get("ENSEMBLEPP_CUDA_TEST_STEPS", "1000"))
 
 from ensemblepp._cuda_backend import CudaKernel, as_device_array  # noqa: E402
 from ensemblepp.linear import to_numpy  # noqa: E402
@@ -75,7 +80,7 @@ def run_pair(policy: str, dtype: str, mode: str, T: int, B: int = 3, d: int = 6,
 @pytest.mark.parametrize("mode", ["shared", "per_agent", "shared_mask", "per_agent_mask"])
 @pytest.mark.parametrize("policy", list(POLICIES))
 def test_gpu_follows_the_cpu_trajectory_float64(policy: str, mode: str) -> None:
-    cpu, gpu, agree = run_pair(policy, "float64", mode, T=1000)
+    cpu, gpu, agree = run_pair(policy, "float64", mode, T=STEPS)
     assert agree == 1.0
     assert_states_close(snapshot(gpu), snapshot(cpu), rtol=1e-9, atol=1e-12)
 
@@ -83,7 +88,7 @@ def test_gpu_follows_the_cpu_trajectory_float64(policy: str, mode: str) -> None:
 @pytest.mark.parametrize("mode", ["shared", "per_agent_mask"])
 @pytest.mark.parametrize("policy", list(POLICIES))
 def test_gpu_follows_the_cpu_trajectory_float32(policy: str, mode: str) -> None:
-    cpu, gpu, agree = run_pair(policy, "float32", mode, T=300)
+    cpu, gpu, agree = run_pair(policy, "float32", mode, T=min(STEPS, 300))
     assert agree >= 0.99
     assert_states_close(snapshot(gpu), snapshot(cpu), rtol=2e-3, atol=1e-4)
 

@@ -9,20 +9,34 @@ random problems: every policy, float64 and float32, shared and per-agent actions
 observation masks, several observations per call, exact ties, d and M above the block size,
 sample and act_sphere, and bad input (errors reported for the right agent, state unchanged).
 
-What this cannot check: the CUDA launch code, shuffles and atomics on real hardware, and the
-device math library (``test_cuda.py`` does, where a GPU exists).
+The same bodies also stand in for the device under the whole Python stack: with
+``ENSEMBLEPP_EMULATE_CUDA=1`` and this module loaded as a plugin (``-p test_cuda_emulated``),
+``cupy`` is replaced by NumPy arrays posing as CuPy arrays and ``_cuda``'s sample, act and update
+by the emulated kernels, so that ``linear.py``'s ``device="cuda"`` path, ``_cuda_backend.py`` and
+``test_cuda.py`` itself run here::
+
+    ENSEMBLEPP_EMULATE_CUDA=1 ENSEMBLEPP_CUDA_TEST_STEPS=50 PYTHONPATH=tests \
+        python -m pytest -p test_cuda_emulated tests/test_cuda.py tests/test_linear.py
+
+What this cannot check: the CUDA launch code, shuffles and atomics on real hardware, the device
+math library, and CuPy itself (``test_cuda.py`` on a GPU does).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
+import types
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,6 +274,110 @@ int main(int argc, char** argv) {
 """
 
 
+LIBRARY = r"""
+// C ABI over the emulated kernels: the _cuda step functions on host memory, for ctypes.
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+
+#include "ensemblepp/cuda_emulation.hpp"
+
+namespace ec = ensemblepp::cuda;
+namespace emu = ensemblepp::cuda::emulation;
+
+namespace {
+
+ec::Config make(const int* ci, const double* cd, unsigned long long seed) {
+  ec::Config c;
+  c.policy = ci[0];
+  c.dim = ci[1];
+  c.ensemble_size = ci[2];
+  c.reference = ci[3];
+  c.perturbation = ci[4];
+  c.reference_sparsity = ci[5];
+  c.perturbation_sparsity = ci[6];
+  c.dtype = ci[7] ? ec::DType::float64 : ec::DType::float32;
+  c.noise_std = cd[0];
+  c.alpha = cd[1];
+  c.seed = seed;
+  return c;
+}
+
+template <class T>
+ec::detail::Batch<T> batch(const std::uintptr_t* s, long B) {
+  return ec::detail::Batch<T>{reinterpret_cast<T*>(s[0]), reinterpret_cast<T*>(s[1]),
+                              reinterpret_cast<T*>(s[2]), reinterpret_cast<std::uint64_t*>(s[3]),
+                              nullptr, B, 0};
+}
+
+// Runs f(kernels, T{}) for the configured element type; 0 on success.
+template <class F>
+int dispatch(const ec::Config& c, const std::uintptr_t* s, long B, int threads, F&& f) {
+  try {
+    emu::Block block(threads, emu::Block::Order::shuffled, 7);
+    if (c.dtype == ec::DType::float64) {
+      emu::Kernels<double> k(c, batch<double>(s, B), block);
+      f(k, double{});
+    } else {
+      emu::Kernels<float> k(c, batch<float>(s, B), block);
+      f(k, float{});
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "emulated kernel: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+int emu_sample(const int* ci, const double* cd, unsigned long long seed, const std::uintptr_t* s,
+               long B, int threads, std::uintptr_t out, int unit) {
+  const ec::Config c = make(ci, cd, seed);
+  return dispatch(c, s, B, threads, [&](auto& k, auto tag) {
+    using T = decltype(tag);
+    k.sample(reinterpret_cast<T*>(out), unit != 0);
+  });
+}
+
+int emu_act(const int* ci, const double* cd, unsigned long long seed, const std::uintptr_t* s,
+            long B, int threads, std::uintptr_t X, long K, int per_agent, std::uintptr_t mask,
+            int mask_per_agent, std::uintptr_t choice, std::uintptr_t theta,
+            std::uintptr_t errors) {
+  const ec::Config c = make(ci, cd, seed);
+  return dispatch(c, s, B, threads, [&](auto& k, auto tag) {
+    using T = decltype(tag);
+    k.act(reinterpret_cast<const T*>(X), K, per_agent != 0,
+          reinterpret_cast<const std::uint8_t*>(mask), mask_per_agent != 0,
+          reinterpret_cast<T*>(theta), reinterpret_cast<std::int64_t*>(choice),
+          reinterpret_cast<unsigned long long*>(errors));
+  });
+}
+
+int emu_update(const int* ci, const double* cd, unsigned long long seed, const std::uintptr_t* s,
+               long B, int threads, std::uintptr_t x, std::uintptr_t r, std::uintptr_t mask,
+               long n, std::uintptr_t errors) {
+  const ec::Config c = make(ci, cd, seed);
+  return dispatch(c, s, B, threads, [&](auto& k, auto tag) {
+    using T = decltype(tag);
+    k.update(reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(r),
+             reinterpret_cast<const std::uint8_t*>(mask), n,
+             reinterpret_cast<unsigned long long*>(errors));
+  });
+}
+
+}  // extern "C"
+"""
+
+
+def _compiler() -> str | None:
+    if platform.system() != "Linux":
+        return None
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+
+
 def _eigen_include() -> str | None:
     for cand in (os.environ.get("EIGEN3_INCLUDE_DIR"), "/usr/include/eigen3", "/usr/local/include/eigen3"):
         if cand and (Path(cand) / "Eigen" / "Core").exists():
@@ -276,8 +394,8 @@ def _eigen_include() -> str | None:
 @pytest.fixture(scope="module")
 def emulation(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, float]]:
     """Builds (once per source version, cached) and runs the driver; results by 'name dtype'."""
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if cxx is None or platform.system() != "Linux":
+    cxx = _compiler()
+    if cxx is None:
         pytest.skip("needs a C++20 compiler and POSIX ucontext (Linux)")
     eigen = _eigen_include()
     if eigen is None:
@@ -321,3 +439,154 @@ def test_emulated_block_matches_cpu(emulation: dict, scenario: str, dtype: str) 
     assert r["errors"] == 0, r  # no spurious error on finite input
     for flag in ("x_err", "r_err", "nan_err", "mask_err", "unchanged"):
         assert r[flag] == 1, (flag, r)
+
+
+# ---- the emulated device under the Python stack -----------------------------------------------
+def _build_library() -> Path:
+    """Compiles LIBRARY (once per source version) into a temporary cache directory."""
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("the CUDA emulation needs a C++20 compiler and POSIX ucontext (Linux)")
+    digest = hashlib.sha256(LIBRARY.encode())
+    for p in HEADERS[:3] + HEADERS[5:]:
+        digest.update(p.read_bytes())
+    cache = Path(tempfile.gettempdir()) / "ensemblepp-cuda-emulation"
+    cache.mkdir(exist_ok=True)
+    lib = cache / f"libemulated-{digest.hexdigest()[:16]}.so"
+    if not lib.exists():
+        src = cache / f"emulated-{os.getpid()}.cpp"
+        src.write_text(LIBRARY)
+        tmp = str(lib) + f".{os.getpid()}.tmp"
+        cmd = [cxx, "-std=c++20", "-O1", "-shared", "-fPIC", "-I", str(ROOT / "cpp/include"),
+               "-I", str(ROOT / "cuda/include"), str(src), "-o", tmp]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        os.replace(tmp, lib)
+    return lib
+
+
+class FakeCupyArray(np.ndarray):
+    """A NumPy array posing as a ``cupy.ndarray``: ``.data.ptr``, ``.get()``, module ``cupy``."""
+
+    @property
+    def data(self) -> Any:  # type: ignore[override]
+        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+
+    def get(self, stream: Any = None) -> np.ndarray:
+        return np.array(self)
+
+
+FakeCupyArray.__module__ = "cupy"
+
+
+def _fake(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray) and not isinstance(obj, FakeCupyArray):
+        return obj.view(FakeCupyArray)
+    return obj
+
+
+class _FakeNamespace(types.ModuleType):
+    """NumPy (or a NumPy submodule) whose array results come back as FakeCupyArray."""
+
+    def __init__(self, name: str, target: Any) -> None:
+        super().__init__(name)
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        obj = getattr(self._target, name)
+        if isinstance(obj, types.ModuleType):
+            return _FakeNamespace(f"{self.__name__}.{name}", obj)
+        if callable(obj) and not isinstance(obj, type):
+            return lambda *a, **k: _fake(obj(*a, **k))
+        return obj
+
+
+class _FakeStream:
+    ptr = 0
+
+    def __init__(self, non_blocking: bool = False) -> None:
+        pass
+
+    def __enter__(self) -> _FakeStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
+def _fake_cupy() -> types.ModuleType:
+    cp = _FakeNamespace("cupy", np)
+    cp.ndarray = FakeCupyArray
+    cp.cuda = types.SimpleNamespace(get_current_stream=lambda: _FakeStream(), Stream=_FakeStream)
+    return cp
+
+
+class EmulatedCuda(types.ModuleType):
+    """``ensemblepp._cuda`` with sample, act and update run by the emulated kernels.
+
+    Config, State, workspace_size and the codes are the real module's (host code); the blocks
+    have 64 threads (128 for d > 64), half the CUDA launch, to keep the emulation quick.
+    """
+
+    def __init__(self, real: types.ModuleType, lib_path: Path) -> None:
+        super().__init__("ensemblepp._cuda")
+        self._real = real
+        self._lib = ctypes.CDLL(str(lib_path))
+        self.Config, self.State, self.workspace_size = real.Config, real.State, real.workspace_size
+        self.POLICIES, self.NO_ERROR = real.POLICIES, real.NO_ERROR
+
+    def device_count(self) -> int:
+        return 1
+
+    def device_info(self, device: int = 0) -> dict:
+        return {"name": "host emulation", "compute_capability": (0, 0), "total_memory": 0,
+                "peak_bandwidth_gbs": float("nan")}  # fmt: skip
+
+    def _common(self, c: Any, s: Any) -> list:
+        ci = (ctypes.c_int * 8)(c.policy, c.dim, c.ensemble_size, c.reference, c.perturbation,
+                                c.reference_sparsity, c.perturbation_sparsity, c.dtype)  # fmt: skip
+        cd = (ctypes.c_double * 2)(c.noise_std, c.alpha)
+        ptrs = (ctypes.c_size_t * 4)(s.mu, s.cov, s.factor, s.steps)
+        if c.policy in (0, 2) and not s.factor:
+            raise ValueError("factor: this policy needs a (B, d, M) factor")
+        return [ci, cd, ctypes.c_ulonglong(c.seed), ptrs, ctypes.c_long(s.n_agents),
+                ctypes.c_int(64 if c.dim <= 64 else 128)]  # fmt: skip
+
+    @staticmethod
+    def _check(rc: int) -> None:
+        if rc != 0:
+            raise RuntimeError("emulated kernel failed (see stderr)")
+
+    def sample(self, config: Any, state: Any, theta: int, unit_norm: bool, stream: int) -> None:
+        self._check(self._lib.emu_sample(*self._common(config, state), ctypes.c_size_t(theta),
+                                         ctypes.c_int(int(unit_norm))))
+
+    def act(self, config: Any, state: Any, actions: int, n_actions: int, per_agent: bool, mask: int,
+            mask_per_agent: bool, choice: int, theta: int, saved_steps: int, errors: int, stream: int) -> None:
+        if n_actions < 1:
+            raise ValueError("actions: the action set is empty")
+        self._check(self._lib.emu_act(
+            *self._common(config, state), ctypes.c_size_t(actions), ctypes.c_long(n_actions),
+            ctypes.c_int(int(per_agent)), ctypes.c_size_t(mask), ctypes.c_int(int(mask_per_agent)),
+            ctypes.c_size_t(choice), ctypes.c_size_t(theta), ctypes.c_size_t(errors)))  # fmt: skip
+
+    def update(self, config: Any, state: Any, x: int, r: int, mask: int, n_obs: int, errors: int, stream: int) -> None:
+        self._check(self._lib.emu_update(
+            *self._common(config, state), ctypes.c_size_t(x), ctypes.c_size_t(r), ctypes.c_size_t(mask),
+            ctypes.c_long(n_obs), ctypes.c_size_t(errors)))  # fmt: skip
+
+
+def install_emulated_cuda() -> None:
+    """Makes ``has_cuda()`` true with the fakes above (for ENSEMBLEPP_EMULATE_CUDA=1 runs)."""
+    from ensemblepp import _backend  # noqa: PLC0415
+    from ensemblepp import _cuda as real  # noqa: PLC0415
+
+    fake = EmulatedCuda(real, _build_library())
+    sys.modules["cupy"] = _fake_cupy()
+    _backend._probe_cuda = lambda: (fake, "")
+
+
+if os.environ.get("ENSEMBLEPP_EMULATE_CUDA") == "1":
+    install_emulated_cuda()

@@ -64,6 +64,12 @@ Hyperparameters of a batch of agents (the arguments of ``_core.Kernel64`` withou
       .def_readonly("policy", &epc::Config::policy)
       .def_readonly("dim", &epc::Config::dim)
       .def_readonly("ensemble_size", &epc::Config::ensemble_size)
+      .def_readonly("reference", &epc::Config::reference)
+      .def_readonly("perturbation", &epc::Config::perturbation)
+      .def_readonly("reference_sparsity", &epc::Config::reference_sparsity)
+      .def_readonly("perturbation_sparsity", &epc::Config::perturbation_sparsity)
+      .def_readonly("noise_std", &epc::Config::noise_std)
+      .def_readonly("alpha", &epc::Config::alpha)
       .def_readonly("seed", &epc::Config::seed)
       .def_property_readonly("dtype", [](const epc::Config& c) { return static_cast<int>(c.dtype); });
 
@@ -74,6 +80,11 @@ Hyperparameters of a batch of agents (the arguments of ``_core.Kernel64`` withou
            }),
            py::arg("mu"), py::arg("cov"), py::arg("factor"), py::arg("steps"), py::arg("work"),
            py::arg("n_agents"))
+      .def_readonly("mu", &epc::State::mu)
+      .def_readonly("cov", &epc::State::cov)
+      .def_readonly("factor", &epc::State::factor)
+      .def_readonly("steps", &epc::State::steps)
+      .def_readonly("work", &epc::State::work)
       .def_readonly("n_agents", &epc::State::n_agents);
 
   m.def("workspace_size", &epc::workspace_size, py::arg("config"),
