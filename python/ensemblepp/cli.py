@@ -210,8 +210,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(results.summary(metric))
     print(f"results: {res_path}")
     if not args.no_plot:
-        results.plot(png_path, metric=metric)
-        print(f"plot: {png_path}")
+        try:
+            results.plot(png_path, metric=metric)
+            print(f"plot: {png_path}")
+        except ImportError:
+            # The results file is already written; a missing optional dependency only costs the figure.
+            print("ensemblepp: warning: matplotlib is not installed, no plot written "
+                  "(pip install 'ensemblepp[plot]')", file=sys.stderr)
     return 0
 
 

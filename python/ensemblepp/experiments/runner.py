@@ -242,7 +242,8 @@ def _choose(agent: Any, env: Environment, batch: int | None) -> tuple[Any, np.nd
             a = int(avail[int(agent.act(actions[avail]))])
         return a, actions[a]
     a = np.asarray(agent.act(actions, mask=mask) if mask is not None else agent.act(actions), dtype=np.int64)
-    return a, actions[np.arange(batch), a]
+    # Actions are (K, d) when shared by all instances, (B, K, d) otherwise.
+    return a, (actions[a] if actions.ndim == 2 else actions[np.arange(batch), a])
 
 
 def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
