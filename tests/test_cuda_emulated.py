@@ -314,7 +314,11 @@ ec::detail::Batch<T> batch(const std::uintptr_t* s, long B) {
 template <class F>
 int dispatch(const ec::Config& c, const std::uintptr_t* s, long B, int threads, F&& f) {
   try {
-    emu::Block block(threads, emu::Block::Order::shuffled, 7);
+    // One block per size for the whole process: its stacks are made once.
+    static std::unique_ptr<emu::Block> blocks[8];
+    auto& slot = blocks[threads / 32 - 1];
+    if (!slot) slot = std::make_unique<emu::Block>(threads, emu::Block::Order::shuffled, 7);
+    emu::Block& block = *slot;
     if (c.dtype == ec::DType::float64) {
       emu::Kernels<double> k(c, batch<double>(s, B), block);
       f(k, double{});
@@ -412,7 +416,7 @@ def emulation(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     if not exe.exists():
         src = cache / "driver.cpp"
         src.write_text(DRIVER)
-        cmd = [cxx, "-std=c++20", "-O1", "-I", str(ROOT / "cpp/include"), "-I", str(ROOT / "cuda/include"),
+        cmd = [cxx, "-std=c++20", "-O1", "-U_FORTIFY_SOURCE", "-I", str(ROOT / "cpp/include"), "-I", str(ROOT / "cuda/include"),
                "-I", eigen, str(src), str(CPU_SOURCE), "-o", str(exe) + ".tmp"]
         build = subprocess.run(cmd, capture_output=True, text=True)
         assert build.returncode == 0, build.stderr[-4000:]
@@ -457,7 +461,7 @@ def _build_library() -> Path:
         src = cache / f"emulated-{os.getpid()}.cpp"
         src.write_text(LIBRARY)
         tmp = str(lib) + f".{os.getpid()}.tmp"
-        cmd = [cxx, "-std=c++20", "-O1", "-shared", "-fPIC", "-I", str(ROOT / "cpp/include"),
+        cmd = [cxx, "-std=c++20", "-O1", "-U_FORTIFY_SOURCE", "-shared", "-fPIC", "-I", str(ROOT / "cpp/include"),
                "-I", str(ROOT / "cuda/include"), str(src), "-o", tmp]
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         os.replace(tmp, lib)
@@ -590,3 +594,20 @@ def install_emulated_cuda() -> None:
 
 if os.environ.get("ENSEMBLEPP_EMULATE_CUDA") == "1":
     install_emulated_cuda()
+
+
+@pytest.mark.slow
+def test_python_stack_on_the_emulated_device() -> None:
+    """test_cuda.py and the linear suite's cuda cases, on the emulated device (short runs)."""
+    if _compiler() is None:
+        pytest.skip("needs a C++20 compiler and POSIX ucontext (Linux)")
+    env = dict(os.environ, ENSEMBLEPP_EMULATE_CUDA="1", ENSEMBLEPP_CUDA_TEST_STEPS="20",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "pytest", "-p", "test_cuda_emulated", "-q", "-p", "no:cacheprovider",
+           "tests/test_cuda.py", "tests/test_linear.py", "-k", "cuda and not large_dimension"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    tail = run.stdout[-3000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    summary = run.stdout.strip().splitlines()[-1]
+    passed = int(summary.split(" passed")[0].split()[-1])
+    assert passed >= 80 and "failed" not in summary, tail

@@ -2,7 +2,10 @@
 /// Host emulation of one CUDA thread block, for testing the bodies of cuda_agent.hpp without a
 /// GPU (tests/test_cuda_emulated.py). Host-only; never compiled into the library.
 ///
-/// Each emulated thread is a coroutine (POSIX ucontext) run on one OS thread. A thread runs
+/// Each emulated thread is a coroutine run on one OS thread: its stack is made by makecontext
+/// and entered once with setcontext; every later switch is a _setjmp/_longjmp pair, which
+/// (unlike swapcontext) makes no system call. Compile without _FORTIFY_SOURCE, whose longjmp
+/// check rejects jumps between stacks. A thread runs
 /// until it reaches a barrier: the block barrier (__syncthreads) releases when every thread of
 /// the block waits at it, the warp barrier (inside warp_sum, like __shfl_xor_sync with a full
 /// mask) when all 32 lanes of the warp do. Barriers reached by only part of the block or warp
@@ -16,9 +19,11 @@
 #error "cuda_emulation.hpp is a host-only test helper"
 #endif
 
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <limits>
+#include <memory>
 
 #include <algorithm>
 #include <cstdint>
@@ -59,6 +64,10 @@ class Block {
   explicit Block(int nthreads, Order order = Order::forward, unsigned seed = 0)
       : n_(nthreads), order_(order), rng_(seed) {
     if (n_ < 32 || n_ % 32 != 0) throw std::invalid_argument("nthreads: a positive multiple of 32");
+    // Stacks and the context template are made once: allocation and getcontext (a system call)
+    // per run would dominate the emulation's time.
+    for (int t = 0; t < n_; ++t) stacks_.emplace_back(new char[kStack]);
+    getcontext(&template_);
   }
 
   int nthreads() const { return n_; }
@@ -66,15 +75,16 @@ class Block {
   /// Runs body(ctx) on every thread of the block until all return.
   void run(const std::function<void(HostCtx&)>& body) {
     body_ = &body;
-    ctx_.assign(n_, ucontext_t{});
-    stacks_.assign(n_, std::vector<char>(kStack));
+    error_.reset();
+    ctx_.assign(n_, template_);
+    jmp_.assign(n_, Jump{});
+    started_.assign(n_, false);
     state_.assign(n_, State::runnable);
     slots_.assign(n_, 0.0);
     for (int t = 0; t < n_; ++t) {
-      getcontext(&ctx_[t]);
-      ctx_[t].uc_stack.ss_sp = stacks_[t].data();
-      ctx_[t].uc_stack.ss_size = stacks_[t].size();
-      ctx_[t].uc_link = &main_;
+      ctx_[t].uc_stack.ss_sp = stacks_[t].get();
+      ctx_[t].uc_stack.ss_size = kStack;
+      ctx_[t].uc_link = nullptr;  // the trampoline never returns
       const auto p = reinterpret_cast<std::uintptr_t>(this);
       makecontext(&ctx_[t], reinterpret_cast<void (*)()>(&Block::trampoline), 3,
                   static_cast<unsigned>(p & 0xffffffffu), static_cast<unsigned>(p >> 32), t);
@@ -86,7 +96,11 @@ class Block {
       if (order_ == Order::shuffled) std::shuffle(order.begin(), order.end(), rng_);
       for (int t : order) {
         if (state_[t] != State::runnable) continue;
-        swapcontext(&main_, &ctx_[t]);
+        if (_setjmp(main_.buf) == 0) {
+          if (started_[t]) _longjmp(jmp_[t].buf, 1);
+          started_[t] = true;
+          setcontext(&ctx_[t]);
+        }
         if (error_) throw std::runtime_error(*error_ + " (thread " + std::to_string(t) + ")");
       }
       if (std::all_of(state_.begin(), state_.end(), [](State s) { return s == State::done; })) break;
@@ -100,7 +114,7 @@ class Block {
 
  private:
   enum class State { runnable, at_block, at_warp, done };
-  static constexpr std::size_t kStack = 256 * 1024;
+  static constexpr std::size_t kStack = 128 * 1024;
 
   static void trampoline(unsigned lo, unsigned hi, int t) {
     Block* self = reinterpret_cast<Block*>((static_cast<std::uintptr_t>(hi) << 32) | lo);
@@ -111,11 +125,12 @@ class Block {
       self->error_ = std::string("exception in the body: ") + e.what();
     }
     self->state_[t] = State::done;
+    _longjmp(self->main_.buf, 1);
   }
 
   void park(int t, State s) {
     state_[t] = s;
-    swapcontext(&ctx_[t], &main_);
+    if (_setjmp(jmp_[t].buf) == 0) _longjmp(main_.buf, 1);
   }
 
   void release() {
@@ -139,9 +154,15 @@ class Block {
   Order order_;
   std::mt19937 rng_;
   const std::function<void(HostCtx&)>* body_ = nullptr;
-  ucontext_t main_{};
+  struct Jump {
+    jmp_buf buf;
+  };
+  Jump main_{};
   std::vector<ucontext_t> ctx_;
-  std::vector<std::vector<char>> stacks_;
+  std::vector<Jump> jmp_;
+  std::vector<bool> started_;
+  std::vector<std::unique_ptr<char[]>> stacks_;
+  ucontext_t template_{};
   std::vector<State> state_;
   std::vector<double> slots_;
   std::optional<std::string> error_;
