@@ -252,6 +252,27 @@ def test_bad_input_raises_and_leaves_the_state_unchanged(policy: str) -> None:
     agent.update(X[:B], r, mask=np.array([False, True, True]))
 
 
+@pytest.mark.parametrize("policy", ["ensemble", "thompson", "greedy"])
+def test_single_agent_bad_input(policy: str) -> None:
+    agent = POLICIES[policy](3, seed=1, device="cuda")
+    X = np.eye(3)
+    assert agent.act(X) in (0, 1, 2)
+    before = snapshot(agent)
+    bad = X.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        agent.act(bad)
+    with pytest.raises(ValueError, match="agent 0 is masked out"):
+        agent.act(X, np.zeros(3, bool))
+    with pytest.raises(ValueError, match="r: reward of agent 0"):
+        agent.update(X[0], float("inf"))
+    for k, v in snapshot(agent).items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    assert agent.act(X, np.array([False, False, True])) == 2
+    agent._kernel.validate = False
+    assert agent.act(X, np.zeros(3, bool)) == -1
+
+
 def test_validate_false_skips_the_wait_and_ignores_bad_updates() -> None:
     agent = epp.LinearEnsemble(4, 3, n_agents=2, seed=0, device="cuda")
     kernel: CudaKernel = agent._kernel

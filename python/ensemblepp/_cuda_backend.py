@@ -192,6 +192,7 @@ perturbation_sparsity, noise_std, alpha, seed
         self._theta = cp.zeros((B, d), self._dtype)
         self._saved = cp.zeros(B, cp.uint64)
         self._errors = cp.zeros(2, cp.uint64)
+        self._act1_buffer = cp.zeros(3, cp.uint64)  # error slots, then the choice (as int64)
         self.validate = bool(validate)
 
     def _check_state(self, a: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -220,7 +221,7 @@ perturbation_sparsity, noise_std, alpha, seed
         return int(cupy.cuda.get_current_stream().ptr)
 
     # ---- acting ------------------------------------------------------------------------
-    def act(self, actions: Any, mask: Any = None) -> Any:
+    def act(self, actions: Any, mask: Any = None, *, out: Any = None, errors: Any = None) -> Any:
         """Index of the chosen action of every agent.
 
         Parameters
@@ -229,6 +230,11 @@ perturbation_sparsity, noise_std, alpha, seed
             (K, d) shared or (B, K, d) per agent, of the state's dtype, C-contiguous.
         mask : cupy.ndarray of bool, optional
             (K,) or (B, K): available actions.
+        out : cupy.ndarray, optional
+            (B,) int64 buffer for the result (internal use).
+        errors : cupy.ndarray, optional
+            (2,) uint64 error slots to use instead of the kernel's own; the call then does not
+            read them (internal use: :meth:`act1` reads them with the choice).
 
         Returns
         -------
@@ -251,6 +257,7 @@ perturbation_sparsity, noise_std, alpha, seed
             raise ValueError(f"actions: expected shape (K, {d}) or ({B}, K, {d}), got {tuple(X.shape)}")
         if K < 1:
             raise ValueError("actions: the action set is empty")
+        errors = self._errors if errors is None else errors
         mask_per_agent = False
         if mask is not None:
             m = self._input(mask, "mask", np.dtype(bool))
@@ -259,26 +266,36 @@ perturbation_sparsity, noise_std, alpha, seed
             elif tuple(m.shape) != (K,):
                 raise ValueError(f"mask: expected shape ({K},) or ({B}, {K}), got {tuple(m.shape)}")
             mask = m
-        out = self._cp.empty(B, self._cp.int64)
+        out = self._cp.empty(B, self._cp.int64) if out is None else out
         self._cuda.act(
             self.config, self._state, _ptr(X), K, per_agent, _ptr(mask), mask_per_agent,
-            _ptr(out), _ptr(self._theta), _ptr(self._saved), _ptr(self._errors), self._stream(),
+            _ptr(out), _ptr(self._theta), _ptr(self._saved), _ptr(errors), self._stream(),
         )  # fmt: skip
-        if self.validate:
-            self._raise_act_errors()
+        if self.validate and errors is self._errors:
+            self._raise_act_errors(self._errors.get())
         return out
 
-    def _raise_act_errors(self) -> None:
+    def _raise_act_errors(self, errors: np.ndarray) -> None:
         no = self._cuda.NO_ERROR
-        masked, nonfinite = (int(v) for v in self._errors.get())
+        masked, nonfinite = int(errors[0]), int(errors[1])
         if masked != no:
             raise ValueError(f"mask: every action of agent {masked} is masked out")
         if nonfinite != no:
             raise ValueError("actions: contains NaN or infinite values")
 
     def act1(self, actions: Any, mask: Any = None) -> int:
-        """Index of the chosen action of a single agent (waits for the stream)."""
-        return int(self.act(actions, mask)[0])
+        """Index of the chosen action of a single agent (agent 0 of a batch).
+
+        Waits for the stream once: the error slots and the choice come back in one copy.
+        """
+        if self._B != 1:
+            return int(self.act(actions, mask)[0])  # agent 0, as the CPU kernel's act1
+        buf = self._act1_buffer
+        self.act(actions, mask, out=buf[2:].view(self._cp.int64), errors=buf)
+        host = buf.get()
+        if self.validate:
+            self._raise_act_errors(host)
+        return int(host[2:].view(np.int64)[0])
 
     def _draw(self, unit_norm: bool) -> Any:
         out = self._cp.empty((self._B, self._d), self._dtype)
