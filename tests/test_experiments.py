@@ -247,6 +247,10 @@ def test_min_ensemble_size():
     assert min_ensemble_size(100.0, {1: 300.0, 2: 111.0, 4: 109.0, 8: 95.0}) == 4
     assert min_ensemble_size(100.0, {1: 110.0}) == 1
     assert min_ensemble_size(100.0, {1: 300.0, 2: 200.0}) is None
+    # A lucky small M followed by a failing larger one: the stable answer skips it.
+    noisy = {1: 300.0, 2: 105.0, 4: 120.0, 8: 101.0, 16: 99.0}
+    assert min_ensemble_size(100.0, noisy) == 8
+    assert min_ensemble_size(100.0, noisy, stable=False) == 2
 
 
 def test_presets_are_registered_and_valid():
@@ -294,9 +298,10 @@ def test_min_ensemble_sweep_end_to_end(tmp_path: Path):
     doc = json.loads(files[0].read_text())
     assert [(r["dim"], r["n_actions"]) for r in doc["rows"]] == [(3, 5), (3, 10), (3, 5)]
     for r in doc["rows"]:
-        found = r["min_ensemble_size"]
         regrets = {int(m): v for m, v in r["ensemble_regret"].items()}
-        assert found == min_ensemble_size(r["ts_regret"], regrets)
+        assert sorted(regrets) == [1, 2]
+        assert r["min_ensemble_size"] == min_ensemble_size(r["ts_regret"], regrets)
+        assert r["first_within"] == min_ensemble_size(r["ts_regret"], regrets, stable=False)
     assert all(f.exists() for f in files)
     with pytest.raises(ValueError, match="unsupported"):
         run_preset("linear-min-ensemble", PresetContext({"colour": 1}, tmp_path, progress=False))

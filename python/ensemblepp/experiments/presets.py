@@ -321,7 +321,8 @@ def _neural_classification() -> dict[str, Any]:
 _CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
-def min_ensemble_size(ts_regret: float, regrets: dict[int, float], tolerance: float = 0.10) -> int | None:
+def min_ensemble_size(ts_regret: float, regrets: dict[int, float], tolerance: float = 0.10,
+                      stable: bool = True) -> int | None:
     """Smallest ``M`` whose mean final regret is within ``tolerance`` of exact TS.
 
     Parameters
@@ -332,20 +333,29 @@ def min_ensemble_size(ts_regret: float, regrets: dict[int, float], tolerance: fl
         Mean final cumulative regret of Ensemble++ per ensemble size.
     tolerance : float, default 0.10
         Allowed relative excess over TS.
+    stable : bool, default True
+        Require every larger ``M`` in ``regrets`` to qualify too, so that one
+        lucky small ensemble (seed noise) does not set the answer.
 
     Returns
     -------
     int or None
         The smallest qualifying ``M``, or None when none qualifies.
     """
-    for m in sorted(regrets):
-        if regrets[m] <= (1.0 + tolerance) * ts_regret:
+    sizes = sorted(regrets)
+    ok = [regrets[m] <= (1.0 + tolerance) * ts_regret for m in sizes]
+    for i, m in enumerate(sizes):
+        if ok[i] and (not stable or all(ok[i:])):
             return m
     return None
 
 
 def _min_ensemble_driver(ctx: PresetContext) -> list[Path]:
-    """Find the smallest M within 10% of TS, as K grows (d = 20) and as d grows (K = 1000)."""
+    """Find the smallest M within 10% of TS, as K grows (d = 20) and as d grows (K = 1000).
+
+    Every candidate M is run (unless ``early_stop``) with the same seeds as
+    exact TS, so all runs meet the same instances and noise.
+    """
     from .plotting import plot_lines
 
     ov = dict(ctx.overrides)
@@ -357,7 +367,9 @@ def _min_ensemble_driver(ctx: PresetContext) -> list[Path]:
     d_values = ov.pop("d_values", [10, 20, 50])
     k_dim = ov.pop("k_dim", 20)
     d_actions = ov.pop("d_actions", 1000)
-    candidates = ov.pop("candidates", list(_CANDIDATES))
+    candidates = sorted(ov.pop("candidates", list(_CANDIDATES)))
+    # Early stop at the first qualifying M saves time but trusts a single noisy comparison.
+    early_stop = bool(ov.pop("early_stop", False))
     if ov:
         raise ValueError(f"linear-min-ensemble: unsupported override(s) {', '.join(sorted(ov))}")
     cells = [("K", k, k_dim, k) for k in k_values] + [("d", d, d, d_actions) for d in d_values]
@@ -376,13 +388,16 @@ def _min_ensemble_driver(ctx: PresetContext) -> list[Path]:
                                 "agents": [{"name": "ensemble++", "label": "E", "ensemble_size": m}]},
                                progress=ctx.progress)
             regrets[m] = r.final("E")[0]
-            found = min_ensemble_size(ts_regret, regrets)
-            if found is not None:
+            if early_stop and min_ensemble_size(ts_regret, regrets, stable=False) is not None:
                 break
+        found = min_ensemble_size(ts_regret, regrets, stable=not early_stop)
+        first = min_ensemble_size(ts_regret, regrets, stable=False)
         rows.append({"axis": axis, "value": value, "dim": d, "n_actions": k, "ts_regret": ts_regret,
-                     "ts_se": ts_se, "ensemble_regret": regrets, "min_ensemble_size": found})
+                     "ts_se": ts_se, "ensemble_regret": regrets, "min_ensemble_size": found,
+                     "first_within": first})
         ctx.log(f"d={d:>4} K={k:>6}: TS {ts_regret:8.1f} +- {ts_se:.1f}; "
-                + ", ".join(f"M={m}: {v:.1f}" for m, v in regrets.items()) + f" -> min M = {found}")
+                + ", ".join(f"M={m}: {v:.1f}" for m, v in regrets.items())
+                + f" -> min M = {found} (first within 10%: {first})")
     elapsed = time.perf_counter() - start
     from .. import __version__
 
@@ -391,7 +406,8 @@ def _min_ensemble_driver(ctx: PresetContext) -> list[Path]:
     doc = {"format": "ensemblepp-sweep/1", "version": __version__, "preset": "linear-min-ensemble",
            "config": {"horizon": horizon, "n_seeds": n_seeds, "seed": seed, "k_values": k_values,
                       "d_values": d_values, "k_dim": k_dim, "d_actions": d_actions, "candidates": candidates,
-                      "tolerance": 0.10, "environment": {"name": "finite-linear", **env_ov}},
+                      "tolerance": 0.10, "early_stop": early_stop,
+                      "environment": {"name": "finite-linear", **env_ov}},
            "rows": [{**r, "ensemble_regret": {str(m): v for m, v in r["ensemble_regret"].items()}} for r in rows],
            "wall_seconds": elapsed}
     out.write_text(json.dumps(doc, indent=1))
@@ -407,10 +423,13 @@ def _min_ensemble_driver(ctx: PresetContext) -> list[Path]:
     png_d = plot_lines(ctx.output_dir / "linear-min-ensemble-d.png", [r["value"] for r in dr],
                        {f"K={d_actions}": [y(r) for r in dr]}, "dimension d",
                        "smallest M within 10% of TS", "Minimal ensemble size vs d", logy=True)
-    ctx.log("| axis | d | K | TS regret | smallest M |\n| --- | ---: | ---: | ---: | ---: |\n" + "\n".join(
-        f"| {r['axis']} | {r['dim']} | {r['n_actions']} | {r['ts_regret']:.1f} +- {r['ts_se']:.1f} | "
-        f"{r['min_ensemble_size'] if r['min_ensemble_size'] is not None else '> ' + str(max(candidates))} |"
-        for r in rows))
+    def show(m: int | None) -> str:
+        return str(m) if m is not None else "> " + str(max(candidates))
+
+    ctx.log("| axis | d | K | TS regret | smallest M (all larger M too) | first M within 10% |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: |\n" + "\n".join(
+                f"| {r['axis']} | {r['dim']} | {r['n_actions']} | {r['ts_regret']:.1f} +- {r['ts_se']:.1f} | "
+                f"{show(r['min_ensemble_size'])} | {show(r['first_within'])} |" for r in rows))
     ctx.log(f"wall time {elapsed:.1f} s; wrote {out}, {png_k}, {png_d}")
     return [out, png_k, png_d]
 
