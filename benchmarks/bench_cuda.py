@@ -55,7 +55,7 @@ def steps_per_second(step: Any, sync: Any, min_seconds: float, min_steps: int) -
 def gpu_case(policy: str, B: int, d: int, M: int, K: int, dtype: str, min_seconds: float) -> dict[str, float]:
     import cupy as cp  # noqa: PLC0415
 
-    from ensemblepp import _cuda  # noqa: PLC0415
+    from ensemblepp._backend import cuda_module  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     X = cp.asarray(rng.normal(size=(K, d)) / np.sqrt(d), dtype=dtype)
@@ -90,7 +90,7 @@ def gpu_case(policy: str, B: int, d: int, M: int, K: int, dtype: str, min_second
     has_factor = policy in ("ensemble", "ensemble_sampling")
     per_agent = size * (2 * d * d + (2 * d * M if has_factor else 0) + 2 * d + d + 1) + 16
     gbs = B * per_agent / seconds / 1e9
-    peak = _cuda.device_info(cp.cuda.Device().id)["peak_bandwidth_gbs"]
+    peak = cuda_module().device_info(cp.cuda.Device().id)["peak_bandwidth_gbs"]
     out.update(update_us=seconds * 1e6, update_gbs=gbs, update_peak_fraction=gbs / peak)
     del agent, kernel
     cp.get_default_memory_pool().free_all_blocks()
