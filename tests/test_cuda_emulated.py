@@ -527,19 +527,39 @@ def _fake_cupy() -> types.ModuleType:
     return cp
 
 
+class _HostConfig(types.SimpleNamespace):
+    """Stand-in for ``_cuda.Config`` where the CUDA module is not built (same fields)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        if not 0 <= self.policy <= 4:
+            raise ValueError(f"policy: unknown policy code {self.policy}")
+
+
+def _host_workspace_size(c: Any) -> int:
+    # Mirrors ensemblepp::cuda::workspace_size: 3 max(d, M) elements beyond 40 KiB.
+    width = 3 * max(c.dim, c.ensemble_size)
+    return 0 if width * (8 if c.dtype == 1 else 4) <= 40 * 1024 else width
+
+
 class EmulatedCuda(types.ModuleType):
     """``ensemblepp._cuda`` with sample, act and update run by the emulated kernels.
 
-    Config, State, workspace_size and the codes are the real module's (host code); the blocks
-    have 64 threads (128 for d > 64), half the CUDA launch, to keep the emulation quick.
+    Config, State, workspace_size and the codes are the real module's host code where it is
+    built, else plain Python stand-ins; the blocks have 64 threads (128 for d > 64), half the
+    CUDA launch, to keep the emulation quick.
     """
 
-    def __init__(self, real: types.ModuleType, lib_path: Path) -> None:
+    def __init__(self, real: types.ModuleType | None, lib_path: Path) -> None:
         super().__init__("ensemblepp._cuda")
-        self._real = real
         self._lib = ctypes.CDLL(str(lib_path))
-        self.Config, self.State, self.workspace_size = real.Config, real.State, real.workspace_size
-        self.POLICIES, self.NO_ERROR = real.POLICIES, real.NO_ERROR
+        if real is not None:
+            self.Config, self.State, self.workspace_size = real.Config, real.State, real.workspace_size
+            self.POLICIES, self.NO_ERROR = real.POLICIES, real.NO_ERROR
+        else:
+            self.Config, self.State, self.workspace_size = _HostConfig, types.SimpleNamespace, _host_workspace_size
+            self.POLICIES = {"ensemble": 0, "thompson": 1, "ensemble_sampling": 2, "ucb": 3, "greedy": 4}
+            self.NO_ERROR = 2**64 - 1
 
     def device_count(self) -> int:
         return 1
@@ -585,8 +605,11 @@ class EmulatedCuda(types.ModuleType):
 def install_emulated_cuda() -> None:
     """Makes ``has_cuda()`` true with the fakes above (for ENSEMBLEPP_EMULATE_CUDA=1 runs)."""
     from ensemblepp import _backend  # noqa: PLC0415
-    from ensemblepp import _cuda as real  # noqa: PLC0415
 
+    try:
+        from ensemblepp import _cuda as real  # noqa: PLC0415
+    except ImportError:  # built without nvcc: the Python stand-ins take over
+        real = None
     fake = EmulatedCuda(real, _build_library())
     sys.modules["cupy"] = _fake_cupy()
     _backend._probe_cuda = lambda: (fake, "")
