@@ -49,6 +49,7 @@ SCENARIOS = [
     "thompson", "thompson_masks", "thompson_wide",
     "ensemble_sampling", "ensemble_sampling_pa",
     "ucb", "ucb_masks", "greedy",
+    "tiny_ensemble", "tiny_thompson", "tiny_ensemble_sampling", "ucb_33", "thompson_33",
 ]  # fmt: skip
 
 #: Largest relative difference |gpu - cpu| / (1 + |cpu|) allowed (rounding of reordered sums).
@@ -259,6 +260,11 @@ int main(int argc, char** argv) {
       {"ucb",                 3, 5,  1, 3, 9, 1, 8, 128, 0, 1, 1, 1, false, false, false, O::shuffled},
       {"ucb_masks",           3, 40, 1, 2, 5, 2, 4,  64, 0, 1, 1, 1, true,  true,  true,  O::reverse},
       {"greedy",              4, 5,  1, 3, 6, 1, 8,  64, 0, 1, 1, 1, false, true,  true,  O::reverse},
+      {"tiny_ensemble",       0, 1,  1, 2, 1, 1, 5,  32, 4, 4, 1, 1, false, true,  false, O::shuffled},
+      {"tiny_thompson",       1, 1,  1, 2, 1, 2, 5,  32, 0, 1, 1, 1, true,  false, true,  O::reverse},
+      {"tiny_ensemble_sampling", 2, 2, 1, 2, 1, 1, 5, 32, 0, 1, 1, 1, false, false, false, O::shuffled},
+      {"ucb_33",              3, 33, 1, 2, 40, 1, 4, 96, 0, 1, 1, 1, false, true,  false, O::shuffled},
+      {"thompson_33",         1, 33, 1, 2, 40, 1, 4, 96, 0, 1, 1, 1, true,  false, false, O::shuffled},
   };
   for (const auto& sc : scenarios) {
     if (!only.empty() && only != sc.name) continue;
