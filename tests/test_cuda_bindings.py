@@ -33,6 +33,12 @@ def test_device_count_is_a_non_negative_int() -> None:
     assert isinstance(n, int) and n >= 0
 
 
+def test_device_error_explains_a_zero_device_count() -> None:
+    reason = _cuda.device_error()
+    assert isinstance(reason, str)
+    assert (reason == "") == (_cuda.device_count() > 0)
+
+
 def test_policy_codes_match_the_cpu_core() -> None:
     assert dict(_cuda.POLICIES) == dict(_core.POLICIES)
     assert _cuda.NO_ERROR == 2**64 - 1

@@ -16,6 +16,8 @@ PYBIND11_MODULE(_cuda, m) {
   m.doc() = R"pbdoc(CUDA kernels of ensemblepp (batched linear policies).)pbdoc";
   m.def("device_count", &epc::device_count,
         "Number of visible CUDA devices; 0 without a driver or device.");
+  m.def("device_error", &epc::device_error,
+        "Why no device is usable (empty string when one is): no device, or the CUDA runtime's error.");
   m.def(
       "device_info",
       [](int device) {

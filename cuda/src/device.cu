@@ -19,6 +19,14 @@ int device_count() {
   return n;
 }
 
+std::string device_error() {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err == cudaSuccess) return n > 0 ? std::string() : std::string("no CUDA device is visible");
+  cudaGetLastError();
+  return cudaGetErrorString(err);
+}
+
 DeviceInfo device_info(int device) {
   cudaDeviceProp p{};
   EPP_CUDA_CHECK(cudaGetDeviceProperties(&p, device));

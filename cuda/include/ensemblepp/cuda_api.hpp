@@ -17,6 +17,10 @@ namespace ensemblepp::cuda {
 /// Number of CUDA devices visible to this process; 0 when there is no driver or no device.
 int device_count();
 
+/// Why device_count() is 0 ("no CUDA device is visible", or the runtime's error, e.g. a driver
+/// older than the CUDA runtime this module was built with); empty when a device is usable.
+std::string device_error();
+
 /// Properties of one device, used by the benchmarks to compute bandwidth fractions.
 struct DeviceInfo {
   std::string name;
