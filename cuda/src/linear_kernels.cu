@@ -68,7 +68,7 @@ __global__ void sample_kernel(Config cfg, Batch<T> s, T* out, bool unit_norm, bo
   }
 }
 
-template <class T>
+template <class T, bool Ucb>
 __global__ void act_kernel(Config cfg, Batch<T> s, const T* X, long K, bool per_agent,
                            const std::uint8_t* mask, bool mask_per_agent, T* theta,
                            std::int64_t* choice, std::uint64_t* saved,
@@ -78,7 +78,7 @@ __global__ void act_kernel(Config cfg, Batch<T> s, const T* X, long K, bool per_
   for (long b = blockIdx.x; b < s.n_agents; b += gridDim.x) {
     const T* Xb = per_agent ? X + b * K * d : X;
     const std::uint8_t* mb = mask ? (mask_per_agent ? mask + b * K : mask) : nullptr;
-    detail::act_agent(ctx, cfg, s.agent(cfg, b), agent_vec(s, b, use_shared, epp_dynamic_smem),
+    detail::act_agent<Ucb>(ctx, cfg, s.agent(cfg, b), agent_vec(s, b, use_shared, epp_dynamic_smem),
                       red, Xb, K, mb, theta + b * d, choice + b, saved + b, errors, b);
   }
 }
@@ -183,7 +183,8 @@ void act_t(const Config& c, const State& s, const Actions& a, std::uintptr_t cho
   const Launch L = launch_shape(c, s);
   auto* err = reinterpret_cast<unsigned long long*>(errors);
   EPP_CUDA_CHECK(cudaMemsetAsync(err, 0xFF, 2 * sizeof(unsigned long long), st));
-  act_kernel<T><<<L.grid, L.threads, L.shared_bytes, st>>>(
+  auto* kernel = c.policy == detail::kUcb ? act_kernel<T, true> : act_kernel<T, false>;
+  kernel<<<L.grid, L.threads, L.shared_bytes, st>>>(
       c, typed<T>(c, s), reinterpret_cast<const T*>(a.data), a.n_actions, a.per_agent,
       reinterpret_cast<const std::uint8_t*>(a.mask), a.mask_per_agent, reinterpret_cast<T*>(theta),
       reinterpret_cast<std::int64_t*>(choice), reinterpret_cast<std::uint64_t*>(saved), err,

@@ -27,8 +27,10 @@
 
 #if defined(__CUDACC__)
 #define EPP_BODY __device__ __forceinline__
+#define EPP_UNROLL _Pragma("unroll")
 #else
 #define EPP_BODY inline
+#define EPP_UNROLL
 #endif
 
 namespace ensemblepp::cuda::detail {
@@ -243,7 +245,9 @@ EPP_BODY void sample_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec,
 /// lowest index, -1 when nothing was chosen) to *choice, the counter before the call to *saved,
 /// and the agent index @p b to errors[0] (every action masked out) or errors[1] (a NaN or
 /// infinite score) by atomic minimum.
-template <class T, class Ctx>
+/// @tparam Ucb the LinUCB scoring (a separate instantiation, so that its registers do not lower
+///             the occupancy of the other policies' act kernels).
+template <bool Ucb, class T, class Ctx>
 EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, const Reduce<T>& red,
                         const T* X, long K, const std::uint8_t* mask, T* theta_out,
                         std::int64_t* choice, std::uint64_t* saved, unsigned long long* errors,
@@ -256,36 +260,77 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, co
   for (int i = c.tid(); i < d; i += c.nthreads()) theta_out[i] = theta[i];
 
   // One warp per action: the lanes split the features, so every load of X is coalesced.
-  const bool ucb = cfg.policy == kUcb;
-  const T alpha = static_cast<T>(cfg.alpha);
+  // Each warp sees its actions in increasing k, so keeping the first maximum breaks ties to the
+  // lowest index.
   T best = T(0);
   long long best_k = -1;
   bool available = false, bad = false;
-  for (long k = c.warp(); k < K; k += c.nwarps()) {
-    if (mask && !mask[k]) continue;
-    available = true;
-    const T* xk = X + k * d;
-    T acc = T(0);
-    for (int i = c.lane(); i < d; i += kWarp) acc += xk[i] * theta[i];
-    T s = c.warp_sum(acc);
-    if (ucb) {
-      // x^T Sigma x = sum_j (sum_i x_i Sigma_ij) x_j, lane-parallel over j.
-      T q = T(0);
-      for (int j = c.lane(); j < d; j += kWarp) {
-        T y = T(0);
-        for (int i = 0; i < d; ++i) y += xk[i] * a.cov[static_cast<long>(i) * d + j];
-        q += y * xk[j];
+  if (!Ucb) {
+    for (long k = c.warp(); k < K; k += c.nwarps()) {
+      if (mask && !mask[k]) continue;
+      available = true;
+      const T* xk = X + k * d;
+      T acc = T(0);
+      for (int i = c.lane(); i < d; i += kWarp) acc += xk[i] * theta[i];
+      const T s = c.warp_sum(acc);
+      if (!is_finite(s)) {
+        bad = true;
+        continue;
       }
-      q = c.warp_sum(q);
-      s += alpha * m_sqrt(q > T(0) ? q : T(0));
+      if (best_k < 0 || s > best) {
+        best = s;
+        best_k = k;
+      }
     }
-    if (!is_finite(s)) {
-      bad = true;
-      continue;
-    }
-    if (best_k < 0 || s > best) {  // actions come in increasing k: the first maximum stays
-      best = s;
-      best_k = k;
+  } else {
+    // LinUCB: x^T Sigma x = sum_j (sum_i x_i Sigma_ij) x_j, lane-parallel over j, for kGroup
+    // actions k0, k0 + nwarps, ... at once so that each pass over Sigma serves all of them.
+    constexpr int kGroup = 4;
+    const T alpha = static_cast<T>(cfg.alpha);
+    const long nw = c.nwarps();
+    for (long k0 = c.warp(); k0 < K; k0 += kGroup * nw) {
+      const T* xs[kGroup];
+      bool on[kGroup];
+      T dot[kGroup], quad[kGroup];
+      EPP_UNROLL
+      for (int g = 0; g < kGroup; ++g) {
+        const long k = k0 + g * nw;
+        on[g] = k < K && !(mask && !mask[k]);
+        xs[g] = on[g] ? X + k * d : X;
+        T acc = T(0);
+        if (on[g])
+          for (int i = c.lane(); i < d; i += kWarp) acc += xs[g][i] * theta[i];
+        dot[g] = c.warp_sum(acc);
+        quad[g] = T(0);
+      }
+      for (int j = c.lane(); j < d; j += kWarp) {
+        T y[kGroup];
+        EPP_UNROLL
+        for (int g = 0; g < kGroup; ++g) y[g] = T(0);
+        for (int i = 0; i < d; ++i) {
+          const T sij = a.cov[static_cast<long>(i) * d + j];
+          EPP_UNROLL
+          for (int g = 0; g < kGroup; ++g) y[g] += xs[g][i] * sij;
+        }
+        EPP_UNROLL
+        for (int g = 0; g < kGroup; ++g) quad[g] += y[g] * xs[g][j];
+      }
+      EPP_UNROLL
+      for (int g = 0; g < kGroup; ++g) quad[g] = c.warp_sum(quad[g]);
+      for (int g = 0; g < kGroup; ++g) {
+        if (!on[g]) continue;
+        available = true;
+        T s = dot[g];
+        s += alpha * m_sqrt(quad[g] > T(0) ? quad[g] : T(0));
+        if (!is_finite(s)) {
+          bad = true;
+          continue;
+        }
+        if (best_k < 0 || s > best) {
+          best = s;
+          best_k = k0 + g * nw;
+        }
+      }
     }
   }
   c.sync();

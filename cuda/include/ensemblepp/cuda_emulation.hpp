@@ -213,8 +213,12 @@ class Kernels {
       const T* Xb = per_agent ? X + b * K * d : X;
       const std::uint8_t* mb = mask ? (mask_per_agent ? mask + b * K : mask) : nullptr;
       block_.run([&](HostCtx& ctx) {
-        detail::act_agent(ctx, c_, s_.agent(c_, b), vec_.data(), red(), Xb, K, mb, theta + b * d,
-                          choice + b, saved.data() + b, errors, b);
+        if (c_.policy == detail::kUcb)
+          detail::act_agent<true>(ctx, c_, s_.agent(c_, b), vec_.data(), red(), Xb, K, mb,
+                                  theta + b * d, choice + b, saved.data() + b, errors, b);
+        else
+          detail::act_agent<false>(ctx, c_, s_.agent(c_, b), vec_.data(), red(), Xb, K, mb,
+                                   theta + b * d, choice + b, saved.data() + b, errors, b);
       });
     }
     if (errors[0] != kNoError || errors[1] != kNoError)
