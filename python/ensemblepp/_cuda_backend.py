@@ -128,8 +128,9 @@ perturbation_sparsity, noise_std, alpha, seed
         update or put the counters back, and record the first offender in a small device buffer.
         With ``validate=True`` each ``act`` and ``update`` then reads that buffer (one 16-byte
         copy, which waits for the stream) and raises ``ValueError``. With ``validate=False``
-        the calls return without waiting and a bad call is silently ignored (``act`` returns
-        -1 for agents without an answer); use it only with inputs known to be finite.
+        the calls return without waiting and a bad call is silently ignored: ``update`` changes
+        nothing, ``act`` puts every counter back and its indices are meaningless (-1 for an
+        agent with no available finite score). Use it only with inputs known to be valid.
 
     Notes
     -----
