@@ -148,7 +148,8 @@ int run(const Scenario& sc) {
   ec::detail::Batch<T> gs{gpu.mu.data(), gpu.cov.data(), has_factor ? gpu.factor.data() : nullptr,
                           gpu.steps.data(), nullptr, B, 0};
   emu::Block block(sc.threads, sc.order, 99);
-  emu::Kernels<T> kern(cc, gs, block);
+  // float32 runs keep the per-agent vectors in the global workspace, float64 in shared memory.
+  emu::Kernels<T> kern(cc, gs, block, sizeof(T) == 4);
 
   double max_state = 0, max_theta = 0;
   int choice_mismatch = 0, step_mismatch = 0, error_mismatch = 0;

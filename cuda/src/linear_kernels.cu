@@ -16,7 +16,6 @@ namespace ensemblepp::cuda {
 
 namespace {
 
-using detail::Agent;
 using detail::Batch;
 using detail::Reduce;
 
@@ -31,6 +30,8 @@ struct DeviceCtx {
   __device__ __forceinline__ int lane() const { return threadIdx.x & 31; }
   __device__ __forceinline__ int warp() const { return threadIdx.x >> 5; }
   __device__ __forceinline__ int nwarps() const { return blockDim.x >> 5; }
+  __device__ __forceinline__ long block() const { return blockIdx.x; }
+  __device__ __forceinline__ long nblocks() const { return gridDim.x; }
   __device__ __forceinline__ void sync() const { __syncthreads(); }
   // Butterfly: every lane ends with the same bits (a + b == b + a at each stage).
   template <class T>
@@ -43,29 +44,23 @@ struct DeviceCtx {
   }
 };
 
-// Shared scratch of one block: the agent's vectors (dynamic, when they fit) and the
-// reduction buffers (static).
-#define EPP_BLOCK_SCRATCH(T)                                                        \
-  extern __shared__ __align__(16) unsigned char epp_dynamic_smem[];                 \
-  __shared__ double epp_red_value[32];                                              \
-  __shared__ long long epp_red_index[32];                                           \
-  __shared__ int epp_red_flags[32];                                                 \
-  const Reduce<T> red{reinterpret_cast<T*>(epp_red_value), epp_red_index, epp_red_flags}; \
+// Shared scratch of one block: the agent's vectors (dynamic, when they fit: else nullptr and
+// the bodies use the global workspace) and the reduction buffers (static).
+#define EPP_BLOCK_SCRATCH(T)                                                                 \
+  extern __shared__ __align__(16) unsigned char epp_dynamic_smem[];                          \
+  __shared__ double epp_red_value[32];                                                       \
+  __shared__ long long epp_red_index[32];                                                    \
+  __shared__ int epp_red_flags[32];                                                          \
+  const Reduce<T> red{reinterpret_cast<T*>(epp_red_value), epp_red_index, epp_red_flags};   \
+  T* smem = use_shared ? reinterpret_cast<T*>(epp_dynamic_smem) : nullptr;                   \
   DeviceCtx ctx;
 
-template <class T>
-__device__ __forceinline__ T* agent_vec(const Batch<T>& s, long b, bool use_shared,
-                                        unsigned char* smem) {
-  return use_shared ? reinterpret_cast<T*>(smem) : s.work + b * s.width;
-}
-
+// The kernels are thin wrappers of the grid bodies in cuda_agent.hpp (which the host emulation
+// runs too).
 template <class T>
 __global__ void sample_kernel(Config cfg, Batch<T> s, T* out, bool unit_norm, bool use_shared) {
   EPP_BLOCK_SCRATCH(T)
-  for (long b = blockIdx.x; b < s.n_agents; b += gridDim.x) {
-    detail::sample_agent(ctx, cfg, s.agent(cfg, b), agent_vec(s, b, use_shared, epp_dynamic_smem),
-                         red, out + b * cfg.dim, unit_norm);
-  }
+  detail::sample_grid(ctx, cfg, s, out, unit_norm, smem, red);
 }
 
 template <class T, bool Ucb>
@@ -74,47 +69,29 @@ __global__ void act_kernel(Config cfg, Batch<T> s, const T* X, long K, bool per_
                            std::int64_t* choice, std::uint64_t* saved,
                            unsigned long long* errors, bool use_shared) {
   EPP_BLOCK_SCRATCH(T)
-  const long d = cfg.dim;
-  for (long b = blockIdx.x; b < s.n_agents; b += gridDim.x) {
-    const T* Xb = per_agent ? X + b * K * d : X;
-    const std::uint8_t* mb = mask ? (mask_per_agent ? mask + b * K : mask) : nullptr;
-    detail::act_agent<Ucb>(ctx, cfg, s.agent(cfg, b), agent_vec(s, b, use_shared, epp_dynamic_smem),
-                      red, Xb, K, mb, theta + b * d, choice + b, saved + b, errors, b);
-  }
+  detail::act_grid<Ucb>(ctx, cfg, s, X, K, per_agent, mask, mask_per_agent, theta, choice, saved,
+                        errors, smem, red);
 }
 
-// A failed act leaves every counter as it was (the CPU checks before drawing, or restores).
 __global__ void restore_steps_kernel(std::uint64_t* steps, const std::uint64_t* saved,
                                      const unsigned long long* errors, long B) {
-  if (errors[0] == kNoError && errors[1] == kNoError) return;
-  const long stride = static_cast<long>(gridDim.x) * blockDim.x;
-  for (long b = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; b < B; b += stride)
-    steps[b] = saved[b];
+  DeviceCtx ctx;
+  detail::restore_steps_grid(ctx, steps, saved, errors, B);
 }
 
 template <class T>
 __global__ void check_kernel(const T* x, const T* r, const std::uint8_t* mask, long n_total,
                              int d, unsigned long long* errors) {
-  const long stride = static_cast<long>(gridDim.x) * blockDim.x;
-  for (long i = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_total; i += stride) {
-    if (mask && !mask[i]) continue;
-    const unsigned long long key = detail::check_observation(x, r, i, d);
-    if (key != kNoError) atomicMin(errors, key);
-  }
+  DeviceCtx ctx;
+  detail::check_grid(ctx, x, r, mask, n_total, d, errors);
 }
 
 template <class T>
 __global__ void update_kernel(Config cfg, Batch<T> s, const T* x, const T* r,
                               const std::uint8_t* mask, long n, const unsigned long long* errors,
                               bool use_shared) {
-  // Bad input anywhere in the batch: change nothing (the caller raises).
-  if (errors[0] != kNoError) return;
   EPP_BLOCK_SCRATCH(T)
-  const long d = cfg.dim;
-  for (long b = blockIdx.x; b < s.n_agents; b += gridDim.x) {
-    detail::update_agent(ctx, cfg, s.agent(cfg, b), agent_vec(s, b, use_shared, epp_dynamic_smem),
-                         red, x + b * n * d, r + b * n, mask ? mask + b * n : nullptr, n);
-  }
+  detail::update_grid(ctx, cfg, s, x, r, mask, n, errors, smem, red);
 }
 
 // ---- host side -----------------------------------------------------------------------------

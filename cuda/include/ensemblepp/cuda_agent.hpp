@@ -491,4 +491,73 @@ EPP_HD unsigned long long check_observation(const T* x, const T* r, long i, int 
   return kNoError;
 }
 
+// ---- whole kernels: the grid loops ----------------------------------------------------------
+// Ctx also gives block() and nblocks() (blockIdx.x, gridDim.x); a block strides over agents.
+// `smem` is the block's dynamic shared scratch, or nullptr to use row b of Batch::work.
+
+template <class T>
+EPP_HD T* agent_scratch(const Batch<T>& s, long b, T* smem) {
+  return smem ? smem : s.work + b * s.width;
+}
+
+/// sample_kernel: one draw (or unit action) per agent into out (B, d).
+template <class T, class Ctx>
+EPP_BODY void sample_grid(Ctx& c, const Config& cfg, const Batch<T>& s, T* out, bool unit_norm,
+                          T* smem, const Reduce<T>& red) {
+  for (long b = c.block(); b < s.n_agents; b += c.nblocks())
+    sample_agent(c, cfg, s.agent(cfg, b), agent_scratch(s, b, smem), red, out + b * cfg.dim,
+                 unit_norm);
+}
+
+/// act_kernel: actions X (K, d) shared or (B, K, d) per agent, mask 0, (K) or (B, K); theta
+/// (B, d), choice (B), saved (B) and errors (2) as in cuda_api.hpp.
+template <bool Ucb, class T, class Ctx>
+EPP_BODY void act_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const T* X, long K,
+                       bool per_agent, const std::uint8_t* mask, bool mask_per_agent, T* theta,
+                       std::int64_t* choice, std::uint64_t* saved, unsigned long long* errors,
+                       T* smem, const Reduce<T>& red) {
+  const long d = cfg.dim;
+  for (long b = c.block(); b < s.n_agents; b += c.nblocks()) {
+    const T* Xb = per_agent ? X + b * K * d : X;
+    const std::uint8_t* mb = mask ? (mask_per_agent ? mask + b * K : mask) : nullptr;
+    act_agent<Ucb>(c, cfg, s.agent(cfg, b), agent_scratch(s, b, smem), red, Xb, K, mb,
+                   theta + b * d, choice + b, saved + b, errors, b);
+  }
+}
+
+/// restore_steps_kernel (one thread per agent): a failed act leaves every counter as it was.
+template <class Ctx>
+EPP_BODY void restore_steps_grid(Ctx& c, std::uint64_t* steps, const std::uint64_t* saved,
+                                 const unsigned long long* errors, long B) {
+  if (errors[0] == kNoError && errors[1] == kNoError) return;
+  const long stride = static_cast<long>(c.nblocks()) * c.nthreads();
+  for (long b = static_cast<long>(c.block()) * c.nthreads() + c.tid(); b < B; b += stride)
+    steps[b] = saved[b];
+}
+
+/// check_kernel (one thread per observation): the smallest error key into errors[0].
+template <class T, class Ctx>
+EPP_BODY void check_grid(Ctx& c, const T* x, const T* r, const std::uint8_t* mask, long n_total,
+                         int d, unsigned long long* errors) {
+  const long stride = static_cast<long>(c.nblocks()) * c.nthreads();
+  for (long i = static_cast<long>(c.block()) * c.nthreads() + c.tid(); i < n_total; i += stride) {
+    if (mask && !mask[i]) continue;
+    const unsigned long long key = check_observation(x, r, i, d);
+    if (key != kNoError) c.atomic_min(errors, key);
+  }
+}
+
+/// update_kernel: observations x (B, n, d), r (B, n), mask 0 or (B, n); nothing changes when
+/// check_grid recorded an error.
+template <class T, class Ctx>
+EPP_BODY void update_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const T* x, const T* r,
+                          const std::uint8_t* mask, long n, const unsigned long long* errors,
+                          T* smem, const Reduce<T>& red) {
+  if (errors[0] != kNoError) return;  // the same for every thread: no barrier is skipped
+  const long d = cfg.dim;
+  for (long b = c.block(); b < s.n_agents; b += c.nblocks())
+    update_agent(c, cfg, s.agent(cfg, b), agent_scratch(s, b, smem), red, x + b * n * d, r + b * n,
+                 mask ? mask + b * n : nullptr, n);
+}
+
 }  // namespace ensemblepp::cuda::detail

@@ -43,13 +43,15 @@ class Block;
 
 /// The execution context handed to the cuda_agent.hpp bodies (same members as the device one).
 struct HostCtx {
-  Block* block;
+  Block* blk;
   int t;
   int tid() const { return t; }
   int nthreads() const;
   int lane() const { return t & 31; }
   int warp() const { return t >> 5; }
   int nwarps() const { return nthreads() >> 5; }
+  long block() const;
+  long nblocks() const;
   void sync() const;
   template <class T>
   T warp_sum(T v) const;
@@ -71,6 +73,15 @@ class Block {
   }
 
   int nthreads() const { return n_; }
+  long index() const { return index_; }
+  long grid() const { return grid_; }
+
+  /// Runs body(ctx) on every thread of block @p index of a grid of @p grid blocks.
+  void run(long index, long grid, const std::function<void(HostCtx&)>& body) {
+    index_ = index;
+    grid_ = grid;
+    run(body);
+  }
 
   /// Runs body(ctx) on every thread of the block until all return.
   void run(const std::function<void(HostCtx&)>& body) {
@@ -151,6 +162,7 @@ class Block {
   }
 
   int n_;
+  long index_ = 0, grid_ = 1;
   Order order_;
   std::mt19937 rng_;
   const std::function<void(HostCtx&)>* body_ = nullptr;
@@ -168,93 +180,101 @@ class Block {
   std::optional<std::string> error_;
 };
 
-inline int HostCtx::nthreads() const { return block->nthreads(); }
-inline void HostCtx::sync() const { block->block_barrier(t); }
+inline int HostCtx::nthreads() const { return blk->nthreads(); }
+inline long HostCtx::block() const { return blk->index(); }
+inline long HostCtx::nblocks() const { return blk->grid(); }
+inline void HostCtx::sync() const { blk->block_barrier(t); }
 
 template <class T>
 T HostCtx::warp_sum(T v) const {
   // The butterfly of __shfl_xor_sync: lane l adds the value of lane l ^ o at each stage.
   for (int o = 16; o > 0; o >>= 1) {
-    block->slot(t) = static_cast<double>(v);
-    block->warp_barrier(t);
-    const T other = static_cast<T>(block->slot(t ^ o));
-    block->warp_barrier(t);  // every lane has read before the next stage overwrites
+    blk->slot(t) = static_cast<double>(v);
+    blk->warp_barrier(t);
+    const T other = static_cast<T>(blk->slot(t ^ o));
+    blk->warp_barrier(t);  // every lane has read before the next stage overwrites
     v += other;
   }
   return v;
 }
 
-/// Kernel-level drivers: the grid loops of cuda/src/linear_kernels.cu, one agent (block) after
-/// the other. Scratch is filled with NaN before every agent, as shared memory holds garbage on a
-/// GPU: a body that reads scratch it did not write produces NaN.
+/// The kernels of cuda/src/linear_kernels.cu, emulated: the same grid bodies (cuda_agent.hpp)
+/// run block after block. The grid has fewer blocks than agents (B - 1, at least 1), so that
+/// blocks stride over agents as on a GPU with more agents than blocks. Scratch -- the block's
+/// shared memory or, with @p global_scratch, the per-agent rows of a workspace -- is filled with
+/// NaN before every kernel, as it holds garbage on a GPU: a body that reads scratch it did not
+/// write produces NaN.
 template <class T>
 class Kernels {
  public:
-  Kernels(const Config& c, detail::Batch<T> s, Block& block)
-      : c_(c), s_(s), block_(block), vec_(detail::scratch_width(c)) {}
+  Kernels(const Config& c, detail::Batch<T> s, Block& block, bool global_scratch = false)
+      : c_(c), s_(s), block_(block), global_(global_scratch), vec_(detail::scratch_width(c)) {
+    s_.width = detail::scratch_width(c);
+    if (global_) work_.resize(static_cast<std::size_t>(s_.n_agents * s_.width));
+    s_.work = global_ ? work_.data() : nullptr;
+  }
 
   void sample(T* out, bool unit_norm) {
-    for (long b = 0; b < s_.n_agents; ++b) {
-      fresh();
-      block_.run([&](HostCtx& ctx) {
-        detail::sample_agent(ctx, c_, s_.agent(c_, b), vec_.data(), red(), out + b * c_.dim, unit_norm);
-      });
-    }
+    grid([&](HostCtx& ctx) { detail::sample_grid(ctx, c_, s_, out, unit_norm, smem(), red()); });
   }
 
-  /// act_kernel then restore_steps_kernel; errors (2) as in cuda_api.hpp.
+  /// act_kernel then restore_steps_kernel, after the memset of the error slots.
   void act(const T* X, long K, bool per_agent, const std::uint8_t* mask, bool mask_per_agent,
            T* theta, std::int64_t* choice, unsigned long long* errors) {
-    const long d = c_.dim, B = s_.n_agents;
-    std::vector<std::uint64_t> saved(B, 0);
+    std::vector<std::uint64_t> saved(static_cast<std::size_t>(s_.n_agents), 12345);
     errors[0] = errors[1] = kNoError;
-    for (long b = 0; b < B; ++b) {
-      fresh();
-      const T* Xb = per_agent ? X + b * K * d : X;
-      const std::uint8_t* mb = mask ? (mask_per_agent ? mask + b * K : mask) : nullptr;
-      block_.run([&](HostCtx& ctx) {
-        if (c_.policy == detail::kUcb)
-          detail::act_agent<true>(ctx, c_, s_.agent(c_, b), vec_.data(), red(), Xb, K, mb,
-                                  theta + b * d, choice + b, saved.data() + b, errors, b);
-        else
-          detail::act_agent<false>(ctx, c_, s_.agent(c_, b), vec_.data(), red(), Xb, K, mb,
-                                   theta + b * d, choice + b, saved.data() + b, errors, b);
-      });
-    }
-    if (errors[0] != kNoError || errors[1] != kNoError)
-      for (long b = 0; b < B; ++b) s_.steps[b] = saved[b];
+    grid([&](HostCtx& ctx) {
+      if (c_.policy == detail::kUcb)
+        detail::act_grid<true>(ctx, c_, s_, X, K, per_agent, mask, mask_per_agent, theta, choice,
+                               saved.data(), errors, smem(), red());
+      else
+        detail::act_grid<false>(ctx, c_, s_, X, K, per_agent, mask, mask_per_agent, theta, choice,
+                                saved.data(), errors, smem(), red());
+    });
+    elementwise(s_.n_agents, [&](HostCtx& ctx) {
+      detail::restore_steps_grid(ctx, s_.steps, saved.data(), errors, s_.n_agents);
+    });
   }
 
-  /// check_kernel then update_kernel; errors[0] as in cuda_api.hpp.
+  /// check_kernel then update_kernel, after the memset of the error slot.
   void update(const T* x, const T* r, const std::uint8_t* mask, long n, unsigned long long* errors) {
-    const long d = c_.dim, B = s_.n_agents;
     errors[0] = kNoError;
-    for (long i = 0; i < B * n; ++i)
-      if (!mask || mask[i]) errors[0] = std::min(errors[0], detail::check_observation(x, r, i, c_.dim));
-    if (errors[0] != kNoError) return;
-    for (long b = 0; b < B; ++b) {
-      fresh();
-      block_.run([&](HostCtx& ctx) {
-        detail::update_agent(ctx, c_, s_.agent(c_, b), vec_.data(), red(), x + b * n * d, r + b * n,
-                             mask ? mask + b * n : nullptr, n);
-      });
-    }
+    if (n == 0) return;
+    elementwise(s_.n_agents * n, [&](HostCtx& ctx) {
+      detail::check_grid(ctx, x, r, mask, s_.n_agents * n, c_.dim, errors);
+    });
+    grid([&](HostCtx& ctx) { detail::update_grid(ctx, c_, s_, x, r, mask, n, errors, smem(), red()); });
   }
 
  private:
-  void fresh() {
+  void grid(const std::function<void(HostCtx&)>& body) {
     const T nan = std::numeric_limits<T>::quiet_NaN();
-    std::fill(vec_.begin(), vec_.end(), nan);
-    std::fill(std::begin(red_value_), std::end(red_value_), nan);
-    std::fill(std::begin(red_index_), std::end(red_index_), -7);
-    std::fill(std::begin(red_flags_), std::end(red_flags_), 0);
+    std::fill(work_.begin(), work_.end(), nan);
+    const long blocks = s_.n_agents > 1 ? s_.n_agents - 1 : 1;
+    for (long b = 0; b < blocks; ++b) {
+      std::fill(vec_.begin(), vec_.end(), nan);
+      std::fill(std::begin(red_value_), std::end(red_value_), nan);
+      std::fill(std::begin(red_index_), std::end(red_index_), -7);
+      std::fill(std::begin(red_flags_), std::end(red_flags_), 0);
+      block_.run(b, blocks, body);
+    }
   }
+
+  // One-thread-per-element kernels on at most two blocks (the second strides if needed).
+  void elementwise(long n, const std::function<void(HostCtx&)>& body) {
+    const long per = block_.nthreads();
+    const long blocks = n > per ? 2 : 1;
+    for (long b = 0; b < blocks; ++b) block_.run(b, blocks, body);
+  }
+
+  T* smem() { return global_ ? nullptr : vec_.data(); }
   detail::Reduce<T> red() { return detail::Reduce<T>{red_value_, red_index_, red_flags_}; }
 
   Config c_;
   detail::Batch<T> s_;
   Block& block_;
-  std::vector<T> vec_;
+  bool global_;
+  std::vector<T> vec_, work_;
   T red_value_[32];
   long long red_index_[32];
   int red_flags_[32];
