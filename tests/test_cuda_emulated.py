@@ -18,8 +18,10 @@ by the emulated kernels, so that ``linear.py``'s ``device="cuda"`` path, ``_cuda
     ENSEMBLEPP_EMULATE_CUDA=1 ENSEMBLEPP_CUDA_TEST_STEPS=50 PYTHONPATH=tests \
         python -m pytest -p test_cuda_emulated tests/test_cuda.py tests/test_linear.py
 
-What this cannot check: the CUDA launch code, shuffles and atomics on real hardware, the device
-math library, and CuPy itself (``test_cuda.py`` on a GPU does).
+The kernels in ``cuda/src/linear_kernels.cu`` are thin wrappers of the same grid bodies, which
+the emulator runs with fewer blocks than agents, in shared or global scratch. What this cannot
+check: the launch configuration and shared-memory declarations, shuffles and atomics on real
+hardware, the device math library, and CuPy itself (``test_cuda.py`` on a GPU does).
 """
 
 from __future__ import annotations

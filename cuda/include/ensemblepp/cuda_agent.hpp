@@ -1,10 +1,11 @@
 /// @file cuda_agent.hpp
-/// Per-agent bodies of the CUDA kernels: the work of one thread block on one agent.
+/// Bodies of the CUDA kernels: the work of one thread block on one agent, and the grid loops.
 ///
 /// Private to cuda/src (not part of the public API). The bodies are written against a small
-/// execution context `Ctx` (thread index, block size, barrier, warp sum, atomic minimum) so that
-/// the CUDA kernels (cuda/src/linear_kernels.cu) and a host emulation of a thread block, used to
-/// test the index arithmetic and barriers without a GPU, run the same code.
+/// execution context `Ctx` (thread and block index, block and grid size, barrier, warp sum,
+/// atomic minimum) so that the CUDA kernels (cuda/src/linear_kernels.cu, thin wrappers) and a
+/// host emulation of thread blocks (cuda_emulation.hpp), used to test the index arithmetic and
+/// the barriers without a GPU, run the same code.
 ///
 /// They reproduce ensemblepp/linear.hpp operation by operation: the same random draws from the
 /// same counters, the same formulas evaluated in T, only the order of the terms of the dot
