@@ -444,7 +444,49 @@ class LinearPolicy:
         return f"{type(self).__name__}({hp}, device={self._device!r})"
 
 
-class LinearEnsemble(LinearPolicy):
+class _FactorPolicy(LinearPolicy):
+    """A linear policy that also keeps a (d, M) factor: Ensemble++ and ensemble sampling."""
+
+    _has_factor = True
+
+    def _set_ensemble_size(self, ensemble_size: int) -> None:
+        self._ensemble_size = _check_int(ensemble_size, "ensemble_size", 1)
+
+    def _factor_draws(self) -> tuple[str, int, float]:
+        """Distribution, sparsity and scale of the rows of the initial factor."""
+        raise NotImplementedError
+
+    def _initial_state(self) -> dict[str, np.ndarray]:
+        state = super()._initial_state()
+        # Factor_0 = offset + Sigma_0^(1/2) Z_0, the d rows of Z_0 drawn at counter values
+        # 0, ..., d-1 of each agent; the policy's steps then start at d.
+        L = np.linalg.cholesky(self._prior_cov)
+        name, sparsity, scale = self._factor_draws()
+        Z = self._draws(name, self._ensemble_size, sparsity, scale, state["steps"], self._dim)
+        state["factor"] = self._factor_offset()[None, :, None] + np.einsum("ij,bjm->bim", L, Z)
+        state["steps"] += np.uint64(self._dim)
+        return state
+
+    def _factor_offset(self) -> np.ndarray:
+        return np.zeros(self._dim)
+
+    @property
+    def ensemble_size(self) -> int:
+        """Number M of ensemble members (directions or models)."""
+        return self._ensemble_size
+
+    @property
+    def factor(self) -> Any:
+        """The (d, M) factor, shape (d, M) or (B, d, M) (a copy)."""
+        return self._out(self._factor.copy())
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        hp = super()._hyperparameters()
+        hp["ensemble_size"] = self._ensemble_size
+        return hp
+
+
+class LinearEnsemble(_FactorPolicy):
     """Linear Ensemble++: approximate Thompson sampling with a shared ensemble factor.
 
     Keeps the posterior mean mu, covariance Sigma and a factor A (d x M) with
@@ -478,7 +520,6 @@ class LinearEnsemble(LinearPolicy):
     """
 
     _policy = "ensemble"
-    _has_factor = True
 
     def __init__(
         self,
@@ -498,7 +539,7 @@ class LinearEnsemble(LinearPolicy):
         seed: int | None = 0,
         _state: dict[str, np.ndarray] | None = None,
     ) -> None:
-        self._ensemble_size = _check_int(ensemble_size, "ensemble_size", 1)
+        self._set_ensemble_size(ensemble_size)
         distribution_code(reference, "reference")
         distribution_code(perturbation, "perturbation")
         self._reference, self._perturbation = reference, perturbation
@@ -507,21 +548,9 @@ class LinearEnsemble(LinearPolicy):
         super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
                          device=device, dtype=dtype, seed=seed, _state=_state)
 
-    def _initial_state(self) -> dict[str, np.ndarray]:
-        state = super()._initial_state()
-        # A_0 = Sigma_0^(1/2) Z_0 with the rows of Z_0 drawn at perturbation scale, so that
-        # E[A_0 A_0^T] = Sigma_0; the d draws use counter values 0, ..., d-1 of each agent.
-        L = np.linalg.cholesky(self._prior_cov)
-        Z = self._draws(self._perturbation, self._ensemble_size, self._perturbation_sparsity, 1.0,
-                        state["steps"], self._dim)
-        state["factor"] = np.einsum("ij,bjm->bim", L, Z)
-        state["steps"] += np.uint64(self._dim)
-        return state
-
-    @property
-    def ensemble_size(self) -> int:
-        """Number M of ensemble directions."""
-        return self._ensemble_size
+    def _factor_draws(self) -> tuple[str, int, float]:
+        # A_0 = Sigma_0^(1/2) Z_0 with rows at perturbation scale: E[A_0 A_0^T] = Sigma_0.
+        return self._perturbation, self._perturbation_sparsity, 1.0
 
     @property
     def factor(self) -> Any:
@@ -530,7 +559,7 @@ class LinearEnsemble(LinearPolicy):
 
     def _hyperparameters(self) -> dict[str, Any]:
         hp = super()._hyperparameters()
-        hp.update(ensemble_size=self._ensemble_size, reference=self._reference, perturbation=self._perturbation,
+        hp.update(reference=self._reference, perturbation=self._perturbation,
                   reference_sparsity=self._reference_sparsity, perturbation_sparsity=self._perturbation_sparsity)
         return hp
 
@@ -566,7 +595,7 @@ class LinearTS(LinearPolicy):
         return self._out(Uinv @ xp.swapaxes(Uinv, -1, -2))
 
 
-class LinearEnsembleSampling(LinearPolicy):
+class LinearEnsembleSampling(_FactorPolicy):
     """Ensemble sampling (Lu and Van Roy, 2017): M perturbed least-squares models.
 
     Each model starts from theta_m ~ N(mu_0, Sigma_0) and is updated with
@@ -584,37 +613,22 @@ class LinearEnsembleSampling(LinearPolicy):
     """
 
     _policy = "ensemble_sampling"
-    _has_factor = True
 
     def __init__(self, dim: int, ensemble_size: int = 16, **kwargs: Any) -> None:
-        self._ensemble_size = _check_int(ensemble_size, "ensemble_size", 1)
+        self._set_ensemble_size(ensemble_size)
         super().__init__(dim, **kwargs)
 
-    def _initial_state(self) -> dict[str, np.ndarray]:
-        state = super()._initial_state()
-        L = np.linalg.cholesky(self._prior_cov)
-        M = self._ensemble_size
-        G = self._draws("gaussian", M, 1, math.sqrt(M), state["steps"], self._dim)
-        state["factor"] = self._prior_mean[None, :, None] + np.einsum("ij,bjm->bim", L, G)
-        state["steps"] += np.uint64(self._dim)
-        return state
+    def _factor_draws(self) -> tuple[str, int, float]:
+        # Standard normal rows (reference-scale gaussian): theta_m,0 ~ N(mu_0, Sigma_0).
+        return "gaussian", 1, math.sqrt(self._ensemble_size)
 
-    @property
-    def ensemble_size(self) -> int:
-        """Number M of models."""
-        return self._ensemble_size
+    def _factor_offset(self) -> np.ndarray:
+        return self._prior_mean
 
     @property
     def models(self) -> Any:
         """The M models as columns, shape (d, M) or (B, d, M) (a copy)."""
         return self._out(self._factor.copy())
-
-    factor = models
-
-    def _hyperparameters(self) -> dict[str, Any]:
-        hp = super()._hyperparameters()
-        hp["ensemble_size"] = self._ensemble_size
-        return hp
 
 
 class LinUCB(LinearPolicy):
