@@ -22,7 +22,8 @@ def _probe_cuda() -> tuple[ModuleType | None, str]:
     except RuntimeError as exc:
         return None, f"the CUDA runtime failed ({exc})"
     if count < 1:
-        return None, "no CUDA device is visible"
+        why = getattr(_cuda, "device_error", lambda: "")()
+        return None, f"no CUDA device is usable ({why})" if why else "no CUDA device is visible"
     try:
         import cupy  # noqa: F401, PLC0415
     except ImportError:
