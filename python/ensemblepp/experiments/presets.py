@@ -374,8 +374,13 @@ def _min_ensemble_driver(ctx: PresetContext) -> list[Path]:
         raise ValueError(f"linear-min-ensemble: unsupported override(s) {', '.join(sorted(ov))}")
     cells = [("K", k, k_dim, k) for k in k_values] + [("d", d, d, d_actions) for d in d_values]
     rows = []
+    done: dict[tuple[int, int], dict[str, Any]] = {}
     start = time.perf_counter()
     for axis, value, d, k in cells:
+        if (d, k) in done:
+            # The same (d, K) cell on both axes: same seeds, same answer.
+            rows.append({**done[(d, k)], "axis": axis, "value": value})
+            continue
         base = {"horizon": horizon, "n_seeds": n_seeds, "seed": seed,
                 "environment": {"name": "finite-linear", "dim": d, "n_actions": k, **env_ov}}
         ts = run_experiment({**base, "name": f"ts-d{d}-K{k}", "agents": [{"name": "ts", "label": "TS"}]},
@@ -395,6 +400,7 @@ def _min_ensemble_driver(ctx: PresetContext) -> list[Path]:
         rows.append({"axis": axis, "value": value, "dim": d, "n_actions": k, "ts_regret": ts_regret,
                      "ts_se": ts_se, "ensemble_regret": regrets, "min_ensemble_size": found,
                      "first_within": first})
+        done[(d, k)] = rows[-1]
         ctx.log(f"d={d:>4} K={k:>6}: TS {ts_regret:8.1f} +- {ts_se:.1f}; "
                 + ", ".join(f"M={m}: {v:.1f}" for m, v in regrets.items())
                 + f" -> min M = {found} (first within 10%: {first})")
