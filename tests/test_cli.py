@@ -136,3 +136,9 @@ def test_set_passes_sweep_parameters(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (tmp_path / "linear-min-ensemble.json").exists()
     assert main(["run", "-S", "colour=1", "-o", str(tmp_path)]) == 2
     assert "colour" in capsys.readouterr().err
+
+
+def test_custom_run_drops_the_default_description(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["run", *TINY, "--name", "mine", "-o", str(tmp_path), "--no-plot"]) == 0
+    assert "FiniteLinear (d=20" not in capsys.readouterr().out
+    assert load_results(tmp_path / "mine.json").config["description"] == ""

@@ -190,11 +190,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raw["environment"] = {"name": args.env}
     if args.agent:
         raw["agents"] = [parse_agent_spec(s) for s in args.agent]
-    if args.name:
-        raw["name"] = args.name
-    elif not args.config and (args.env or args.agent):
+    if not args.config and (args.env or args.agent):
+        # No longer the embedded default: drop its name and description.
         raw["name"] = "experiment"
         raw["description"] = ""
+    if args.name:
+        raw["name"] = args.name
     raw = apply_overrides(raw, overrides)
     config = ExperimentConfig.from_dict(raw)
     metric = args.metric or config.plot_metric
