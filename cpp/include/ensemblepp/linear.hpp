@@ -170,13 +170,10 @@ void observe(const LinearConfig& c, const AgentState<T>& s, const T* x_ptr, T r,
     F.noalias() += (u / denom) * w.transpose();
   }
   mu += u * (innovation / denom);
-  // (u_i u_j) / denom is the same number for (i, j) and (j, i): Sigma stays exactly symmetric.
-  const T inv = T(1) / denom;
-  for (int i = 0; i < d; ++i) {
-    T* row = s.cov + long(i) * d;
-    const T ui = u[i];
-    for (int j = 0; j < d; ++j) row[j] -= (ui * u[j]) * inv;
-  }
+  // Sigma -= v v^T with v = u / sqrt(denom): v_i v_j is the same number for (i, j) and (j, i),
+  // so Sigma stays exactly symmetric, and the update is one vectorised rank-one product.
+  u *= T(1) / std::sqrt(denom);
+  Sigma.noalias() -= u * u.transpose();
 }
 
 }  // namespace ensemblepp
