@@ -183,7 +183,7 @@ if "mushroom" not in PRESETS:
         "mushroom", lambda: uci_config("mushroom"),
         "UCI Mushroom as a 2-armed bandit (disjoint encoding, reward 1{a = y}), T=2000, 5 seeds: neural "
         "Ensemble++ vs Ensemble+ vs EpiNet vs greedy (M=8, prior 1.0, posterior 0.1, 50 SGD steps per step) and "
-        "linear Ensemble++ / TS / ensemble sampling / greedy. The paper: Ensemble++ has the lowest regret.")
+        "linear Ensemble++ / TS / ensemble sampling / greedy on the same encoding.")
 if "shuttle" not in PRESETS:
     register_preset(
         "shuttle", lambda: uci_config("shuttle"),
