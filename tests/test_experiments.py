@@ -315,3 +315,18 @@ def test_distribution_ablation_draws_the_grid(tmp_path: Path):
     assert [f.name for f in files] == ["distribution-ablation.json", "distribution-ablation.png",
                                        "distribution-ablation-grid.png"]
     assert len(load_results(files[0]).agents) == 26
+
+
+def test_unbatched_environment_runs_batched_agents_seed_by_seed():
+    from ensemblepp.envs import ENVIRONMENTS
+
+    if "single-finite" not in ENVIRONMENTS:
+        register_environment("single-finite", lambda seed=0, **kw: FiniteLinear(seed=seed, **kw), batched=False)
+    looped = run_experiment(tiny([{"name": "random"}], env={"name": "single-finite", "dim": 3, "n_actions": 6}),
+                            progress=False)
+    assert looped.regret["random"].shape == (3, 30)
+    # Seed by seed, each agent gets seed agent_seed + i; replay seed 1 by hand.
+    env = FiniteLinear(dim=3, n_actions=6, seed=5)
+    agent = RandomAgent(3, n_agents=None, seed=looped.config["agent_seed"] + 1)
+    regret = [env.step(agent.act(env.actions()))[1] for _ in range(30)]
+    np.testing.assert_array_equal(looped.regret["random"][1], regret)
