@@ -28,6 +28,8 @@ _LAZY = {
     "EpiNet": "ensemblepp.neural",
     "NeuralGreedy": "ensemblepp.neural",
     "EnsemblePlusPlusNet": "ensemblepp.neural",
+    "run_experiment": "ensemblepp.experiments",
+    "load_results": "ensemblepp.experiments",
     "has_cuda": "ensemblepp._backend",
     "available_backends": "ensemblepp._backend",
 }
