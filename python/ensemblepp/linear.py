@@ -477,7 +477,7 @@ class _FactorPolicy(LinearPolicy):
 
     @property
     def factor(self) -> Any:
-        """The (d, M) factor, shape (d, M) or (B, d, M) (a copy)."""
+        """The factor: A for Ensemble++, the models for ensemble sampling; (d, M) or (B, d, M) (a copy)."""
         return self._out(self._factor.copy())
 
     def _hyperparameters(self) -> dict[str, Any]:
@@ -551,11 +551,6 @@ class LinearEnsemble(_FactorPolicy):
     def _factor_draws(self) -> tuple[str, int, float]:
         # A_0 = Sigma_0^(1/2) Z_0 with rows at perturbation scale: E[A_0 A_0^T] = Sigma_0.
         return self._perturbation, self._perturbation_sparsity, 1.0
-
-    @property
-    def factor(self) -> Any:
-        """Ensemble factor A, shape (d, M) or (B, d, M) (a copy)."""
-        return self._out(self._factor.copy())
 
     def _hyperparameters(self) -> dict[str, Any]:
         hp = super()._hyperparameters()
