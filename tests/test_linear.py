@@ -373,3 +373,23 @@ def test_portable_and_avx2_builds_agree() -> None:
         out[isa] = np.load(io.BytesIO(res.stdout))
     np.testing.assert_allclose(out["generic"], out["default"], rtol=1e-9, atol=1e-12)
     assert _core.ISA in ("generic", "avx2")
+
+
+def test_thread_limit_round_trips_and_keeps_results() -> None:
+    before = epp.get_num_threads()
+    X, _ = problem(8, 3000)
+    runs = []
+    try:
+        for n in (1, 2):
+            epp.set_num_threads(n)
+            assert epp.get_num_threads() == n
+            agent = epp.LinearEnsemble(8, 4, n_agents=300, seed=1)
+            for _ in range(5):
+                a = agent.act(X)
+                agent.update(X[a], np.ones(300))
+            runs.append(agent.mean)
+    finally:
+        epp.set_num_threads(before)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    with pytest.raises(ValueError, match="n: must be >= 1"):
+        epp.set_num_threads(0)

@@ -271,6 +271,7 @@ draw the same numbers and round them.
       },
       py::arg("counter"), py::arg("key"), "One Philox4x32-10 block (for known-answer tests).");
   m.def("max_threads", &max_threads, "Threads the CPU kernels may use.");
+  m.def("set_max_threads", &set_max_threads, py::arg("n"), "Limit the CPU kernels to n threads.");
   m.attr("POLICIES") = py::dict(py::arg("ensemble") = 0, py::arg("thompson") = 1,
                                 py::arg("ensemble_sampling") = 2, py::arg("ucb") = 3,
                                 py::arg("greedy") = 4);

@@ -23,10 +23,18 @@ int max_threads() {
 #endif
 }
 
+void set_max_threads(int n) {
+  if (n < 1) throw std::invalid_argument("n: must be >= 1");
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+}
+
 namespace {
 
-// Work (in multiply-adds) below which a parallel region costs more than it saves.
-constexpr double kParallelWork = 6e4;
+// Work (in multiply-adds) below which a call stays on one thread. Waking idle OpenMP workers
+// can cost milliseconds on virtual machines, so only calls of ~0.1 ms of work or more split.
+constexpr double kParallelWork = 5e5;
 
 inline int threads_for(double work) {
   if (work < kParallelWork) return 1;

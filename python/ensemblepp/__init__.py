@@ -31,6 +31,8 @@ _LAZY = {
     "run_experiment": "ensemblepp.experiments",
     "load_results": "ensemblepp.experiments",
     "has_cuda": "ensemblepp._backend",
+    "get_num_threads": "ensemblepp._backend",
+    "set_num_threads": "ensemblepp._backend",
     "available_backends": "ensemblepp._backend",
 }
 _SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions"}

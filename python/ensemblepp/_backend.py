@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from types import ModuleType
 
-__all__ = ["has_cuda", "available_backends", "cuda_module", "check_device"]
+__all__ = ["has_cuda", "available_backends", "cuda_module", "check_device", "get_num_threads", "set_num_threads"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,3 +88,37 @@ def check_device(device: str) -> str:
     if name == "cuda":
         cuda_module()
     return name
+
+
+def get_num_threads() -> int:
+    """Number of threads the CPU kernels may use for one large call.
+
+    Returns
+    -------
+    int
+        OpenMP's limit (``OMP_NUM_THREADS`` or the core count); 1 without OpenMP.
+    """
+    from ensemblepp import _core  # noqa: PLC0415
+
+    return int(_core.max_threads())
+
+
+def set_num_threads(n: int) -> None:
+    """Limit the threads of the CPU kernels.
+
+    Only calls with enough work (large batches, large action sets) use several threads; on
+    shared or virtual machines, where waking idle threads is slow, ``set_num_threads(1)`` can
+    lower the latency of single steps.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: must be >= 1, got {n}")
+    from ensemblepp import _core  # noqa: PLC0415
+
+    _core.set_max_threads(n)

@@ -26,11 +26,11 @@ if os.environ.get("ENSEMBLEPP_ISA", "").lower() != "generic" and platform.machin
     if _cpu_has_avx2_fma():
         try:
             from ensemblepp._core_avx2 import *  # noqa: F403
-            from ensemblepp._core_avx2 import POLICIES, max_threads  # noqa: F401
+            from ensemblepp._core_avx2 import POLICIES, max_threads, set_max_threads  # noqa: F401
 
             ISA = "avx2"
         except ImportError:  # built without the AVX2 module
             pass
 if ISA == "generic":
     from ensemblepp._core_generic import *  # noqa: F403
-    from ensemblepp._core_generic import POLICIES, max_threads  # noqa: F401
+    from ensemblepp._core_generic import POLICIES, max_threads, set_max_threads  # noqa: F401

@@ -63,4 +63,7 @@ void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* 
 /// Number of threads the drivers may use (1 without OpenMP).
 int max_threads();
 
+/// Limits the drivers to @p n threads (no effect without OpenMP).
+void set_max_threads(int n);
+
 }  // namespace ensemblepp
