@@ -162,7 +162,7 @@ void act(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& a,
   if (B == 1 && !ucb && !a.per_agent) {
     // One agent, many actions: split the action set across threads.
     const int nt = threads_for(per_agent);
-    constexpr int kMaxThreads = 256;
+    constexpr int kMaxThreads = 16;  // one slot per thread; more would be initialised for nothing
     Best best[kMaxThreads];
     const int used = std::min(nt, kMaxThreads);
     parallel_ranges(used, used, [&](long t0, long t1) {
