@@ -324,3 +324,24 @@ def _positive_float(value: Any, name: str, allow_zero: bool = False) -> float:
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
     return v
+
+
+class CachedContext:
+    """Mixin for environments that keep the current context in ``_X``, ``_means``, ``_best``.
+
+    ``_X`` (B, K, d) holds the actions, ``_means`` (B, K) their expected rewards and ``_best``
+    (B,) the best of them; the environment refreshes all three whenever the context changes.
+    """
+
+    _X: np.ndarray
+    _means: np.ndarray
+    _best: np.ndarray
+
+    def _batched_actions(self) -> np.ndarray:
+        return self._X
+
+    def _batched_means(self) -> np.ndarray:
+        return self._means
+
+    def _batched_best(self) -> np.ndarray:
+        return self._best

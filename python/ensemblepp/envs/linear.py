@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BlockStream, Environment, SeedLike, _positive_float, block_size
+from .base import BlockStream, CachedContext, Environment, SeedLike, _positive_float, block_size
 
 __all__ = ["FiniteLinear", "ChangingLinear", "CompactLinear"]
 
@@ -49,7 +49,7 @@ class _LinearBase(Environment):
                 "seed": self.seeds if self.n_instances is not None else self.seeds[0]}
 
 
-class FiniteLinear(_LinearBase):
+class FiniteLinear(CachedContext, _LinearBase):
     """Fixed finite action set (Russo and Van Roy 2018).
 
     ``K`` actions with i.i.d. coordinates ``U(-1/sqrt(5), 1/sqrt(5))`` drawn once
@@ -93,17 +93,9 @@ class FiniteLinear(_LinearBase):
         self._means = np.einsum("bkd,bd->bk", self._X, self._theta)
         self._best = self._means.max(axis=1)
 
-    def _batched_actions(self) -> np.ndarray:
-        return self._X
-
-    def _batched_means(self) -> np.ndarray:
-        return self._means
-
-    def _batched_best(self) -> np.ndarray:
-        return self._best
 
 
-class ChangingLinear(_LinearBase):
+class ChangingLinear(CachedContext, _LinearBase):
     """A fresh finite action set every step.
 
     Every step offers ``K`` actions drawn ``N(0, I)`` and normalised to the unit
@@ -142,14 +134,6 @@ class ChangingLinear(_LinearBase):
         self._contexts.advance()
         self._load_context()
 
-    def _batched_actions(self) -> np.ndarray:
-        return self._X
-
-    def _batched_means(self) -> np.ndarray:
-        return self._means
-
-    def _batched_best(self) -> np.ndarray:
-        return self._best
 
 
 class CompactLinear(_LinearBase):

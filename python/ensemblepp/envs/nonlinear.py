@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from .base import BlockStream, Environment, SeedLike, _positive_float, _positive_int, block_size
+from .base import BlockStream, CachedContext, Environment, SeedLike, _positive_float, _positive_int, block_size
 
 __all__ = ["Quadratic", "NeuralBandit"]
 
 _NOISE_BLOCK = 1024
 
 
-class _PoolBandit(Environment):
+class _PoolBandit(CachedContext, Environment):
     """``n_arms`` fixed unit vectors per instance, ``n_actions`` of them offered per step."""
 
     def __init__(self, dim: int, n_actions: int, n_arms: int, n_instances: int | None,
@@ -56,14 +56,6 @@ class _PoolBandit(Environment):
         self._contexts.advance()
         self._load_context()
 
-    def _batched_actions(self) -> np.ndarray:
-        return self._X
-
-    def _batched_means(self) -> np.ndarray:
-        return self._means
-
-    def _batched_best(self) -> np.ndarray:
-        return self._best
 
     @property
     def arm_values(self) -> np.ndarray:
