@@ -279,7 +279,7 @@ def _ablation_driver(ctx: PresetContext) -> list[Path]:
 
 
 def _neural_agents(prior: float, post: float, n_updates: int, update_every: int = 1,
-                   extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                   extra: dict[str, Any] | None = None, greedy_label: str = "greedy") -> list[dict[str, Any]]:
     common = {"n_updates": n_updates, "update_every": update_every, **(extra or {})}
     return [
         {"name": "neural-ensemble++", "label": "Ensemble++ (M=8)", "ensemble_size": 8,
@@ -287,7 +287,7 @@ def _neural_agents(prior: float, post: float, n_updates: int, update_every: int 
         {"name": "ensemble+", "label": "Ensemble+ (M=8)", "ensemble_size": 8, "prior_scale": prior, **common},
         {"name": "epinet", "label": "EpiNet (M=8)", "ensemble_size": 8, "prior_scale": prior,
          "posterior_scale": post, **common},
-        {"name": "neural-greedy", "label": "greedy", **common},
+        {"name": "neural-greedy", "label": greedy_label, **common},
     ]
 
 

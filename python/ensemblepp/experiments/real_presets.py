@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from .agents import AGENTS, register_agent
-from .presets import PRESETS, register_preset
+from .presets import PRESETS, _neural_agents, register_preset
 
 __all__ = ["uci_config", "hate_speech_configs", "make_text_agent"]
 
@@ -34,14 +34,8 @@ _UCI = {
 
 
 def _uci_agents(prior: float, post: float, n_updates: int) -> list[dict[str, Any]]:
-    common = {"n_updates": n_updates, "update_every": 1}
     return [
-        {"name": "neural-ensemble++", "label": "Ensemble++ (M=8)", "ensemble_size": 8,
-         "prior_scale": prior, "posterior_scale": post, **common},
-        {"name": "ensemble+", "label": "Ensemble+ (M=8)", "ensemble_size": 8, "prior_scale": prior, **common},
-        {"name": "epinet", "label": "EpiNet (M=8)", "ensemble_size": 8, "prior_scale": prior,
-         "posterior_scale": post, **common},
-        {"name": "neural-greedy", "label": "greedy NN", **common},
+        *_neural_agents(prior, post, n_updates, greedy_label="greedy NN"),
         {"name": "ensemble++", "label": "linear Ensemble++ (M=8)", "ensemble_size": 8},
         {"name": "ts", "label": "linear TS"},
         {"name": "es", "label": "linear ensemble sampling (M=8)", "ensemble_size": 8},
