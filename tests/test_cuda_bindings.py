@@ -24,7 +24,7 @@ def config(**kw):
 
 
 def state(**kw):
-    args = dict(mu=4096, cov=8192, factor=12288, steps=16384, work=0, n_agents=2)
+    args = dict(mu=4096, cov=8192, factor=12288, steps=16384, stream_ids=20480, work=0, n_agents=2)
     return _cuda.State(**{**args, **kw})
 
 
@@ -82,7 +82,7 @@ def test_missing_workspace_is_reported_before_any_launch() -> None:
         _cuda.sample(c, state(), 1024, False, 0)
 
 
-@pytest.mark.parametrize("field", ["mu", "cov", "steps"])
+@pytest.mark.parametrize("field", ["mu", "cov", "steps", "stream_ids"])
 def test_null_state_pointers_raise(field: str) -> None:
     with pytest.raises(ValueError, match="null device pointer"):
         _cuda.sample(config(), state(**{field: 0}), 1024, False, 0)

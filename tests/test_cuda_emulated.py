@@ -120,6 +120,9 @@ int run(const Scenario& sc) {
   Host<T> cpu;
   cpu.mu.resize(B * d); cpu.cov.assign(B * d * d, T(0)); cpu.factor.resize(B * d * M);
   cpu.steps.resize(B);
+  // Stream ids far apart and above 2^32, as the runner's environment seeds may be.
+  std::vector<std::uint64_t> ids(B);
+  for (long b = 0; b < B; ++b) ids[b] = 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(b + 1);
   for (auto& v : cpu.mu) v = T(N(rng));
   for (auto& v : cpu.factor) v = T(0.5 * N(rng));
   for (long b = 0; b < B; ++b) {
@@ -146,9 +149,9 @@ int run(const Scenario& sc) {
   Host<T> gpu = cpu;
   const bool has_factor = sc.policy == 0 || sc.policy == 2;
   BatchState<T> cs{cpu.mu.data(), cpu.cov.data(), has_factor ? cpu.factor.data() : nullptr,
-                   cpu.steps.data(), B};
+                   cpu.steps.data(), ids.data(), B};
   ec::detail::Batch<T> gs{gpu.mu.data(), gpu.cov.data(), has_factor ? gpu.factor.data() : nullptr,
-                          gpu.steps.data(), nullptr, B, 0};
+                          gpu.steps.data(), ids.data(), nullptr, B, 0};
   emu::Block block(sc.threads, sc.order, 99);
   // float32 runs keep the per-agent vectors in the global workspace, float64 in shared memory.
   emu::Kernels<T> kern(cc, gs, block, sizeof(T) == 4);
@@ -316,7 +319,7 @@ template <class T>
 ec::detail::Batch<T> batch(const std::uintptr_t* s, long B) {
   return ec::detail::Batch<T>{reinterpret_cast<T*>(s[0]), reinterpret_cast<T*>(s[1]),
                               reinterpret_cast<T*>(s[2]), reinterpret_cast<std::uint64_t*>(s[3]),
-                              nullptr, B, 0};
+                              reinterpret_cast<const std::uint64_t*>(s[4]), nullptr, B, 0};
 }
 
 // Runs f(kernels, T{}) for the configured element type; 0 on success.
@@ -581,7 +584,7 @@ class EmulatedCuda(types.ModuleType):
         ci = (ctypes.c_int * 8)(c.policy, c.dim, c.ensemble_size, c.reference, c.perturbation,
                                 c.reference_sparsity, c.perturbation_sparsity, c.dtype)  # fmt: skip
         cd = (ctypes.c_double * 2)(c.noise_std, c.alpha)
-        ptrs = (ctypes.c_size_t * 4)(s.mu, s.cov, s.factor, s.steps)
+        ptrs = (ctypes.c_size_t * 5)(s.mu, s.cov, s.factor, s.steps, s.stream_ids)
         if c.policy in (0, 2) and not s.factor:
             raise ValueError("factor: this policy needs a (B, d, M) factor")
         return [ci, cd, ctypes.c_ulonglong(c.seed), ptrs, ctypes.c_long(s.n_agents),

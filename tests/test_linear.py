@@ -213,6 +213,131 @@ def test_batched_agents_are_independent_and_agent_zero_matches_single(device: st
     assert not np.allclose(f[1], f[2])
 
 
+# ---- stream ids: an agent is (seed, stream id), wherever it sits ------------------------------
+def _drive(agent, X: np.ndarray, T: int, seed: int) -> list:
+    """Acts and updates for T steps with rewards from a fixed generator; the chosen indices."""
+    rng = np.random.default_rng(seed)
+    batched = agent.n_agents is not None
+    out = []
+    for _ in range(T):
+        a = agent.act(X)
+        out.append(host(a).copy() if batched else a)
+        x = X[host(a)] if batched else X[a]
+        r = rng.normal(size=agent.n_agents) if batched else float(rng.normal())
+        agent.update(x, r)
+    return out
+
+
+@pytest.mark.parametrize("policy", ["ensemble", "thompson", "ensemble_sampling"])
+def test_agent_is_its_seed_and_stream_id_at_any_position(device: str, policy: str) -> None:
+    X, _ = problem(5, 12)
+    big = 2**64 - 3  # ids use all 64 bits
+    T = 15
+    alone = POLICIES[policy](5, seed=4, stream_ids=big, device=device)
+    solo = _drive(alone, X, T, seed=0)
+    one = POLICIES[policy](5, seed=4, n_agents=1, stream_ids=[big], device=device)
+    np.testing.assert_array_equal([int(a[0]) for a in _drive(one, X, T, seed=0)], solo)
+    # Position 2 of a batch built with it, and of a batch it was added to later: the same choices
+    # when fed the same data, whatever its neighbours see.
+    r = np.random.default_rng(1).normal(size=T)
+    for late in (False, True):
+        ids = [7, 2**40, big]
+        batch = POLICIES[policy](5, seed=4, n_agents=2 if late else 3, stream_ids=ids[:2] if late else ids,
+                                 device=device)
+        if late:
+            batch.update(X[:2], np.ones(2))  # the neighbours have a history the new agent lacks
+            batch.add_agents([big])
+        np.testing.assert_array_equal(host(batch.stream_ids), np.array(ids, np.uint64))
+        mine, theirs = [], POLICIES[policy](5, seed=4, stream_ids=big, device=device)
+        for t in range(T):
+            a = host(batch.act(X))
+            mine.append(int(a[2]))
+            batch.update(X[a], np.array([-1.0, 2.0, r[t]]))
+            b = theirs.act(X)
+            theirs.update(X[b], float(r[t]))
+            assert b == mine[-1]
+    # Another id is another stream.
+    other = POLICIES[policy](5, seed=4, stream_ids=big - 1, device=device)
+    assert _drive(other, X, T, seed=0) != solo
+
+
+def test_add_agents_grows_geometrically_and_matches_construction(device: str) -> None:
+    full = epp.LinearEnsemble(4, 3, seed=2, n_agents=40, stream_ids=np.arange(100, 140), device=device)
+    grown = epp.LinearEnsemble(4, 3, seed=2, n_agents=1, stream_ids=[100], device=device)
+    capacities = set()
+    for i in range(1, 40, 3):
+        grown.add_agents(list(range(100 + i, 100 + min(i + 3, 40))))
+        capacities.add(grown._capacity)
+    assert grown.n_agents == 40
+    assert len(capacities) <= 6  # doubling: 3, 6, 12, 24, 48 (not one allocation per call)
+    for k in ("mean", "covariance", "factor", "steps", "stream_ids"):
+        np.testing.assert_array_equal(host(getattr(grown, k)), host(getattr(full, k)), err_msg=k)
+    X, _ = problem(4, 9)
+    np.testing.assert_array_equal(host(grown.act(X)), host(full.act(X)))
+
+
+@pytest.mark.parametrize("bad", [[1, 1], [1, -1], [1, 2**64], [1.0, 2.0], ["a", "b"], [1, 2, 3], 5, [True, False],
+                                 np.array([1, 1], np.uint64), np.array([0.5, 1.5])])
+def test_bad_stream_ids_raise_value_error(bad) -> None:
+    with pytest.raises(ValueError, match="stream_ids"):
+        epp.LinearTS(3, n_agents=2, stream_ids=bad)
+
+
+def test_bad_single_stream_id_and_add_agents_change_nothing() -> None:
+    for bad in (-1, 2**64, 1.5, "3", [3], True):
+        with pytest.raises(ValueError, match="stream_ids"):
+            epp.LinUCB(3, stream_ids=bad)
+    with pytest.raises(ValueError, match="stream_ids"):
+        epp.LinearGreedy(3).add_agents([1])
+    agent = epp.LinearEnsembleSampling(3, 4, n_agents=2, stream_ids=[5, 6], seed=1)
+    before = state(agent)
+    for bad in ([6], [7, 7], [8, -1], 9, [[1, 2]], [2**64]):
+        with pytest.raises(ValueError, match="stream_ids"):
+            agent.add_agents(bad)
+        assert agent.n_agents == 2
+        assert_same_state(state(agent), before)
+    np.testing.assert_array_equal(agent.stream_ids, [5, 6])
+    agent.add_agents([])
+    assert agent.n_agents == 2
+
+
+def test_exhausted_stream_is_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="step"):
+        epp.draw("gaussian", 2, 3, step=2**48 - 1)
+    np.testing.assert_array_equal(epp.draw("gaussian", 1, 3, step=2**48 - 1).shape, (1, 3))
+    with pytest.raises(ValueError, match="dim"):
+        epp.LinearTS(2**17 + 1)
+    agent = epp.LinearEnsemble(3, 2, n_agents=2, seed=0)
+    path = tmp_path / "a.npz"
+    agent.save(path)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["steps"] = np.array([5, 2**48 - 1], np.uint64)
+    np.savez(path, **arrays)
+    late = epp.load(path)
+    before = state(late)
+    with pytest.raises(ValueError, match="steps: agent 1"):  # two draws, one left
+        late.update(np.eye(3)[:2][:, None, :].repeat(2, axis=1), np.zeros((2, 2)))
+    assert_same_state(state(late), before)
+    late.act(np.eye(3))  # the last draw
+    assert host(late.steps)[1] == 2**48
+    before = state(late)
+    for call in (lambda: late.act(np.eye(3)), lambda: late.sample(), lambda: late.update(np.eye(3)[:2], np.zeros(2))):
+        with pytest.raises(ValueError, match="steps: agent 1"):
+            call()
+        assert_same_state(state(late), before)
+
+
+def test_save_load_keeps_stream_ids(tmp_path) -> None:
+    agent = epp.LinearEnsemble(3, 2, n_agents=2, stream_ids=[2**63 + 5, 11], seed=3)
+    agent.save(tmp_path / "b.npz")
+    back = epp.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(back.stream_ids, [2**63 + 5, 11])
+    single = epp.LinearTS(3, stream_ids=2**50, seed=1)
+    single.save(tmp_path / "c.npz")
+    assert epp.load(tmp_path / "c.npz").stream_ids == 2**50
+
+
 def test_several_observations_in_one_call_apply_in_order(device: str) -> None:
     X, _ = problem(4, 10)
     rng = np.random.default_rng(0)
@@ -393,3 +518,27 @@ def test_thread_limit_round_trips_and_keeps_results() -> None:
     np.testing.assert_array_equal(runs[0], runs[1])
     with pytest.raises(ValueError, match="n: must be >= 1"):
         epp.set_num_threads(0)
+
+
+@pytest.mark.parametrize("agent", ["ensemble++", "ts", "es", "linucb", "greedy"])
+def test_runner_seed_alone_equals_seed_in_a_multi_seed_run(agent: str) -> None:
+    from ensemblepp.envs import ENVIRONMENTS, register_environment
+    from ensemblepp.envs.linear import FiniteLinear
+    from ensemblepp.experiments import run_experiment
+
+    if "single-finite-linear" not in ENVIRONMENTS:
+        register_environment("single-finite-linear", lambda seed=0, **kw: FiniteLinear(seed=seed, **kw),
+                             batched=False)
+
+    def regret(env: str, seeds: list[int]) -> np.ndarray:
+        cfg = {"name": "s", "horizon": 25, "seeds": seeds, "agent_seed": 3,
+               "environment": {"name": env, "dim": 4, "n_actions": 7}, "agents": [{"name": agent}]}
+        res = run_experiment(cfg, progress=False)
+        return res.regret[res.agents[0]]
+
+    batched = regret("finite-linear", [0, 1])
+    looped = regret("single-finite-linear", [0, 1])
+    alone = regret("finite-linear", [1])
+    np.testing.assert_array_equal(batched[1], alone[0])
+    np.testing.assert_array_equal(looped[1], alone[0])  # batched and looped agree too
+    np.testing.assert_array_equal(looped[0], batched[0])

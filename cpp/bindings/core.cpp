@@ -73,8 +73,9 @@ class Kernel {
  public:
   Kernel(int policy, int dim, int ensemble_size, int reference, int perturbation,
          int reference_sparsity, int perturbation_sparsity, double noise_std, double alpha,
-         std::uint64_t seed, py::array mu, py::array cov, py::object factor, py::array steps)
-      : mu_(mu), cov_(cov), factor_(factor), steps_(steps) {
+         std::uint64_t seed, py::array mu, py::array cov, py::object factor, py::array steps,
+         py::array stream_ids)
+      : mu_(mu), cov_(cov), factor_(factor), steps_(steps), stream_ids_(stream_ids) {
     cfg_.policy = static_cast<Policy>(policy);
     cfg_.dim = dim;
     cfg_.ensemble_size = ensemble_size;
@@ -85,6 +86,11 @@ class Kernel {
     cfg_.noise_std = noise_std;
     cfg_.alpha = alpha;
     cfg_.seed = seed;
+    if (dim < 1 || dim > kMaxVectorLength)
+      throw std::invalid_argument("dim: must be in [1, " + std::to_string(kMaxVectorLength) + "]");
+    if (ensemble_size < 1 || ensemble_size > kMaxVectorLength)
+      throw std::invalid_argument("ensemble_size: must be in [1, " +
+                                  std::to_string(kMaxVectorLength) + "]");
     if (mu.ndim() != 2) throw std::invalid_argument("mu: expected a (B, d) array");
     const py::ssize_t B = mu.shape(0), d = dim, M = ensemble_size;
     state_.n_agents = B;
@@ -97,6 +103,7 @@ class Kernel {
         !state_.factor)
       throw std::invalid_argument("factor: this policy needs a (B, d, M) factor");
     state_.steps = checked<std::uint64_t>(steps, "steps", {B}, true);
+    state_.stream_ids = checked<std::uint64_t>(stream_ids, "stream_ids", {B}, false);
     theta_ = py::array_t<T>({B, d});
   }
 
@@ -188,7 +195,7 @@ class Kernel {
   BatchState<T> state_{};
   py::array mu_, cov_;
   py::object factor_;
-  py::array steps_;
+  py::array steps_, stream_ids_;
   py::array_t<T> theta_;
 };
 
@@ -198,14 +205,14 @@ void bind_kernel(py::module_& m, const char* name) {
 Batched CPU kernel of one linear policy over state arrays owned by the caller.
 
 The arrays mu (B, d), cov (B, d, d), factor (B, d, M) or None and steps (B,) uint64 are kept
-alive by the kernel and updated in place.
+alive by the kernel and updated in place; stream_ids (B,) uint64 keys each agent's stream.
 )pbdoc")
       .def(py::init<int, int, int, int, int, int, int, double, double, std::uint64_t, py::array,
-                    py::array, py::object, py::array>(),
+                    py::array, py::object, py::array, py::array>(),
            py::arg("policy"), py::arg("dim"), py::arg("ensemble_size"), py::arg("reference"),
            py::arg("perturbation"), py::arg("reference_sparsity"), py::arg("perturbation_sparsity"),
            py::arg("noise_std"), py::arg("alpha"), py::arg("seed"), py::arg("mu"), py::arg("cov"),
-           py::arg("factor"), py::arg("steps"))
+           py::arg("factor"), py::arg("steps"), py::arg("stream_ids"))
       .def("act", &Kernel<T>::act, py::arg("actions"), py::arg("mask") = py::none(),
            "Index of the chosen action of every agent, (B,) int64.")
       .def("act1", &Kernel<T>::act1, py::arg("actions"), py::arg("mask") = py::none(),
@@ -220,8 +227,9 @@ alive by the kernel and updated in place.
 }
 
 py::array_t<double> draw_matrix(int dist, int n, int sparsity, double scale, std::uint64_t seed,
-                                const py::array& steps, long count, long agent_offset) {
-  if (n < 1) throw std::invalid_argument("n: must be >= 1");
+                                const py::array& steps, long count, const py::array& stream_ids) {
+  if (n < 1 || n > kMaxVectorLength)
+    throw std::invalid_argument("n: must be in [1, " + std::to_string(kMaxVectorLength) + "]");
   if (count < 0) throw std::invalid_argument("count: must be >= 0");
   if (dist < 0 || dist > 4) throw std::invalid_argument("dist: unknown distribution code");
   if (dist == static_cast<int>(Distribution::sparse) && (sparsity < 1 || sparsity > n))
@@ -229,14 +237,17 @@ py::array_t<double> draw_matrix(int dist, int n, int sparsity, double scale, std
   if (steps.ndim() != 1) throw std::invalid_argument("steps: expected a 1-d uint64 array");
   const long B = steps.shape(0);
   const std::uint64_t* st = checked<std::uint64_t>(steps, "steps", {B}, false);
+  const std::uint64_t* ids = checked<std::uint64_t>(stream_ids, "stream_ids", {B}, false);
+  for (long b = 0; b < B; ++b)
+    if (st[b] >= kMaxSteps || kMaxSteps - st[b] < static_cast<std::uint64_t>(count))
+      throw std::invalid_argument("steps: draws past 2**48 for stream " + std::to_string(b));
   py::array_t<double> out({B, count, static_cast<long>(n)});
   double* o = out.mutable_data();
   {
     py::gil_scoped_release nogil;
     for (long b = 0; b < B; ++b)
       for (long i = 0; i < count; ++i) {
-        const Stream s{seed, st[b] + static_cast<std::uint64_t>(i),
-                       static_cast<std::uint32_t>(b + agent_offset)};
+        const Stream s{seed, st[b] + static_cast<std::uint64_t>(i), ids[b]};
         draw<double>(static_cast<Distribution>(dist), n, sparsity, scale, s, o + (b * count + i) * n);
       }
   }
@@ -255,11 +266,11 @@ PYBIND11_MODULE(EPP_MODULE_NAME, m) {
   bind_kernel<float>(m, "Kernel32");
   m.def("draw_matrix", &draw_matrix, py::arg("dist"), py::arg("n"), py::arg("sparsity"),
         py::arg("scale"), py::arg("seed"), py::arg("steps"), py::arg("count"),
-        py::arg("agent_offset") = 0,
+        py::arg("stream_ids"),
         R"pbdoc(
-Draws (B, count, n): for agent b, the draws at steps steps[b], steps[b] + 1, ...
+Draws (B, count, n): for stream b, the draws at steps steps[b], steps[b] + 1, ...
 
-Agent b uses Philox agent index b + agent_offset. The result is float64; the float32 policies
+Row b uses the Philox stream (seed, stream_ids[b]) (uint64 arrays of length B). The result is float64; the float32 policies
 draw the same numbers and round them.
 )pbdoc");
   m.def(
@@ -272,6 +283,8 @@ draw the same numbers and round them.
       py::arg("counter"), py::arg("key"), "One Philox4x32-10 block (for known-answer tests).");
   m.def("max_threads", &max_threads, "Threads the CPU kernels may use.");
   m.def("set_max_threads", &set_max_threads, py::arg("n"), "Limit the CPU kernels to n threads.");
+  m.attr("MAX_VECTOR_LENGTH") = kMaxVectorLength;
+  m.attr("MAX_STEPS") = py::int_(kMaxSteps);
   m.attr("POLICIES") = py::dict(py::arg("ensemble") = 0, py::arg("thompson") = 1,
                                 py::arg("ensemble_sampling") = 2, py::arg("ucb") = 3,
                                 py::arg("greedy") = 4);

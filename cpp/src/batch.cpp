@@ -30,6 +30,14 @@ void set_max_threads(int n) {
 #endif
 }
 
+void check_steps(const std::uint64_t* steps, long n_agents, std::uint64_t draws) {
+  if (draws == 0) return;
+  for (long b = 0; b < n_agents; ++b)
+    if (steps[b] >= kMaxSteps || kMaxSteps - steps[b] < draws)
+      throw std::invalid_argument("steps: agent " + std::to_string(b) +
+                                  " has used up its random stream (2**48 draws)");
+}
+
 namespace {
 
 // Work (in multiply-adds) below which a call stays on one thread. Waking idle OpenMP workers
@@ -137,6 +145,7 @@ void score_block(const LinearConfig& c, const AgentState<T>& s, const T* theta, 
 template <class T>
 void sample(const LinearConfig& c, const BatchState<T>& s, T* theta) {
   const long B = s.n_agents, d = c.dim;
+  check_steps(s.steps, B, draws_when_acting(c.policy) ? 1 : 0);
   const int nt = threads_for(double(B) * d * std::max(c.ensemble_size, c.dim));
   parallel_ranges(B, nt, [&](long lo, long hi) {
     T* scratch = scratch_buffer<T>(0, scratch_size(c)).data();
@@ -253,6 +262,8 @@ template <class T>
 void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* r,
             const std::uint8_t* mask, long n_obs) {
   const long B = s.n_agents, d = c.dim;
+  const bool draws = c.policy == Policy::ensemble || c.policy == Policy::ensemble_sampling;
+  check_steps(s.steps, B, draws ? static_cast<std::uint64_t>(n_obs) : 0);
   for (long b = 0; b < B; ++b) {
     for (long j = 0; j < n_obs; ++j) {
       const long i = b * n_obs + j;

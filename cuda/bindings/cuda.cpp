@@ -77,15 +77,17 @@ Hyperparameters of a batch of agents (the arguments of ``_core.Kernel64`` withou
 
   py::class_<epc::State>(m, "State", "Device pointers of the state of B agents (0 for none).")
       .def(py::init([](std::uintptr_t mu, std::uintptr_t cov, std::uintptr_t factor,
-                       std::uintptr_t steps, std::uintptr_t work, long n_agents) {
-             return epc::State{mu, cov, factor, steps, work, n_agents};
+                       std::uintptr_t steps, std::uintptr_t stream_ids, std::uintptr_t work,
+                       long n_agents) {
+             return epc::State{mu, cov, factor, steps, stream_ids, work, n_agents};
            }),
-           py::arg("mu"), py::arg("cov"), py::arg("factor"), py::arg("steps"), py::arg("work"),
-           py::arg("n_agents"))
+           py::arg("mu"), py::arg("cov"), py::arg("factor"), py::arg("steps"),
+           py::arg("stream_ids"), py::arg("work"), py::arg("n_agents"))
       .def_readonly("mu", &epc::State::mu)
       .def_readonly("cov", &epc::State::cov)
       .def_readonly("factor", &epc::State::factor)
       .def_readonly("steps", &epc::State::steps)
+      .def_readonly("stream_ids", &epc::State::stream_ids)
       .def_readonly("work", &epc::State::work)
       .def_readonly("n_agents", &epc::State::n_agents);
 

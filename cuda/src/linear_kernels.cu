@@ -122,7 +122,7 @@ Launch launch_shape(const Config& c, const State& s) {
 void check_state(const Config& c, const State& s) {
   check_config(c);
   if (s.n_agents < 1) throw std::invalid_argument("n_agents: must be >= 1");
-  if (!s.mu || !s.cov || !s.steps) throw std::invalid_argument("state: null device pointer");
+  if (!s.mu || !s.cov || !s.steps || !s.stream_ids) throw std::invalid_argument("state: null device pointer");
   if ((c.policy == detail::kEnsemble || c.policy == detail::kEnsembleSampling) && !s.factor)
     throw std::invalid_argument("factor: this policy needs a (B, d, M) factor");
 }
@@ -133,6 +133,7 @@ Batch<T> typed(const Config& c, const State& s) {
                   reinterpret_cast<T*>(s.cov),
                   reinterpret_cast<T*>(s.factor),
                   reinterpret_cast<std::uint64_t*>(s.steps),
+                  reinterpret_cast<const std::uint64_t*>(s.stream_ids),
                   reinterpret_cast<T*>(s.work),
                   s.n_agents,
                   detail::scratch_width(c)};
@@ -196,8 +197,10 @@ void update_t(const Config& c, const State& s, std::uintptr_t x, std::uintptr_t 
 void check_config(const Config& c) {
   auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
   if (c.policy < 0 || c.policy > 4) bad("policy: unknown policy code " + std::to_string(c.policy));
-  if (c.dim < 1) bad("dim: must be >= 1");
-  if (c.ensemble_size < 1) bad("ensemble_size: must be >= 1");
+  if (c.dim < 1 || c.dim > kMaxVectorLength)
+    bad("dim: must be in [1, " + std::to_string(kMaxVectorLength) + "]");
+  if (c.ensemble_size < 1 || c.ensemble_size > kMaxVectorLength)
+    bad("ensemble_size: must be in [1, " + std::to_string(kMaxVectorLength) + "]");
   if (c.reference < 0 || c.reference > 4)
     bad("reference: unknown distribution code " + std::to_string(c.reference));
   if (c.perturbation < 0 || c.perturbation > 4)

@@ -110,7 +110,7 @@ class CudaKernel:
     """Batched CUDA kernel of one linear policy over CuPy state arrays owned by the caller.
 
     Same constructor arguments and methods as ``_core.Kernel64``; the state arrays ``mu``
-    (B, d), ``cov`` (B, d, d), ``factor`` (B, d, M) or None and ``steps`` (B,) uint64 must be
+    (B, d), ``cov`` (B, d, d), ``factor`` (B, d, M) or None, ``steps`` and ``stream_ids`` (B,) uint64 must be
     C-contiguous CuPy arrays (float32 or float64, all alike). They are kept alive by the kernel
     and updated in place on CuPy's current stream.
 
@@ -122,6 +122,8 @@ perturbation_sparsity, noise_std, alpha, seed
         :func:`ensemblepp.distributions.distribution_code`.
     mu, cov, factor, steps
         State arrays, see above.
+    stream_ids
+        (B,) uint64 CuPy array: the key of each agent's random stream (read only).
     validate : bool, default True
         Bad input (NaN or infinite features, rewards or scores, an agent with every action
         masked out) never changes the state: the kernels detect it on the device, skip the
@@ -157,6 +159,7 @@ perturbation_sparsity, noise_std, alpha, seed
         cov: Any,
         factor: Any,
         steps: Any,
+        stream_ids: Any,
         *,
         validate: bool = True,
     ) -> None:
@@ -176,6 +179,7 @@ perturbation_sparsity, noise_std, alpha, seed
         elif policy in (0, 2):
             raise ValueError("factor: this policy needs a (B, d, M) factor")
         self._check_state(steps, "steps", (B,), np.dtype(np.uint64))
+        self._check_state(stream_ids, "stream_ids", (B,), np.dtype(np.uint64))
         self.config = self._cuda.Config(
             policy=int(policy), dim=d, ensemble_size=M, reference=int(reference),
             perturbation=int(perturbation), reference_sparsity=int(reference_sparsity),
@@ -185,10 +189,12 @@ perturbation_sparsity, noise_std, alpha, seed
         self._policy = int(policy)
         self._B, self._d = B, d
         self._mu, self._cov, self._factor, self._steps = mu, cov, factor, steps
+        self._stream_ids = stream_ids
         width = self._cuda.workspace_size(self.config)
         self._work = cp.empty((B, width), self._dtype) if width else None
         self._state = self._cuda.State(
-            mu=_ptr(mu), cov=_ptr(cov), factor=_ptr(factor), steps=_ptr(steps), work=_ptr(self._work), n_agents=B
+            mu=_ptr(mu), cov=_ptr(cov), factor=_ptr(factor), steps=_ptr(steps), stream_ids=_ptr(stream_ids),
+            work=_ptr(self._work), n_agents=B,
         )
         self._theta = cp.zeros((B, d), self._dtype)
         self._saved = cp.zeros(B, cp.uint64)

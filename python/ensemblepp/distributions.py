@@ -90,9 +90,9 @@ def draw(
     seed : int
         Seed of the Philox stream (0 <= seed < 2**64).
     agent : int
-        Agent index (0 <= agent < 2**32).
+        Stream id of the agent (0 <= agent < 2**64), as ``stream_ids`` of the linear policies.
     step : int
-        Counter value of the first draw.
+        Counter value of the first draw; ``step + size`` must not pass 2**48.
     sparsity : int, optional
         Nonzero coordinates of ``sparse`` (default min(2, dim)).
 
@@ -116,15 +116,16 @@ def draw(
             raise TypeError(f"{argname}: expected an int, got {type(value).__name__}")
     if size < 0:
         raise ValueError(f"size: must be >= 0, got {size}")
-    if dim < 1:
-        raise ValueError(f"dim: must be >= 1, got {dim}")
+    if not 1 <= dim <= _core.MAX_VECTOR_LENGTH:
+        raise ValueError(f"dim: must be in [1, {_core.MAX_VECTOR_LENGTH}], got {dim}")
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
-    if not 0 <= agent < 2**32:
-        raise ValueError(f"agent: must be in [0, 2**32), got {agent}")
-    if not 0 <= step < 2**64:
-        raise ValueError(f"step: must be in [0, 2**64), got {step}")
+    if not 0 <= agent < 2**64:
+        raise ValueError(f"agent: must be in [0, 2**64), got {agent}")
+    if not 0 <= step or step + size > _core.MAX_STEPS:
+        raise ValueError(f"step: the draws must stay in [0, 2**48), got step={step}, size={size}")
     s = check_sparsity(sparsity, dim)
     scale = 1.0 if scaling == "perturbation" else float(np.sqrt(dim))
-    out = _core.draw_matrix(code, int(dim), s, scale, int(seed), np.array([step], np.uint64), int(size), int(agent))
+    out = _core.draw_matrix(code, int(dim), s, scale, int(seed), np.array([step], np.uint64), int(size),
+                            np.array([agent], np.uint64))
     return out[0]

@@ -74,6 +74,45 @@ def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+_U64 = 2**64
+
+
+def _check_stream_ids(value: Any, n: int | None) -> Any:
+    """``stream_ids`` as an int (n is None: a single agent) or a (n,) uint64 array of distinct ids.
+
+    Every bad value -- wrong type, shape, sign, range or a repeated id -- raises ValueError
+    naming ``stream_ids``, as the constructors and :meth:`LinearPolicy.add_agents` promise.
+    """
+    if n is None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"stream_ids: a single agent takes one int, got {type(value).__name__}")
+        if not 0 <= int(value) < _U64:
+            raise ValueError(f"stream_ids: must be in [0, 2**64), got {value}")
+        return int(value)
+    if isinstance(value, (str, bytes, bool)) or np.ndim(value) != 1:
+        raise ValueError(f"stream_ids: expected a sequence of {n} ints, got {value!r:.80}")
+    arr = to_numpy(value) if hasattr(value, "__array__") or hasattr(value, "detach") else None
+    if arr is None or arr.dtype.kind == "O":
+        items = list(value)
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"stream_ids: expected ints, got {type(v).__name__}")
+            if not 0 <= int(v) < _U64:
+                raise ValueError(f"stream_ids: every id must be in [0, 2**64), got {v}")
+        ids = np.array([int(v) for v in items], dtype=np.uint64)
+    else:
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"stream_ids: expected integers, got dtype {arr.dtype}")
+        if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
+            raise ValueError(f"stream_ids: ids must be >= 0, got {int(arr.min())}")
+        ids = np.array(arr, dtype=np.uint64)  # a native-order copy whatever came in
+    if ids.shape != (n,):
+        raise ValueError(f"stream_ids: expected {n} ids, got {ids.shape[0]}")
+    if np.unique(ids).size != n:
+        raise ValueError("stream_ids: ids must be distinct")
+    return ids
+
+
 def _check_positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
@@ -104,6 +143,11 @@ class LinearPolicy:
         Floating-point type of state and arithmetic.
     seed : int, optional
         Seed of the agents' Philox streams; ``None`` draws one from the OS (see :attr:`seed`).
+    stream_ids : int or sequence of int, optional
+        Stream id of each agent, 0 <= id < 2**64: one int for a single agent (default 0), B
+        distinct ints for ``n_agents=B`` (default ``range(B)``). An agent's random draws are a
+        function of (seed, stream id) only, so it makes the same decisions alone or at any
+        position of any batch.
     """
 
     _policy: ClassVar[str] = ""
@@ -120,9 +164,10 @@ class LinearPolicy:
         device: str = "cpu",
         dtype: str = "float64",
         seed: int | None = 0,
+        stream_ids: Any = None,
         _state: dict[str, np.ndarray] | None = None,
     ) -> None:
-        self._dim = _check_int(dim, "dim", 1)
+        self._dim = _check_int(dim, "dim", 1, _core.MAX_VECTOR_LENGTH + 1)
         self._noise_std = _check_positive(noise_std, "noise_std")
         self._single = n_agents is None
         self._n_agents = 1 if n_agents is None else _check_int(n_agents, "n_agents", 1, 2**32)
@@ -133,9 +178,13 @@ class LinearPolicy:
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
         self._seed = _check_int(seed, "seed", 0, 2**64)
+        if stream_ids is None:
+            stream_ids = 0 if self._single else np.arange(self._n_agents, dtype=np.uint64)
+        ids = np.atleast_1d(np.uint64(_check_stream_ids(stream_ids, None))) if self._single else (
+            _check_stream_ids(stream_ids, self._n_agents))
         self._prior_mean = self._check_prior_mean(prior_mean)
         self._prior_cov = self._check_prior_var(prior_var)
-        state = self._initial_state() if _state is None else _state
+        state = self._initial_state(ids) if _state is None else dict(_state, stream_ids=ids)
         self._set_state(state)
 
     # ---- construction ------------------------------------------------------------------
@@ -169,29 +218,46 @@ class LinearPolicy:
             raise ValueError("prior_var: matrix is not positive definite") from None
         return 0.5 * (s + s.T)
 
-    def _draws(self, dist: str, length: int, sparsity: int, scale: float, steps: np.ndarray, count: int) -> np.ndarray:
-        return _core.draw_matrix(distribution_code(dist), length, sparsity, scale, self._seed, steps, count, 0)
+    def _draws(self, dist: str, length: int, sparsity: int, scale: float, steps: np.ndarray, count: int,
+               stream_ids: np.ndarray) -> np.ndarray:
+        return _core.draw_matrix(distribution_code(dist), length, sparsity, scale, self._seed, steps, count, stream_ids)
 
-    def _initial_state(self) -> dict[str, np.ndarray]:
-        B, d = self._n_agents, self._dim
+    def _initial_state(self, stream_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The prior state of the agents with these stream ids (one row per id)."""
+        B, d = len(stream_ids), self._dim
         state = {
             "mu": np.broadcast_to(self._prior_mean, (B, d)).copy(),
             "cov": np.broadcast_to(self._prior_cov, (B, d, d)).copy(),
             "steps": np.zeros(B, np.uint64),
+            "stream_ids": stream_ids,
         }
         return state
 
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        xp = self._xp()
-        B, d = self._n_agents, self._dim
-        dt = self._dtype
-        self._mu = xp.ascontiguousarray(xp.asarray(state["mu"], dtype=dt).reshape(B, d))
-        self._cov = xp.ascontiguousarray(xp.asarray(state["cov"], dtype=dt).reshape(B, d, d))
-        self._factor = None
+    def _state_shapes(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        d = self._dim
+        shapes = {"mu": ((d,), self._dtype), "cov": ((d, d), self._dtype), "steps": ((), np.uint64),
+                  "stream_ids": ((), np.uint64)}
         if self._has_factor:
-            M = self._ensemble_size
-            self._factor = xp.ascontiguousarray(xp.asarray(state["factor"], dtype=dt).reshape(B, d, M))
-        self._steps = xp.ascontiguousarray(xp.asarray(state["steps"], dtype=np.uint64).reshape(B))
+            shapes["factor"] = ((d, self._ensemble_size), self._dtype)
+        return shapes
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        # Each state array is a buffer of `capacity` rows of which the first B are the agents:
+        # add_agents then grows the batch in amortised O(1) per agent.
+        xp = self._xp()
+        B = self._n_agents
+        self._buffers = {}
+        for name, (shape, dt) in self._state_shapes().items():
+            self._buffers[name] = xp.ascontiguousarray(xp.asarray(state[name], dtype=dt).reshape(B, *shape))
+        self._capacity = B
+        self._attach()
+
+    def _attach(self) -> None:
+        """Views of the first B rows of every buffer, and a kernel over them."""
+        B = self._n_agents
+        v = {k: a[:B] for k, a in self._buffers.items()}
+        self._mu, self._cov, self._steps, self._stream_ids = v["mu"], v["cov"], v["steps"], v["stream_ids"]
+        self._factor = v.get("factor")
         self._kernel = self._make_kernel()
         # Single CPU agents call the kernel directly with unconverted NumPy input.
         self._fast = self._single and self._device == "cpu"
@@ -218,7 +284,7 @@ class LinearPolicy:
         )
 
     def _make_kernel(self) -> Any:
-        args = self._config() + (self._mu, self._cov, self._factor, self._steps)
+        args = self._config() + (self._mu, self._cov, self._factor, self._steps, self._stream_ids)
         if self._device == "cuda":
             from ensemblepp._cuda_backend import CudaKernel  # noqa: PLC0415
 
@@ -251,6 +317,52 @@ class LinearPolicy:
     def seed(self) -> int:
         """Seed of the Philox streams (the one drawn from the OS when ``seed=None`` was given)."""
         return self._seed
+
+    @property
+    def stream_ids(self) -> Any:
+        """Stream id of each agent: an int (single agent) or a (B,) uint64 array (a copy)."""
+        ids = to_numpy(self._stream_ids)
+        return int(ids[0]) if self._single else ids.copy()
+
+    def add_agents(self, stream_ids: Any) -> None:
+        """Append agents at the prior after the existing ones (batched policies only).
+
+        Parameters
+        ----------
+        stream_ids : sequence of int
+            One stream id per new agent, 0 <= id < 2**64, distinct from each other and from the
+            ids already present. A new agent makes the same decisions as one created with the
+            same seed and stream id at construction.
+
+        Raises
+        ------
+        ValueError
+            For a single-agent policy, or bad or repeated ids; nothing is changed then.
+        """
+        if self._single:
+            raise ValueError("stream_ids: add_agents needs a batched policy (n_agents=B)")
+        if isinstance(stream_ids, (str, bytes)) or np.ndim(stream_ids) != 1:
+            raise ValueError(f"stream_ids: expected a sequence of ints, got {stream_ids!r:.80}")
+        ids = _check_stream_ids(stream_ids, len(stream_ids))
+        if ids.size == 0:
+            return
+        if np.intersect1d(ids, to_numpy(self._stream_ids)).size:
+            raise ValueError("stream_ids: an id is already used by an agent of this policy")
+        B, new_B = self._n_agents, self._n_agents + ids.size
+        rows = self._initial_state(ids)
+        xp = self._xp()
+        if new_B > self._capacity:
+            capacity = max(new_B, 2 * self._capacity)
+            grown = {}
+            for name, a in self._buffers.items():
+                g = xp.empty((capacity, *a.shape[1:]), a.dtype)
+                g[:B] = a[:B]
+                grown[name] = g
+            self._buffers, self._capacity = grown, capacity
+        for name, a in self._buffers.items():
+            a[B:new_B] = xp.asarray(rows[name], dtype=a.dtype).reshape(ids.size, *a.shape[1:])
+        self._n_agents = new_B
+        self._attach()
 
     @property
     def noise_std(self) -> float:
@@ -421,7 +533,8 @@ class LinearPolicy:
         }
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
-        out = {"mu": to_numpy(self._mu), "cov": to_numpy(self._cov), "steps": to_numpy(self._steps)}
+        out = {"mu": to_numpy(self._mu), "cov": to_numpy(self._cov), "steps": to_numpy(self._steps),
+               "stream_ids": to_numpy(self._stream_ids)}
         if self._factor is not None:
             out["factor"] = to_numpy(self._factor)
         return out
@@ -450,19 +563,19 @@ class _FactorPolicy(LinearPolicy):
     _has_factor = True
 
     def _set_ensemble_size(self, ensemble_size: int) -> None:
-        self._ensemble_size = _check_int(ensemble_size, "ensemble_size", 1)
+        self._ensemble_size = _check_int(ensemble_size, "ensemble_size", 1, _core.MAX_VECTOR_LENGTH + 1)
 
     def _factor_draws(self) -> tuple[str, int, float]:
         """Distribution, sparsity and scale of the rows of the initial factor."""
         raise NotImplementedError
 
-    def _initial_state(self) -> dict[str, np.ndarray]:
-        state = super()._initial_state()
+    def _initial_state(self, stream_ids: np.ndarray) -> dict[str, np.ndarray]:
+        state = super()._initial_state(stream_ids)
         # Factor_0 = offset + Sigma_0^(1/2) Z_0, the d rows of Z_0 drawn at counter values
-        # 0, ..., d-1 of each agent; the policy's steps then start at d.
+        # 0, ..., d-1 of each agent's stream; the policy's steps then start at d.
         L = np.linalg.cholesky(self._prior_cov)
         name, sparsity, scale = self._factor_draws()
-        Z = self._draws(name, self._ensemble_size, sparsity, scale, state["steps"], self._dim)
+        Z = self._draws(name, self._ensemble_size, sparsity, scale, state["steps"], self._dim, stream_ids)
         state["factor"] = self._factor_offset()[None, :, None] + np.einsum("ij,bjm->bim", L, Z)
         state["steps"] += np.uint64(self._dim)
         return state
@@ -499,7 +612,7 @@ class LinearEnsemble(_FactorPolicy):
         Feature dimension d.
     ensemble_size : int, default 16
         Number M of ensemble directions.
-    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed
+    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed, stream_ids
         See :class:`LinearPolicy`.
     reference : str, default "gaussian"
         Distribution of zeta (reference scale, E[zeta zeta^T] = I).
@@ -537,6 +650,7 @@ class LinearEnsemble(_FactorPolicy):
         device: str = "cpu",
         dtype: str = "float64",
         seed: int | None = 0,
+        stream_ids: Any = None,
         _state: dict[str, np.ndarray] | None = None,
     ) -> None:
         self._set_ensemble_size(ensemble_size)
@@ -546,7 +660,7 @@ class LinearEnsemble(_FactorPolicy):
         self._reference_sparsity = check_sparsity(reference_sparsity, self._ensemble_size, "reference_sparsity")
         self._perturbation_sparsity = check_sparsity(perturbation_sparsity, self._ensemble_size, "perturbation_sparsity")
         super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
-                         device=device, dtype=dtype, seed=seed, _state=_state)
+                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids, _state=_state)
 
     def _factor_draws(self) -> tuple[str, int, float]:
         # A_0 = Sigma_0^(1/2) Z_0 with rows at perturbation scale: E[A_0 A_0^T] = Sigma_0.
@@ -569,8 +683,8 @@ class LinearTS(LinearPolicy):
 
     _policy = "thompson"
 
-    def _initial_state(self) -> dict[str, np.ndarray]:
-        state = super()._initial_state()
+    def _initial_state(self, stream_ids: np.ndarray) -> dict[str, np.ndarray]:
+        state = super()._initial_state(stream_ids)
         precision = np.linalg.inv(self._prior_cov)
         U = np.linalg.cholesky(0.5 * (precision + precision.T)).T
         state["cov"] = np.broadcast_to(U, state["cov"].shape).copy()
@@ -603,7 +717,7 @@ class LinearEnsembleSampling(_FactorPolicy):
         Feature dimension d.
     ensemble_size : int, default 16
         Number M of models.
-    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed
+    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed, stream_ids
         See :class:`LinearPolicy`.
     """
 
@@ -635,7 +749,7 @@ class LinUCB(LinearPolicy):
         Feature dimension d.
     alpha : float, default 1.0
         Width of the confidence bonus.
-    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed
+    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed, stream_ids
         See :class:`LinearPolicy`.
     """
 
@@ -695,4 +809,8 @@ def load(path: str | os.PathLike, device: str | None = None) -> LinearPolicy:
     hp = dict(meta["hyperparameters"])
     prior_mean = arrays.pop("prior_mean")
     prior_cov = arrays.pop("prior_cov")
-    return cls(**hp, prior_mean=prior_mean, prior_var=prior_cov, device=device or "cpu", _state=arrays)
+    ids = arrays.pop("stream_ids", None)
+    if ids is not None:
+        ids = int(ids[0]) if hp.get("n_agents") is None and ids.shape == (1,) else ids
+    return cls(**hp, prior_mean=prior_mean, prior_var=prior_cov, device=device or "cpu", stream_ids=ids,
+               _state=arrays)

@@ -13,19 +13,21 @@
 
 namespace ensemblepp {
 
-/// State of B agents: mu (B, d), cov (B, d, d), factor (B, d, M) or nullptr, steps (B).
+/// State of B agents: mu (B, d), cov (B, d, d), factor (B, d, M) or nullptr, steps (B) and
+/// the agents' stream ids (B), which key their random streams (philox.hpp).
 template <class T>
 struct BatchState {
   T* mu;
   T* cov;
   T* factor;
   std::uint64_t* steps;
+  const std::uint64_t* stream_ids;
   long n_agents;
 
   AgentState<T> agent(const LinearConfig& c, long b) const {
     const long d = c.dim, M = c.ensemble_size;
     return AgentState<T>{mu + b * d, cov + b * d * d, factor ? factor + b * d * M : nullptr,
-                         steps + b, static_cast<std::uint32_t>(b)};
+                         steps + b, stream_ids[b]};
   }
 };
 
@@ -59,6 +61,10 @@ void sample(const LinearConfig& c, const BatchState<T>& s, T* theta);
 template <class T>
 void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* r,
             const std::uint8_t* mask, long n_obs);
+
+/// Throws std::invalid_argument when an agent's counter would pass kMaxSteps after
+/// @p draws more random vectors (its stream would repeat).
+void check_steps(const std::uint64_t* steps, long n_agents, std::uint64_t draws);
 
 /// Number of threads the drivers may use (1 without OpenMP).
 int max_threads();

@@ -44,6 +44,7 @@ EPP_HD std::uint32_t draw_index(const Stream& stream, std::uint32_t n) {
 /// Writes one draw of length @p n to out[0], out[stride], ..., out[(n-1)*stride].
 ///
 /// @param sparsity number of nonzero coordinates for Distribution::sparse (1 <= sparsity <= n).
+/// Precondition: n <= kMaxVectorLength (philox.hpp), so that the draw stays within its blocks.
 template <class T>
 EPP_HD void draw(Distribution dist, int n, int sparsity, double scale, const Stream& stream,
                  T* out, long stride = 1) {

@@ -64,7 +64,7 @@ struct AgentState {
   T* cov;
   T* factor;
   std::uint64_t* step;
-  std::uint32_t index;
+  std::uint64_t stream;  ///< the agent's stream id (philox.hpp)
 };
 
 /// Does the policy draw a random theta when it acts (and so advance the agent's counter)?
@@ -85,13 +85,13 @@ void sample_theta(const LinearConfig& c, const AgentState<T>& s, T* theta, T* sc
   VectorMap<T> th(theta, d);
   switch (c.policy) {
     case Policy::ensemble: {
-      const Stream st{c.seed, (*s.step)++, s.index};
+      const Stream st{c.seed, (*s.step)++, s.stream};
       draw<T>(c.reference, M, c.reference_sparsity, std::sqrt(double(M)), st, scratch);
       th.noalias() = mu + ConstMatrixMap<T>(s.factor, d, M) * ConstVectorMap<T>(scratch, M);
       break;
     }
     case Policy::thompson: {
-      const Stream st{c.seed, (*s.step)++, s.index};
+      const Stream st{c.seed, (*s.step)++, s.stream};
       draw<T>(Distribution::gaussian, d, 1, std::sqrt(double(d)), st, scratch);
       // theta = mu + U^{-1} g has covariance U^{-1} U^{-T} = P^{-1} = Sigma.
       VectorMap<T> g(scratch, d);
@@ -100,7 +100,7 @@ void sample_theta(const LinearConfig& c, const AgentState<T>& s, T* theta, T* sc
       break;
     }
     case Policy::ensemble_sampling: {
-      const Stream st{c.seed, (*s.step)++, s.index};
+      const Stream st{c.seed, (*s.step)++, s.stream};
       const std::uint32_t m = draw_index(st, static_cast<std::uint32_t>(M));
       th = ConstMatrixMap<T>(s.factor, d, M).col(m);
       break;
@@ -156,7 +156,7 @@ void observe(const LinearConfig& c, const AgentState<T>& s, const T* x_ptr, T r,
   if (c.policy == Policy::ensemble || c.policy == Policy::ensemble_sampling) {
     MatrixMap<T> F(s.factor, d, M);
     VectorMap<T> w(scratch + d, M);
-    const Stream st{c.seed, (*s.step)++, s.index};
+    const Stream st{c.seed, (*s.step)++, s.stream};
     if (c.policy == Policy::ensemble) {
       // A <- A + k (eta z - A^T x)^T
       draw<T>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, w.data());

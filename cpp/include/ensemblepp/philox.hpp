@@ -48,21 +48,37 @@ EPP_HD Block4 philox4x32_10(Block4 c, std::uint32_t k0, std::uint32_t k1) {
   return c;
 }
 
-/// The stream of one vector draw: key = seed, counter = (block, step_lo, step_hi, agent).
+/// Limits of the counter layout below.
+constexpr int kBlockBits = 16;                                   ///< bits of the block index
+constexpr std::uint64_t kMaxBlocks = std::uint64_t{1} << kBlockBits;  ///< blocks per vector draw
+constexpr std::uint64_t kMaxSteps = std::uint64_t{1} << 48;      ///< draws per stream (2^48)
+/// Longest vector one draw may produce: a Gaussian uses one block per pair of coordinates, the
+/// other distributions fewer (cube 1/4, sparse 1/2 block per coordinate, coordinate one block).
+constexpr long kMaxVectorLength = 2L * static_cast<long>(kMaxBlocks);
+
+/// The random stream of one agent: key = seed, 128-bit counter =
 ///
-/// Every random vector of agent @p agent at its @p step -th draw uses blocks 0, 1, 2, ... of
-/// this stream, so draws never overlap across agents or steps.
+///   word 0: block index j (bits 0-15) | bits 32-47 of the step (bits 16-31)
+///   word 1: bits 0-31 of the step
+///   word 2: bits 0-31 of the stream id
+///   word 3: bits 32-63 of the stream id
+///
+/// An agent is identified by (seed, stream id), a pair of 64-bit integers chosen by the user, so
+/// its draws do not depend on where it sits in a batch. Its @p step -th random vector uses blocks
+/// 0, 1, 2, ... (at most kMaxBlocks) of the counter, and steps run up to kMaxSteps: draws never
+/// overlap across streams, steps or blocks as long as those limits hold, which the drivers check
+/// (vector lengths when a policy is configured, the steps before every call that draws).
 struct Stream {
   std::uint64_t seed;
   std::uint64_t step;
-  std::uint32_t agent;
+  std::uint64_t id;
 
   EPP_HD Block4 block(std::uint32_t j) const {
     Block4 c;
-    c.v[0] = j;
+    c.v[0] = (j & 0xFFFFu) | (static_cast<std::uint32_t>(step >> 32) << 16);
     c.v[1] = static_cast<std::uint32_t>(step);
-    c.v[2] = static_cast<std::uint32_t>(step >> 32);
-    c.v[3] = agent;
+    c.v[2] = static_cast<std::uint32_t>(id);
+    c.v[3] = static_cast<std::uint32_t>(id >> 32);
     return philox4x32_10(c, static_cast<std::uint32_t>(seed),
                          static_cast<std::uint32_t>(seed >> 32));
   }

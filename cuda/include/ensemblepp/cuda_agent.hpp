@@ -63,7 +63,7 @@ struct Agent {
   T* cov;
   T* factor;
   std::uint64_t* step;
-  std::uint32_t index;
+  std::uint64_t stream;  ///< the agent's stream id (philox.hpp)
 };
 
 /// Device pointers of the whole batch, typed.
@@ -73,6 +73,7 @@ struct Batch {
   T* cov;
   T* factor;
   std::uint64_t* steps;
+  const std::uint64_t* stream_ids;
   T* work;
   long n_agents;
   long width;  ///< scratch elements per agent in work (when the block does not use shared memory)
@@ -80,7 +81,7 @@ struct Batch {
   EPP_HD Agent<T> agent(const Config& c, long b) const {
     const long d = c.dim, M = c.ensemble_size;
     return Agent<T>{mu + b * d, cov + b * d * d, factor ? factor + b * d * M : nullptr, steps + b,
-                    static_cast<std::uint32_t>(b)};
+                    stream_ids[b]};
   }
 };
 
@@ -181,7 +182,7 @@ EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64
     case kEnsemble: {
       T* zeta = tmp;
       if (c.tid() == 0) {
-        const Stream st{cfg.seed, step, a.index};
+        const Stream st{cfg.seed, step, a.stream};
         draw<T>(static_cast<Distribution>(cfg.reference), M, cfg.reference_sparsity,
                 sqrt(static_cast<double>(M)), st, zeta);
       }
@@ -199,7 +200,7 @@ EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64
       // theta = mu + U^{-1} g has covariance U^{-1} U^{-T} = P^{-1} = Sigma.
       T* g = tmp;
       T* sol = tmp + d;
-      draw_gaussian(c, d, sqrt(static_cast<double>(d)), Stream{cfg.seed, step, a.index}, g);
+      draw_gaussian(c, d, sqrt(static_cast<double>(d)), Stream{cfg.seed, step, a.stream}, g);
       ++step;
       solve_upper(c, a.cov, d, g, sol);
       for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = a.mu[i] + sol[i];
@@ -207,7 +208,7 @@ EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64
     }
     case kEnsembleSampling: {
       const std::uint32_t m =
-          draw_index(Stream{cfg.seed, step, a.index}, static_cast<std::uint32_t>(M));
+          draw_index(Stream{cfg.seed, step, a.stream}, static_cast<std::uint32_t>(M));
       ++step;
       for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = a.factor[static_cast<long>(i) * M + m];
       break;
@@ -383,7 +384,7 @@ EPP_BODY void observe_gaussian(Ctx& c, const Config& cfg, const Agent<T>& a, std
   }
   if (has_factor) {
     if (tid == 0) {
-      const Stream st{cfg.seed, step, a.index};
+      const Stream st{cfg.seed, step, a.stream};
       if (cfg.policy == kEnsemble) {
         // A <- A + k (eta z - A^T x)^T
         draw<T>(static_cast<Distribution>(cfg.perturbation), M, cfg.perturbation_sparsity, 1.0, st, w);

@@ -56,12 +56,14 @@ struct Config {
 };
 
 /// Device state of B agents, laid out as in linear.hpp: mu (B, d), cov (B, d, d),
-/// factor (B, d, M) or 0, steps (B) uint64, and work (B, workspace_size(config)) or 0.
+/// factor (B, d, M) or 0, steps (B) uint64, stream_ids (B) uint64 (the keys of the agents'
+/// random streams, philox.hpp) and work (B, workspace_size(config)) or 0.
 struct State {
   std::uintptr_t mu = 0;
   std::uintptr_t cov = 0;
   std::uintptr_t factor = 0;
   std::uintptr_t steps = 0;
+  std::uintptr_t stream_ids = 0;
   std::uintptr_t work = 0;
   long n_agents = 0;
 };

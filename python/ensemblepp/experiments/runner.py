@@ -12,6 +12,7 @@ instances.
 from __future__ import annotations
 
 import copy
+import inspect
 import sys
 import time
 import tomllib
@@ -246,6 +247,13 @@ def _choose(agent: Any, env: Environment, batch: int | None) -> tuple[Any, np.nd
     return a, (actions[a] if actions.ndim == 2 else actions[np.arange(batch), a])
 
 
+def _stream_ids(name: str, ids: Any) -> dict[str, Any]:
+    """``{"stream_ids": ids}`` for agents keyed by (seed, stream id), else nothing."""
+    params = inspect.signature(agent_spec(name).resolve()).parameters
+    accepts = "stream_ids" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return {"stream_ids": ids} if accepts else {}
+
+
 def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
                metrics: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], float]:
     spec = agent_spec(ac.name)
@@ -258,7 +266,9 @@ def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
     start = time.perf_counter()
     if spec.batched and env_spec.batched:
         env = make_environment(cfg.environment, n_instances=n, seed=cfg.seeds, **cfg.env_options)
-        agent = make_agent(ac.name, env.dim, n_agents=n, seed=cfg.agent_seed, **ac.options)
+        # The environment seeds are the agents' stream ids: seed s of this run is the run of s alone.
+        agent = make_agent(ac.name, env.dim, n_agents=n, seed=cfg.agent_seed,
+                           **_stream_ids(ac.name, list(cfg.seeds)), **ac.options)
         for t in range(T):
             a, x = _choose(agent, env, n)
             r, g = env.step(a)
@@ -278,7 +288,9 @@ def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
             else:
                 env = make_environment(cfg.environment, seed=seed, **cfg.env_options)
             if spec.batched:
-                agent = make_agent(ac.name, env.dim, n_agents=None, seed=cfg.agent_seed + i, **ac.options)
+                keyed = _stream_ids(ac.name, seed)
+                agent = make_agent(ac.name, env.dim, n_agents=None,
+                                   seed=cfg.agent_seed if keyed else cfg.agent_seed + i, **keyed, **ac.options)
             else:
                 agent = make_agent(ac.name, env.dim, n_agents=None, seed=seed, **ac.options)
             for t in range(T):
