@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Environment, instance_seeds
+from .drift import DriftingLinear
 from .linear import ChangingLinear, CompactLinear, FiniteLinear
 from .nonlinear import NeuralBandit, Quadratic
 
 __all__ = [
-    "Environment", "FiniteLinear", "ChangingLinear", "CompactLinear", "Quadratic", "NeuralBandit",
+    "Environment", "FiniteLinear", "ChangingLinear", "CompactLinear", "Quadratic", "NeuralBandit", "DriftingLinear",
     "ENVIRONMENTS", "EnvironmentSpec", "register_environment", "make_environment", "instance_seeds",
 ]
 
@@ -173,6 +174,9 @@ register_environment("changing-linear", ChangingLinear,
                      "fresh K unit-sphere actions every step, theta* ~ N(0, 10 I)")
 register_environment("compact-linear", CompactLinear,
                      "the unit sphere as action set, regret |theta*| - <x, theta*>")
+register_environment("drifting-linear", DriftingLinear,
+                     "fixed K actions, theta* a Gaussian random walk (drift_std) and/or redrawn every switch_every "
+                     "steps or with probability switch_prob; regret against the current theta*")
 register_environment("quadratic", Quadratic,
                      "r = 0.01 x^T Th Th^T x + N(0, 0.1^2), 50 of 1000 unit arms per step, d = 100")
 register_environment("neural-bandit", NeuralBandit,
