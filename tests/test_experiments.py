@@ -330,3 +330,64 @@ def test_unbatched_environment_runs_batched_agents_seed_by_seed():
     agent = RandomAgent(3, n_agents=None, seed=looped.config["agent_seed"] + 1)
     regret = [env.step(agent.act(env.actions()))[1] for _ in range(30)]
     np.testing.assert_array_equal(looped.regret["random"][1], regret)
+
+
+# -- registries and plotting ----------------------------------------------------------------------
+
+def test_the_three_registries_share_one_mechanism():
+    from ensemblepp._registry import Registry, check_options
+    from ensemblepp.envs import ENVIRONMENTS
+    from ensemblepp.experiments import agents as agents_module, runner
+
+    assert all(isinstance(r, Registry) for r in (ENVIRONMENTS, AGENTS, PRESETS))
+    assert runner.check_options is check_options and agents_module.check_options is check_options
+    for registry, kind, known in [(ENVIRONMENTS, "environment", "finite-linear"), (AGENTS, "agent", "ts"),
+                                  (PRESETS, "preset", "default")]:
+        with pytest.raises(ValueError, match=f"unknown {kind} 'nope'; known: .*{known}") as err:
+            registry["nope"]
+        # Every valid name is listed, sorted.
+        assert str(err.value).endswith(", ".join(sorted(registry)))
+        assert "nope" not in registry and known in registry and len(registry) == len(list(registry))
+
+
+def test_import_strings_are_resolved_on_use_and_failures_leave_the_registry_alone():
+    from ensemblepp._registry import Unavailable, resolve
+    from ensemblepp.experiments.agents import make_agent
+
+    assert resolve("ensemblepp.experiments.agents:RandomAgent") is RandomAgent
+    assert resolve("ensemblepp.experiments.agents:RandomAgent.act") is RandomAgent.act
+    with pytest.raises(ValueError, match="module:attribute"):
+        resolve("ensemblepp.experiments.agents.RandomAgent")
+    register_agent("string-random", "ensemblepp.experiments.agents:RandomAgent", batched=True, replace=True)
+    agent = make_agent("string-random", 3, n_agents=2, seed=1)
+    assert isinstance(agent, RandomAgent) and agent.n_agents == 2
+    register_agent("missing-module", "ensemblepp_no_such_module:Agent", batched=True, replace=True)
+    before = dict(AGENTS)
+    with pytest.raises(Unavailable, match="ensemblepp_no_such_module:Agent") as err:
+        make_agent("missing-module", 3, n_agents=2, seed=1)
+    assert isinstance(err.value, ImportError) and isinstance(err.value, RuntimeError)
+    assert isinstance(err.value.__cause__, ImportError)
+    register_agent("missing-attr", "ensemblepp.experiments.agents:Nope", batched=True, replace=True)
+    with pytest.raises(Unavailable, match="no attribute 'Nope'"):
+        AGENTS["missing-attr"].resolve()
+    assert dict(AGENTS) == {**before, "missing-attr": AGENTS["missing-attr"]}
+    with pytest.raises(ValueError, match="agent 'string-random': unknown option.*colour"):
+        make_agent("string-random", 3, n_agents=2, seed=1, colour=3)
+    from ensemblepp._registry import check_options
+
+    with pytest.raises(ValueError, match="option.s. seed are set by the runner"):
+        check_options(RandomAgent, {"seed": 3}, "agent 'random'", reserved=("dim", "n_agents", "seed"))
+
+
+def test_presets_from_import_strings():
+    register_preset("string-default", "ensemblepp.experiments.runner:DEFAULT_CONFIG", "the default, by name",
+                    replace=True)
+    assert preset_configs("string-default") == [DEFAULT_CONFIG]
+    register_preset("string-driver", None, "a driver by name", replace=True,
+                    driver="ensemblepp.experiments.presets:_min_ensemble_driver")
+    assert PRESETS["string-driver"].config is None
+    with pytest.raises(ValueError, match="sweep driver"):
+        preset_configs("string-driver")
+    with pytest.raises(TypeError, match="configuration or a driver"):
+        register_preset("empty", None)
+    assert "empty" not in PRESETS
