@@ -391,3 +391,73 @@ def test_presets_from_import_strings():
     with pytest.raises(TypeError, match="configuration or a driver"):
         register_preset("empty", None)
     assert "empty" not in PRESETS
+
+
+def test_split_outliers():
+    from ensemblepp.experiments.plotting import split_outliers
+
+    # The default run: greedy's linear regret against three exploring agents.
+    assert split_outliers({"e++": 187.0, "ts": 190.0, "es": 237.0, "greedy": 13420.0}) == ["greedy"]
+    # Median of (100, 200, 1000) is 200: 1000 is exactly 5x and stays; 1001 is split off.
+    assert split_outliers({"a": 100.0, "b": 200.0, "c": 1000.0}) == []
+    assert split_outliers({"a": 100.0, "b": 200.0, "c": 1001.0}) == ["c"]
+    assert split_outliers({"a": 100.0, "b": 200.0, "c": 1001.0}, ratio=10.0) == []
+    assert split_outliers({"a": 1.0, "b": 5000.0}) == []              # two curves: nothing to zoom on
+    assert split_outliers({"a": -3.0, "b": 0.0, "c": 50.0}) == []      # non-positive median (rewards)
+    assert split_outliers({"a": 1.0, "b": 1.0, "c": 900.0, "d": 1000.0}) == []  # median 450.5
+
+
+def _fake_results(finals: dict[str, float], horizon: int = 50):
+    from ensemblepp.experiments import Results
+
+    steps = np.arange(1, horizon + 1) / horizon
+    regret = {k: np.diff(np.outer([0.9, 1.1], v * steps), axis=1, prepend=0.0) for k, v in finals.items()}
+    return Results(config={"name": "fake", "environment": {"name": "finite-linear", "dim": 3}}, version="0",
+                   agents=list(finals), seeds=[0, 1], regret=regret,
+                   reward={k: np.zeros((2, horizon)) for k in finals})
+
+
+def test_plot_panels_follow_the_outliers(tmp_path: Path):
+    import matplotlib.image as mpimg
+
+    one = mpimg.imread(_fake_results({"a": 100.0, "b": 120.0, "c": 150.0}).plot(tmp_path / "one.png"))
+    two = mpimg.imread(_fake_results({"a": 100.0, "b": 120.0, "c": 13000.0}).plot(tmp_path / "two.png"))
+    forced = mpimg.imread(_fake_results({"a": 100.0, "b": 120.0, "c": 13000.0}).plot(tmp_path / "f.png",
+                                                                                     split=False))
+    # Width in inches x 110 dpi: 7.0 for one panel, 12.0 for the two-panel figure.
+    assert one.shape[:2] == (528, 770) and forced.shape[:2] == (528, 770)
+    assert two.shape[:2] == (528, 1320)
+    assert two[..., :3].std() > 0.01
+
+
+def test_plotting_leaves_the_callers_backend_and_figures_alone(tmp_path: Path):
+    import subprocess
+    import sys
+
+    code = f"""
+import matplotlib
+matplotlib.use("svg")
+import matplotlib.pyplot as plt
+import numpy as np
+from ensemblepp.experiments import Results
+from ensemblepp.experiments.plotting import plot_grid, plot_lines
+fig = plt.figure()
+res = Results(config={{"name": "x"}}, version="0", agents=["a"], seeds=[0], regret={{"a": np.ones((1, 5))}},
+              reward={{"a": np.zeros((1, 5))}})
+res.plot(r"{tmp_path / 'r.png'}")
+plot_lines(r"{tmp_path / 'l.png'}", [1, 2], {{"s": [1, 2]}}, "x", "y", "t")
+plot_grid(r"{tmp_path / 'g.png'}", np.eye(2), np.zeros((2, 2)), ["a", "b"], ["c", "d"], "x", "y", "t")
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert plt.get_fignums() == [fig.number], plt.get_fignums()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("r.png", "l.png", "g.png"))
+
+
+def test_plot_grid_rejects_mismatched_shapes(tmp_path: Path):
+    from ensemblepp.experiments.plotting import plot_grid
+
+    with pytest.raises(ValueError, match="shape"):
+        plot_grid(tmp_path / "g.png", np.eye(2), np.zeros((2, 3)), ["a", "b"], ["c", "d"], "x", "y", "t")
+    assert not (tmp_path / "g.png").exists()

@@ -247,10 +247,7 @@ def _distribution_ablation() -> dict[str, Any]:
 
 def _ablation_driver(ctx: PresetContext) -> list[Path]:
     """Run the grid, then draw the final regret as a reference x perturbation heat map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plotting import plot_grid
 
     (cfg,) = preset_configs("distribution-ablation", ctx.overrides)
     results, files = run_and_write_results(cfg, ctx)
@@ -261,26 +258,10 @@ def _ablation_driver(ctx: PresetContext) -> list[Path]:
         for j, pert in enumerate(_DISTRIBUTIONS):
             grid[i, j], se[i, j] = results.final(f"ref={ref} pert={pert}")
     ts, ts_se = results.final("exact TS")
-    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
-    im = ax.imshow(grid / ts, cmap="viridis")
-    # viridis is dark at the low end: white text there, black on the bright half.
-    mid = 0.5 * (np.nanmin(grid) + np.nanmax(grid)) / ts
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{grid[i, j] / ts:.2f}\n+-{se[i, j] / ts:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if grid[i, j] / ts < mid else "black")
-    ax.set_xticks(range(n), _DISTRIBUTIONS, rotation=30)
-    ax.set_yticks(range(n), _DISTRIBUTIONS)
-    ax.set_xlabel("perturbation distribution")
-    ax.set_ylabel("reference distribution")
     M = cfg["agents"][1].get("ensemble_size")
-    ax.set_title(f"final regret / exact TS ({ts:.0f} +- {ts_se:.0f}), M={M}, {len(results.seeds)} seeds",
-                 fontsize=9)
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    heat = ctx.output_dir / "distribution-ablation-grid.png"
-    fig.savefig(heat)
-    plt.close(fig)
+    heat = plot_grid(ctx.output_dir / "distribution-ablation-grid.png", grid / ts, se / ts, _DISTRIBUTIONS,
+                     _DISTRIBUTIONS, "perturbation distribution", "reference distribution",
+                     f"final regret / exact TS ({ts:.0f} +- {ts_se:.0f}), M={M}, {len(results.seeds)} seeds")
     ctx.log(f"wrote {heat}")
     return [*files, heat]
 
