@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemblepp.envs import BLOCK, PUBLISH, ContentModeration
-from ensemblepp.envs import moderation as M
+pytest.importorskip("torch", reason='the moderation environment needs the text extra: pip install "ensemblepp[text]"')
+
+from ensemblepp import text as T  # noqa: E402
+from ensemblepp.envs import BLOCK, PUBLISH, ContentModeration  # noqa: E402
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} not found")
@@ -105,7 +107,7 @@ def test_bad_input_is_rejected_and_state_kept() -> None:
 
 def test_text_mode_offers_text_action_pairs() -> None:
     env = ContentModeration(texts=["x", "y", "z"], labels=[1, 0, 0], mode="text", seed=0)
-    assert env.embeddings is None and env.dim == M.EMBEDDING_DIM + 2
+    assert env.embeddings is None and env.dim == T.EMBEDDING_DIM + 2
     acts = env.actions()
     assert acts == [(env.post(), PUBLISH), (env.post(), BLOCK)]
     reward, regret = env.step(PUBLISH)
@@ -139,7 +141,7 @@ def encoder():
     import torch
 
     torch.set_num_threads(1)
-    return M.load_encoder("cpu")
+    return T.load_encoder("cpu")
 
 
 @needs_text
@@ -148,7 +150,7 @@ def test_frozen_mode_end_to_end_with_the_real_encoder(encoder, tmp_path: Path, m
     cache = tmp_path / "emb"
     env = ContentModeration(n_posts=300, data_dir=DATA, download=False, encoder=encoder, cache_path=cache, seed=0)
     emb = env.embeddings
-    assert emb.shape == (300, M.EMBEDDING_DIM) and emb.dtype == np.float32
+    assert emb.shape == (300, T.EMBEDDING_DIM) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     direct = encoder.encode(env.texts[:5], convert_to_numpy=True)
     np.testing.assert_allclose(emb[:5], direct, rtol=0, atol=1e-5)
@@ -158,7 +160,7 @@ def test_frozen_mode_end_to_end_with_the_real_encoder(encoder, tmp_path: Path, m
     def no_model(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(M, "load_encoder", no_model)
+    monkeypatch.setattr(T, "load_encoder", no_model)
     again = ContentModeration(n_posts=300, data_dir=DATA, download=False, cache_path=cache, seed=1)
     np.testing.assert_array_equal(again.embeddings, emb)
 
@@ -189,14 +191,14 @@ def test_frozen_mode_end_to_end_with_the_real_encoder(encoder, tmp_path: Path, m
 def test_text_action_encoder_matches_frozen_features_and_is_differentiable(encoder) -> None:
     import torch
 
-    Encoder = M.TextActionEncoder
+    Encoder = T.TextActionEncoder
     net = Encoder(model=encoder)
-    assert net.out_features == M.EMBEDDING_DIM + 2
+    assert net.out_features == T.EMBEDDING_DIM + 2
     texts = ["I love this", "you are all idiots"]
     items = [(texts[0], PUBLISH), (texts[0], BLOCK), (texts[1], PUBLISH)]
     encoder.eval()
     out = net(items)
-    assert out.shape == (3, M.EMBEDDING_DIM + 2)
+    assert out.shape == (3, T.EMBEDDING_DIM + 2)
     direct = encoder.encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(out[0, :-2].detach().numpy(), direct[0], atol=1e-5)
     np.testing.assert_allclose(out[2, :-2].detach().numpy(), direct[1], atol=1e-5)
@@ -215,9 +217,9 @@ def test_text_action_encoder_matches_frozen_features_and_is_differentiable(encod
 @needs_text
 def test_embed_texts_rejects_bad_input(encoder) -> None:
     with pytest.raises(ValueError, match="empty"):
-        M.embed_texts([], model=encoder)
+        T.embed_texts([], model=encoder)
     with pytest.raises(TypeError, match="strings"):
-        M.embed_texts(["ok", 3], model=encoder)
+        T.embed_texts(["ok", 3], model=encoder)
 
 
 def test_missing_text_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,4 +234,4 @@ def test_missing_text_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r'pip install "ensemblepp\[text\]"'):
-        M.load_encoder()
+        T.load_encoder()

@@ -29,8 +29,10 @@ if os.environ.get("ENSEMBLEPP_ISA", "").lower() != "generic" and platform.machin
             from ensemblepp._core_avx2 import POLICIES, max_threads, set_max_threads  # noqa: F401
 
             ISA = "avx2"
-        except ImportError:  # built without the AVX2 module
-            pass
+        except ModuleNotFoundError as exc:
+            # Built without the AVX2 module; a broken build of it (any other ImportError) is raised.
+            if exc.name != "ensemblepp._core_avx2":
+                raise
 if ISA == "generic":
     from ensemblepp._core_generic import *  # noqa: F403
     from ensemblepp._core_generic import POLICIES, max_threads, set_max_threads  # noqa: F401

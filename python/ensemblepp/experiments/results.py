@@ -234,14 +234,18 @@ class Results:
                     writer.writerow([label, seed, int(step), *(f"{v:.10g}" for v in row)])
 
     def plot(self, path: str | Path, metric: str = "cumulative_regret", title: str | None = None,
-             logy: bool = False) -> Path:
+             logy: bool = False, split: bool | None = None) -> Path:
         """Draw the mean ``metric`` per agent with a 95% confidence band to a PNG.
 
-        The band is mean +- 1.96 standard errors over seeds.
+        The band is mean +- 1.96 standard errors over seeds. An agent whose
+        final value dwarfs the others' gets a two-panel figure (see
+        :func:`~ensemblepp.experiments.plotting.plot_results`, which also
+        documents ``split``).
         """
+        # Imported here: plotting needs matplotlib (the plot extra), results files do not.
         from .plotting import plot_results
 
-        return plot_results(self, path, metric=metric, title=title, logy=logy)
+        return plot_results(self, path, metric=metric, title=title, logy=logy, split=split)
 
     @classmethod
     def load(cls, path: str | Path) -> Results:

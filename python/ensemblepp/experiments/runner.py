@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..envs import ENVIRONMENTS, Environment, check_options, make_environment
+from .._registry import check_options
+from ..envs import ENVIRONMENTS, Environment, make_environment
 from .agents import agent_label, agent_spec, make_agent, normalize_options
 from .results import Results
 
