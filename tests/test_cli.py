@@ -394,10 +394,10 @@ class _DeviceArray:
 class _OnDevice:
     """A CPU LinearTS whose answers come back as device arrays, as a device='cuda' agent's do."""
 
-    def __init__(self, dim, n_agents=None, seed=0):
+    def __init__(self, dim, n_agents=None, seed=0, stream_ids=None):
         from ensemblepp.linear import LinearTS
 
-        self._agent = LinearTS(dim, n_agents=n_agents, seed=seed)
+        self._agent = LinearTS(dim, n_agents=n_agents, seed=seed, stream_ids=stream_ids)
 
     def act(self, actions, mask=None):
         return _DeviceArray(self._agent.act(actions) if mask is None else self._agent.act(actions, mask=mask))
@@ -428,7 +428,7 @@ def test_runner_steps_agents_that_answer_with_device_arrays(env, batched):
         _DeviceArray.copies = 0
         res = run_experiment(cfg, progress=False)
     finally:
-        AGENTS.pop("on-device-ts", None)
+        AGENTS.remove("on-device-ts")
     # One device-to-host copy per step (of all seeds when batched, of each seed otherwise).
     assert _DeviceArray.copies == 15 * (1 if batched else 3)
     if batched:

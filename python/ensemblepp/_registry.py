@@ -143,6 +143,18 @@ class Registry(Mapping[str, E], Generic[E]):
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> E:
+        """Unregister ``name`` and return its entry.
+
+        Raises
+        ------
+        ValueError
+            For a name that is not registered (the message lists the valid ones).
+        """
+        entry = self[name]
+        del self._entries[name]
+        return entry
+
     def __getitem__(self, name: str) -> E:
         try:
             return self._entries[name]
