@@ -161,17 +161,17 @@ def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("name", ['"/tmp/escape-abs"', '"../../escape"', '"sub/x"', '".."', '"..\\\\x"', '".hidden"',
+@pytest.mark.parametrize("name", ['"ABS"', '"../../escape"', '"sub/x"', '".."', '"..\\\\x"', '".hidden"',
                                   '"a\\u0000b"', '""', '" lead"', "3"])
 def test_toml_name_cannot_leave_the_output_folder(name, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     out = tmp_path / "a" / "b"
+    name = name.replace("ABS", str(tmp_path / "escape-abs"))  # an absolute path
     config = _toml(tmp_path, name=name)
     before = _files(tmp_path)
     assert main(["run", "--config", config, "-o", str(out), "-q", "--no-plot"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ensemblepp: error: name:")
     assert _files(tmp_path) == before
-    assert not Path("/tmp/escape-abs.json").exists()
 
 
 def test_name_option_is_checked_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
