@@ -490,6 +490,10 @@ class FakeCupyArray(np.ndarray):
     def get(self, stream: Any = None) -> np.ndarray:
         return np.array(self)
 
+    @property
+    def device(self) -> Any:  # type: ignore[override]
+        return types.SimpleNamespace(id=0)  # the one emulated device
+
 
 FakeCupyArray.__module__ = "cupy"
 
@@ -535,7 +539,8 @@ class _FakeStream:
 def _fake_cupy() -> types.ModuleType:
     cp = _FakeNamespace("cupy", np)
     cp.ndarray = FakeCupyArray
-    cp.cuda = types.SimpleNamespace(get_current_stream=lambda: _FakeStream(), Stream=_FakeStream)
+    cp.cuda = types.SimpleNamespace(get_current_stream=lambda: _FakeStream(), Stream=_FakeStream,
+                                    runtime=types.SimpleNamespace(getDevice=lambda: 0))
     return cp
 
 
@@ -624,7 +629,7 @@ def install_emulated_cuda() -> None:
         real = None
     fake = EmulatedCuda(real, _build_library())
     sys.modules["cupy"] = _fake_cupy()
-    _backend._probe_cuda = lambda: (fake, "")
+    _backend._probe_cuda = lambda index=0: (fake, "")
 
 
 if os.environ.get("ENSEMBLEPP_EMULATE_CUDA") == "1":
