@@ -34,6 +34,7 @@ _LAZY = {
     "get_num_threads": "ensemblepp._backend",
     "set_num_threads": "ensemblepp._backend",
     "available_backends": "ensemblepp._backend",
+    "backend_status": "ensemblepp._backend",
 }
 _SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions"}
 
