@@ -130,6 +130,18 @@ def test_item_ctr_model_is_cross_fitted_by_hand() -> None:
             np.testing.assert_allclose(q[np.arange(len(log)) % 2 == f, k], want, rtol=1e-14)
 
 
+def test_dm_refit_bootstrap_value_and_interval() -> None:
+    log = _toy_log(n=400, K=4, seed=2)
+    policy = np.random.default_rng(0).dirichlet(np.ones(4), 400)
+    est = O.dm_refit_bootstrap(log, policy, strength=5.0, n_bootstrap=300, seed=1)
+    plain = ope.dm(policy, O.item_ctr_model(log, strength=5.0))
+    assert est.value == pytest.approx(plain.value, rel=1e-12)
+    assert est.low < est.value < est.high
+    # Refitting carries the model's estimation error: wider than the rows' spread alone.
+    assert est.high - est.low > 2 * (plain.high - plain.low)
+    assert est == O.dm_refit_bootstrap(log, policy, strength=5.0, n_bootstrap=300, seed=1)
+
+
 def test_replay_learns_only_on_matched_rounds() -> None:
     log = _toy_log(n=60, K=3, seed=5)
     feats = OBDFeatures(user=np.ones((60, 1)), item=np.eye(3), affinity=log.affinity, user_names=["u"],
