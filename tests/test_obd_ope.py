@@ -27,18 +27,15 @@ def _trained(cls: type, d: int = 3, n: int = 20, seed: int = 0, **kw: object) ->
     return agent
 
 
-def test_greedy_probabilities_are_exact_with_ties_split() -> None:
+def test_greedy_probabilities_are_exact_and_break_ties_as_act_does() -> None:
     agent = _trained(epp.LinearGreedy)
-    mu = agent.mean
-    X = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0]])
+    X = np.random.default_rng(0).normal(size=(6, 3))
     p = O.action_probabilities(agent, X)
-    best = np.argmax(X[:3] @ mu)
-    expected = np.zeros(4)
-    if best == 0:
-        expected[[0, 3]] = 0.5  # rows 0 and 3 tie
-    else:
-        expected[best] = 1.0
-    np.testing.assert_array_equal(p, expected)
+    np.testing.assert_array_equal(p, np.eye(6)[agent.act(X)])
+    # An untrained greedy agent scores every action 0 and act() keeps the first.
+    fresh = epp.LinearGreedy(3)
+    np.testing.assert_array_equal(O.action_probabilities(fresh, X), np.eye(6)[fresh.act(X)])
+    assert fresh.act(X) == 0
 
 
 def test_ts_two_actions_match_the_normal_cdf_and_leave_the_agent_alone() -> None:

@@ -31,7 +31,8 @@ own click never enters its prediction.
 Action probabilities of the learned policies go through one function,
 :func:`action_probabilities`. When the agent has an ``action_probabilities``
 method (issue 12, item 1) it is used; until then greedy is exact (one-hot on
-the best mean, ties split evenly) and Thompson-type agents are estimated by
+the best mean; ties go to the first index, as ``act`` breaks them, so that the
+policy evaluated is the one that acted) and Thompson-type agents are estimated by
 Monte Carlo: ``n_samples`` posterior draws from a *copy* of the agent (a
 batched clone with its own seed), so the acting agent's random stream is never
 advanced. Each probability then has Monte Carlo standard error at most
@@ -86,8 +87,11 @@ def _posterior_clone(agent: LinearPolicy, n_samples: int, seed: int) -> LinearPo
 
 
 def _one_hot_best(scores: np.ndarray) -> np.ndarray:
-    best = scores == scores.max()
-    return best / best.sum()
+    # The kernels' act() keeps the first of tied maxima (a greedy agent whose mean
+    # is still zero plays item 0 every time), so the evaluated policy does too.
+    out = np.zeros(scores.shape[0])
+    out[int(np.argmax(scores))] = 1.0
+    return out
 
 
 class ActionProbabilities:
