@@ -64,6 +64,7 @@ __all__ = [
     "ChecksumError",
     "DownloadError",
     "DownloadChecksumError",
+    "DeadlineDownloader",
     "cache_dir",
     "fetch",
     "fetch_file",
@@ -365,7 +366,7 @@ def _fetch_one(url: str, spec: RemoteFile, target: Path, timeout: float, deadlin
                                      retry_if_failed=retries)
                 archive = Path(store.fetch("archive", downloader=downloader))
                 staged = Path(tmp) / target.name
-                staged.write_bytes(_extract(archive, spec, url))
+                staged.write_bytes(_extract(archive, spec, url, target))
                 actual = sha256sum(staged)
                 if actual != spec.sha256:
                     raise DownloadChecksumError(f"downloaded from {url}: {_mismatch(target, actual, spec)}")
@@ -385,7 +386,8 @@ def _fetch_one(url: str, spec: RemoteFile, target: Path, timeout: float, deadlin
         raise DownloadError(f"could not download {url} to {target}: {type(err).__name__}: {err}") from err
 
 
-def _extract(archive: Path, spec: RemoteFile, url: str) -> bytes:
+def _extract(archive: Path, spec: RemoteFile, url: str, target: Path) -> bytes:
+    where = f"(downloading {url} to {target})"
     if spec.member is None:
         raw = archive.read_bytes()
     else:
@@ -393,16 +395,16 @@ def _extract(archive: Path, spec: RemoteFile, url: str) -> bytes:
             with zipfile.ZipFile(archive) as zf:
                 names = {Path(n).name: n for n in zf.namelist()}
                 if spec.member not in names:
-                    raise DownloadError(f"{url} has no member {spec.member!r} (members: {sorted(names)})")
+                    raise DownloadError(f"{url} has no member {spec.member!r} (members: {sorted(names)}) {where}")
                 raw = zf.read(names[spec.member])
         except zipfile.BadZipFile as err:
-            raise DownloadError(f"{url} is not a valid zip archive: {err}") from err
+            raise DownloadError(f"{url} is not a valid zip archive: {err} {where}") from err
     if spec.compression == "Z":
         ncompress = _require("ncompress")
         try:
             raw = ncompress.decompress(raw)
         except ValueError as err:
-            raise DownloadError(f"could not decompress {spec.member} from {url}: {err}") from err
+            raise DownloadError(f"could not decompress {spec.member} from {url}: {err} {where}") from err
     return raw
 
 
