@@ -318,8 +318,10 @@ def test_download_errors_name_the_source(server: tuple[str, Path]) -> None:
         D.fetch_file("mushroom", url=f"{url}/other.zip", timeout=10)
     with zipfile.ZipFile(root / "badz.zip", "w") as zf:
         zf.writestr("shuttle.trn.Z", b"not compressed")
-    with pytest.raises(D.DownloadError, match="could not decompress shuttle.trn.Z"):
+    with pytest.raises(D.DownloadError, match="could not decompress shuttle.trn.Z") as err:
         D.fetch_file("shuttle-train", url=f"{url}/badz.zip", timeout=10)
+    # Every message names the address tried and the destination.
+    assert f"{url}/badz.zip" in str(err.value) and str(D.cache_dir() / "data" / "shuttle" / "shuttle.trn") in str(err.value)
 
 
 class _SlowHandler(http.server.BaseHTTPRequestHandler):

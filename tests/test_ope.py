@@ -60,6 +60,28 @@ def test_replay_by_hand() -> None:
     assert est.stderr == pytest.approx(np.sqrt(1 / 3) / 2, rel=1e-12)
 
 
+@pytest.mark.parametrize("clicks, n", [(0, 50), (1, 4), (46, 10000), (4, 4)])
+def test_wilson_bounds_solve_the_score_equation(clicks: int, n: int) -> None:
+    # The Wilson bounds are the roots in pi of (p - pi)^2 = z^2 pi (1 - pi) / n.
+    r = np.zeros(n)
+    r[:clicks] = 1.0
+    est = ope.wilson(r)
+    p, z2 = clicks / n, Z95**2
+    roots = np.sort(np.roots([1 + z2 / n, -(2 * p + z2 / n), p * p]).real)
+    assert est.value == p
+    assert est.low == pytest.approx(roots[0], abs=1e-12)
+    assert est.high == pytest.approx(roots[1], abs=1e-12)
+    assert est.interval == "wilson"
+    if clicks == 0:
+        assert est.low == 0.0 and est.high == pytest.approx(z2 / (n + z2), rel=1e-12)
+    replayed = ope.replay(r, np.zeros(n, dtype=int), np.zeros(n, dtype=int), interval="wilson")
+    assert (replayed.low, replayed.high) == (est.low, est.high)
+    with pytest.raises(ValueError, match="0 or 1"):
+        ope.wilson(r + 0.5)
+    with pytest.raises(ValueError, match="interval"):
+        ope.ips(r, np.ones(n), np.ones(n), interval="wilson")
+
+
 def test_dr_with_the_true_model_and_dm_agree_and_ips_with_target_equal_to_logging_is_the_mean() -> None:
     rng = np.random.default_rng(3)
     n, k = 500, 3

@@ -64,6 +64,7 @@ __all__ = [
     "ChecksumError",
     "DownloadError",
     "DownloadChecksumError",
+    "DeadlineDownloader",
     "cache_dir",
     "fetch",
     "fetch_file",
@@ -365,7 +366,7 @@ def _fetch_one(url: str, spec: RemoteFile, target: Path, timeout: float, deadlin
                                      retry_if_failed=retries)
                 archive = Path(store.fetch("archive", downloader=downloader))
                 staged = Path(tmp) / target.name
-                staged.write_bytes(_extract(archive, spec, url))
+                staged.write_bytes(_extract(archive, spec, url, target))
                 actual = sha256sum(staged)
                 if actual != spec.sha256:
                     raise DownloadChecksumError(f"downloaded from {url}: {_mismatch(target, actual, spec)}")
@@ -385,7 +386,8 @@ def _fetch_one(url: str, spec: RemoteFile, target: Path, timeout: float, deadlin
         raise DownloadError(f"could not download {url} to {target}: {type(err).__name__}: {err}") from err
 
 
-def _extract(archive: Path, spec: RemoteFile, url: str) -> bytes:
+def _extract(archive: Path, spec: RemoteFile, url: str, target: Path) -> bytes:
+    where = f"(downloading {url} to {target})"
     if spec.member is None:
         raw = archive.read_bytes()
     else:
@@ -393,16 +395,16 @@ def _extract(archive: Path, spec: RemoteFile, url: str) -> bytes:
             with zipfile.ZipFile(archive) as zf:
                 names = {Path(n).name: n for n in zf.namelist()}
                 if spec.member not in names:
-                    raise DownloadError(f"{url} has no member {spec.member!r} (members: {sorted(names)})")
+                    raise DownloadError(f"{url} has no member {spec.member!r} (members: {sorted(names)}) {where}")
                 raw = zf.read(names[spec.member])
         except zipfile.BadZipFile as err:
-            raise DownloadError(f"{url} is not a valid zip archive: {err}") from err
+            raise DownloadError(f"{url} is not a valid zip archive: {err} {where}") from err
     if spec.compression == "Z":
         ncompress = _require("ncompress")
         try:
             raw = ncompress.decompress(raw)
         except ValueError as err:
-            raise DownloadError(f"could not decompress {spec.member} from {url}: {err}") from err
+            raise DownloadError(f"could not decompress {spec.member} from {url}: {err} {where}") from err
     return raw
 
 
@@ -963,19 +965,30 @@ def load_obd(
     K = OBD_CAMPAIGNS[campaign]
     log_path = fetch_file(f"obd-{behaviour}-{campaign}-log", data_dir, download=download)
     item_path = fetch_file(f"obd-{behaviour}-{campaign}-items", data_dir, download=download)
-    header, rows = _read_csv(log_path)
+    with open(log_path, newline="", encoding="ascii") as handle:
+        header = next(csv.reader(handle), [])
     expected = ["", "timestamp", "item_id", "position", "click", "propensity_score",
                 *(f"user_feature_{i}" for i in range(4)), *(f"user-item_affinity_{k}" for k in range(K))]
     if header != expected:
         raise ValueError(f"{log_path}: unexpected columns {header[:12]}... (expected {expected[:12]}...)")
-    table = np.array(rows, dtype=str)
-    if table.shape[0] == 0:
+    try:
+        # NumPy's C parser: ten times faster than converting csv-module strings.
+        numbers = np.loadtxt(log_path, delimiter=",", skiprows=1, ndmin=2,
+                             usecols=[2, 3, 4, 5, *range(10, 10 + K)], dtype=np.float64)
+        text = np.loadtxt(log_path, delimiter=",", skiprows=1, ndmin=2, usecols=[1, 6, 7, 8, 9], dtype=str,
+                          encoding="ascii")
+    except ValueError as err:
+        raise ValueError(f"{log_path}: malformed row ({err})") from None
+    if numbers.shape[0] == 0:
         raise ValueError(f"{log_path}: no rows")
-    action = table[:, 2].astype(np.int64)
-    position = table[:, 3].astype(np.int64) - 1
-    reward = table[:, 4].astype(np.float64)
-    propensity = table[:, 5].astype(np.float64)
-    affinity = table[:, 10:].astype(np.float64)
+    if not np.all(numbers[:, :2] == np.round(numbers[:, :2])):
+        raise ValueError(f"{log_path}: item_id and position must be integers")
+    action = numbers[:, 0].astype(np.int64)
+    position = numbers[:, 1].astype(np.int64) - 1
+    reward = numbers[:, 2].copy()
+    propensity = numbers[:, 3].copy()
+    affinity = numbers[:, 4:].copy()
+    table = text
     if action.min() < 0 or action.max() >= K:
         raise ValueError(f"{log_path}: item_id outside 0..{K - 1}")
     if not np.isin(reward, (0.0, 1.0)).all():
@@ -985,8 +998,11 @@ def load_obd(
     if not np.isfinite(affinity).all():
         raise ValueError(f"{log_path}: user-item affinities must be finite")
     # "2019-11-24 00:00:17.004101+00:00": every stamp is UTC, so the offset is dropped.
-    stamps = np.char.replace(np.char.replace(table[:, 1], "+00:00", ""), " ", "T")
-    timestamp = stamps.astype("datetime64[us]")
+    stamps = np.char.replace(np.char.replace(table[:, 0], "+00:00", ""), " ", "T")
+    try:
+        timestamp = stamps.astype("datetime64[us]")
+    except ValueError as err:
+        raise ValueError(f"{log_path}: malformed timestamp ({err})") from None
     iheader, irows = _read_csv(item_path)
     iexpected = ["", "item_id", "item_feature_0", "item_feature_1", "item_feature_2", "item_feature_3"]
     if iheader != iexpected:
@@ -999,7 +1015,7 @@ def load_obd(
         raise ValueError(f"{item_path}: item_feature_0 must be finite")
     return BanditLog(
         behaviour=behaviour, campaign=campaign, n_actions=K, action=action, position=position,
-        reward=reward, propensity=propensity, timestamp=timestamp, user_features=table[:, 6:10].copy(),
+        reward=reward, propensity=propensity, timestamp=timestamp, user_features=table[:, 1:5].copy(),
         affinity=affinity, item_numeric=item_numeric, item_categorical=items[:, 3:6].copy(),
     )
 

@@ -24,7 +24,10 @@ terms over ``sqrt(n)`` (IPS, DM, DR), the delta-method standard error of the
 ratio for SNIPS, and the binomial-style standard error of the matched rounds'
 mean for replay. ``interval="bootstrap"`` resamples rounds with replacement
 ``n_bootstrap`` times from a generator seeded by ``seed`` and reports the
-percentile interval (``se`` is then the bootstrap standard deviation). The DM
+percentile interval (``se`` is then the bootstrap standard deviation).
+:func:`replay` of 0/1 rewards also offers ``interval="wilson"``, the Wilson
+score interval of a proportion, which stays honest when the matched rounds
+hold no click at all (where the normal interval collapses to a point). The DM
 interval covers only the sampling of contexts, not the error of the reward
 model, which can be far larger: read it as a lower bound on the uncertainty.
 
@@ -42,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Estimate", "ips", "snips", "dm", "dr", "replay", "INTERVALS"]
+__all__ = ["Estimate", "ips", "snips", "dm", "dr", "replay", "wilson", "INTERVALS"]
 
 #: Interval methods accepted by every estimator.
 INTERVALS = ("normal", "bootstrap")
@@ -172,11 +175,11 @@ def _actions(a: Any, n: int, k: int | None, name: str = "action") -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _options(level: Any, interval: Any, n_bootstrap: Any, seed: Any) -> None:
+def _options(level: Any, interval: Any, n_bootstrap: Any, seed: Any, allowed: tuple[str, ...] = INTERVALS) -> None:
     if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < float(level) < 1:
         raise ValueError(f"level must be a number in (0, 1), got {level!r}")
-    if interval not in INTERVALS:
-        raise ValueError(f"interval must be one of {list(INTERVALS)}, got {interval!r}")
+    if interval not in allowed:
+        raise ValueError(f"interval must be one of {list(allowed)}, got {interval!r}")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 100:
         raise ValueError(f"n_bootstrap must be an int >= 100, got {n_bootstrap!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
@@ -371,15 +374,18 @@ def replay(reward: Any, action: Any, chosen: Any, *, level: float = 0.95, interv
         (n,) logged actions.
     chosen : array_like of int
         (n,) the evaluated policy's action in each logged context.
-    level, interval, n_bootstrap, seed
+    level, n_bootstrap, seed
         As in :func:`ips` (the bootstrap resamples matched rounds).
+    interval : {"normal", "bootstrap", "wilson"}, default "normal"
+        ``"wilson"``: the Wilson score interval for 0/1 rewards (``stderr`` is
+        then ``sqrt(p (1 - p) / n)``).
 
     Returns
     -------
     Estimate
         ``n`` is the number of matched rounds; raises ValueError when fewer than 2 match.
     """
-    _options(level, interval, n_bootstrap, seed)
+    _options(level, interval, n_bootstrap, seed, INTERVALS + ("wilson",))
     r = _rounds(reward)
     n = r.shape[0]
     a = _actions(action, n, None)
@@ -387,4 +393,39 @@ def replay(reward: Any, action: Any, chosen: Any, *, level: float = 0.95, interv
     matched = r[a == c]
     if matched.shape[0] < 2:
         raise ValueError(f"chosen: only {matched.shape[0]} round(s) match the logged action; replay needs 2")
+    if interval == "wilson":
+        return wilson(matched, level=float(level), estimator="replay")
     return _mean_estimate("replay", matched, float(level), interval, int(n_bootstrap), seed)
+
+
+def wilson(reward: Any, *, level: float = 0.95, estimator: str = "mean") -> Estimate:
+    """Mean of 0/1 rewards with the Wilson score interval.
+
+    ``low, high = (p + z^2 / 2n -+ z sqrt(p (1 - p) / n + z^2 / 4n^2)) / (1 + z^2 / n)``;
+    ``stderr`` is ``sqrt(p (1 - p) / n)``.
+
+    Parameters
+    ----------
+    reward : array_like
+        (n,) rewards, each 0 or 1.
+    level : float, default 0.95
+        Confidence level.
+    estimator : str, default "mean"
+        Name recorded in the result.
+
+    Returns
+    -------
+    Estimate
+    """
+    _options(level, "normal", 100, None)
+    r = _rounds(reward)
+    if not np.all((r == 0) | (r == 1)):
+        raise ValueError("reward: the Wilson interval needs rewards that are 0 or 1")
+    n = r.shape[0]
+    p = float(r.mean())
+    z = _z(float(level))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # The bounds lie in [0, 1] exactly; clip the rounding of p = 0 or 1.
+    low, high = max(0.0, float(centre - half)), min(1.0, float(centre + half))
+    return Estimate(estimator, p, float(np.sqrt(p * (1 - p) / n)), low, high, float(level), n, "wilson")

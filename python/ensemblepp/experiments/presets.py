@@ -474,4 +474,10 @@ for _name, _config, _driver, _description in _BUILTIN:
     register_preset(_name, _config, _description, driver=_driver)
 del _name, _config, _driver, _description
 
+# The Open Bandit Dataset preset (obd-ope) registers itself on import.
+try:  # pragma: no cover - depends on whether the module exists
+    from . import obd_ope  # noqa: F401
+except ImportError:
+    pass
+
 __all__ += ["run_preset", "run_and_write", "apply_overrides", "min_ensemble_size"]
