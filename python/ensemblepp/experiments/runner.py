@@ -11,12 +11,14 @@ instances.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import inspect
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,27 @@ from ..envs import ENVIRONMENTS, Environment, check_options, make_environment
 from .agents import agent_label, agent_spec, make_agent, normalize_options
 from .results import Results
 
-__all__ = ["AgentConfig", "ExperimentConfig", "run_experiment", "load_config", "DEFAULT_CONFIG"]
+__all__ = ["AgentConfig", "ExperimentConfig", "run_experiment", "load_config", "DEFAULT_CONFIG", "use_executor"]
+
+# Where run_experiment sends its cells (ensemblepp.distributed's Ray executor); None: here.
+_EXECUTOR: contextvars.ContextVar[Any] = contextvars.ContextVar("ensemblepp_executor", default=None)
+
+
+@contextlib.contextmanager
+def use_executor(executor: Any) -> Iterator[None]:
+    """Run every :func:`run_experiment` call in this block with ``executor.run(cfg, progress, log)``.
+
+    Parameters
+    ----------
+    executor : object or None
+        For example :func:`ensemblepp.distributed.ray_executor` (``ensemblepp run --workers N``);
+        None runs in this process.
+    """
+    token = _EXECUTOR.set(executor)
+    try:
+        yield
+    finally:
+        _EXECUTOR.reset(token)
 
 #: The embedded default comparison run by ``ensemblepp run`` with no arguments.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -198,11 +220,15 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 class _Progress:
-    """A tqdm bar over all steps of all agents; silent when not on a terminal."""
+    """A tqdm bar over all steps of all agents; silent when not on a terminal.
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    ``enabled`` may also be a callable, which then receives every count instead of a bar.
+    """
+
+    def __init__(self, total: int, enabled: bool | Callable[[int], None]) -> None:
         self._bar = None
-        if enabled and sys.stderr.isatty():
+        self._report = enabled if callable(enabled) else None
+        if self._report is None and enabled and sys.stderr.isatty():
             try:
                 from tqdm.auto import tqdm
             except ImportError:  # pragma: no cover - tqdm is in the plot extra
@@ -214,6 +240,8 @@ class _Progress:
             self._bar.set_description(text)
 
     def update(self, n: int) -> None:
+        if self._report is not None:
+            self._report(n)
         if self._bar is not None:
             self._bar.update(n)
 
@@ -308,7 +336,7 @@ def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
     return regret, reward, extra, time.perf_counter() - start
 
 
-def run_experiment(config: ExperimentConfig | dict[str, Any], progress: bool = True,
+def run_experiment(config: ExperimentConfig | dict[str, Any], progress: bool | Callable[[int], None] = True,
                    log: Callable[[str], None] | None = None) -> Results:
     """Run every agent of ``config`` on its environment for all seeds.
 
@@ -316,8 +344,9 @@ def run_experiment(config: ExperimentConfig | dict[str, Any], progress: bool = T
     ----------
     config : ExperimentConfig or dict
         The experiment (a mapping is validated with :meth:`ExperimentConfig.from_dict`).
-    progress : bool, default True
-        Show a tqdm progress bar (only when stderr is a terminal).
+    progress : bool or callable, default True
+        Show a tqdm progress bar (only when stderr is a terminal), or call ``progress(steps)``
+        as steps finish.
     log : callable, optional
         Called with one line per finished agent.
 
@@ -333,6 +362,9 @@ def run_experiment(config: ExperimentConfig | dict[str, Any], progress: bool = T
         # Fail on a bad option before any agent has run, not after an hour.
         check_options(agent_spec(ac.name).resolve(), ac.options, f"agent {ac.name!r}",
                       reserved=("dim", "n_agents", "seed"))
+    executor = _EXECUTOR.get()
+    if executor is not None:
+        return executor.run(cfg, progress=progress, log=log)
     probe = make_environment(cfg.environment, seed=cfg.seeds[0], **cfg.env_options)
     metrics = tuple(probe.metrics)
     del probe
