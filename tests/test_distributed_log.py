@@ -274,3 +274,20 @@ def test_options_the_shard_sets_are_refused():
         ShardState("LinearEnsemble", {**OPTS, "n_agents": 3}, 7)
     with pytest.raises(ValueError, match="policy"):
         ShardState("NeuralEnsemble", OPTS, 7)
+
+
+def test_two_ids_with_one_stream_id_are_refused():
+    """A 64-bit hash collision between two string ids must not make them share an agent."""
+    from ensemblepp.distributed._ids import UserIds
+
+    a = user_ids(["a"])
+    impostor = UserIds(np.array([1], np.uint8), np.zeros(1, np.uint64), ["b"], a.streams.copy())
+    st = ShardState("LinearEnsemble", OPTS, 7)
+    st.update(1, a, np.ones((1, D)), np.ones(1))
+    with pytest.raises(ValueError, match="'b' and 'a' have the same 64-bit stream id"):
+        st.update(2, impostor, np.ones((1, D)), np.ones(1))
+    both = UserIds(np.array([1, 1], np.uint8), np.zeros(2, np.uint64), ["c", "d"], np.repeat(a.streams, 2))
+    fresh = ShardState("LinearEnsemble", OPTS, 7)
+    with pytest.raises(ValueError, match="same 64-bit stream id"):
+        fresh.act(1, both, np.eye(D), None)
+    assert fresh.n_users == 0 and st.n_users == 1

@@ -225,9 +225,12 @@ class ShardState:
         pos = np.asarray(new_pos, np.int64)
         # Two different ids with one stream id (a 64-bit hash collision of strings) must not
         # silently share an agent: compare every position with the id its slot holds.
-        kinds = np.concatenate([self._kinds[:self._n], users.kinds[pos]])
-        ints = np.concatenate([self._ints[:self._n], users.ints[pos]])
-        bad = (kinds[slots] != users.kinds) | (ints[slots] != users.ints)
+        old = slots < self._n
+        kinds = np.empty(len(streams), np.uint8)
+        ints = np.empty(len(streams), np.uint64)
+        kinds[old], ints[old] = self._kinds[slots[old]], self._ints[slots[old]]
+        kinds[~old], ints[~old] = users.kinds[pos][slots[~old] - self._n], users.ints[pos][slots[~old] - self._n]
+        bad = (kinds != users.kinds) | (ints != users.ints)
         if users.strs is not None:
             first = {self._n + k: int(p) for k, p in enumerate(new_pos)}
             for i in np.flatnonzero(users.kinds == _STR).tolist():
