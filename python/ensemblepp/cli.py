@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-f", "--force", action="store_true",
                      help="replace results files and PNGs that already exist (default: refuse)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="run the (agent, seed-chunk) cells as N parallel Ray tasks on this machine "
+                          "(needs the ray extra); the results equal the serial run's")
+    run.add_argument("--address", metavar="ADDR",
+                     help="run the cells on an existing Ray cluster (e.g. HOST:6379 or auto); with --workers, "
+                          "at most N cells at once")
 
     plot = sub.add_parser("plot", help="redraw the plot of a results file")
     plot.add_argument("results", metavar="RESULTS", help="a .json or .csv results file")
@@ -308,6 +314,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run_on_ray(args: argparse.Namespace) -> int:
+    """``run`` with ``--workers``/``--address``: every run_experiment call goes to Ray."""
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers must be positive, got {args.workers}")
+    try:
+        from .distributed import ray_executor
+        from .distributed.experiments import _ray
+
+        _ray()
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    from .experiments.runner import use_executor
+
+    executor = ray_executor(workers=args.workers, address=args.address)
+    try:
+        with use_executor(executor):
+            return _cmd_run(args)
+    finally:
+        executor.shutdown()
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .experiments import load_results
 
@@ -364,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(["run", *argv])
     try:
         if args.command == "run":
-            return _cmd_run(args)
+            distributed = getattr(args, "workers", None) is not None or getattr(args, "address", None) is not None
+            return _cmd_run_on_ray(args) if distributed else _cmd_run(args)
         if args.command == "plot":
             return _cmd_plot(args)
         return _cmd_list(args.command)

@@ -11,6 +11,8 @@ instances.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import inspect
 import math
@@ -18,7 +20,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +38,34 @@ else:  # pragma: no cover - exercised by the python3.10 smoke test of .ci/run
     import tomli as tomllib
 
 __all__ = ["AgentConfig", "ExperimentConfig", "ConfigError", "run_experiment", "load_config",
-           "estimate_memory", "DEFAULT_CONFIG"]
+           "estimate_memory", "DEFAULT_CONFIG", "use_executor"]
 
 
 class ConfigError(ValueError):
     """An experiment configuration that cannot run: unknown or bad keys, names or options, or a
     size that does not fit in memory. The message names the key at fault."""
+
+
+# Where run_experiment sends its cells (ensemblepp.distributed's Ray executor); None: here.
+_EXECUTOR: contextvars.ContextVar[Any] = contextvars.ContextVar("ensemblepp_executor", default=None)
+
+
+@contextlib.contextmanager
+def use_executor(executor: Any) -> Iterator[None]:
+    """Run every :func:`run_experiment` call in this block with ``executor.run(cfg, progress, log)``.
+
+    Parameters
+    ----------
+    executor : object or None
+        For example :func:`ensemblepp.distributed.ray_executor` (``ensemblepp run --workers N``);
+        None runs in this process.
+    """
+    token = _EXECUTOR.set(executor)
+    try:
+        yield
+    finally:
+        _EXECUTOR.reset(token)
+
 
 #: The embedded default comparison run by ``ensemblepp run`` with no arguments.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -363,11 +387,15 @@ def _check_runnable(cfg: ExperimentConfig) -> tuple[str, ...]:
 
 
 class _Progress:
-    """A tqdm bar over all steps of all agents; silent when not on a terminal."""
+    """A tqdm bar over all steps of all agents; silent when not on a terminal.
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    ``enabled`` may also be a callable, which then receives every count instead of a bar.
+    """
+
+    def __init__(self, total: int, enabled: bool | Callable[[int], None]) -> None:
         self._bar = None
-        if enabled and sys.stderr.isatty():
+        self._report = enabled if callable(enabled) else None
+        if self._report is None and enabled and sys.stderr.isatty():
             try:
                 from tqdm.auto import tqdm
             except ImportError:  # pragma: no cover - tqdm is in the plot extra
@@ -379,6 +407,8 @@ class _Progress:
             self._bar.set_description(text)
 
     def update(self, n: int) -> None:
+        if self._report is not None:
+            self._report(n)
         if self._bar is not None:
             self._bar.update(n)
 
@@ -485,7 +515,7 @@ def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
     return regret, reward, extra, time.perf_counter() - start
 
 
-def run_experiment(config: ExperimentConfig | dict[str, Any], progress: bool = True,
+def run_experiment(config: ExperimentConfig | dict[str, Any], progress: bool | Callable[[int], None] = True,
                    log: Callable[[str], None] | None = None) -> Results:
     """Run every agent of ``config`` on its environment for all seeds.
 
@@ -493,8 +523,9 @@ def run_experiment(config: ExperimentConfig | dict[str, Any], progress: bool = T
     ----------
     config : ExperimentConfig or dict
         The experiment (a mapping is validated with :meth:`ExperimentConfig.from_dict`).
-    progress : bool, default True
-        Show a tqdm progress bar (only when stderr is a terminal).
+    progress : bool or callable, default True
+        Show a tqdm progress bar (only when stderr is a terminal), or call ``progress(steps)``
+        as steps finish.
     log : callable, optional
         Called with one line per finished agent.
 
@@ -515,6 +546,9 @@ def run_experiment(config: ExperimentConfig | dict[str, Any], progress: bool = T
 
     cfg = config if isinstance(config, ExperimentConfig) else ExperimentConfig.from_dict(config)
     metrics = _check_runnable(cfg)
+    executor = _EXECUTOR.get()
+    if executor is not None:
+        return executor.run(cfg, progress=progress, log=log)
     total = 0
     for ac in cfg.agents:
         total += cfg.horizon * (1 if agent_spec(ac.name).batched and ENVIRONMENTS[cfg.environment].batched
