@@ -461,3 +461,19 @@ def test_plot_grid_rejects_mismatched_shapes(tmp_path: Path):
     with pytest.raises(ValueError, match="shape"):
         plot_grid(tmp_path / "g.png", np.eye(2), np.zeros((2, 3)), ["a", "b"], ["c", "d"], "x", "y", "t")
     assert not (tmp_path / "g.png").exists()
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ImportError, match=r'pip install "ensemblepp\[plot\]"'):
+        _fake_results({"a": 1.0}).plot(tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -35,7 +35,7 @@ _LAZY = {
     "set_num_threads": "ensemblepp._backend",
     "available_backends": "ensemblepp._backend",
 }
-_SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions"}
+_SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions", "text"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 
