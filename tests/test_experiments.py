@@ -348,6 +348,15 @@ def test_the_three_registries_share_one_mechanism():
         # Every valid name is listed, sorted.
         assert str(err.value).endswith(", ".join(sorted(registry)))
         assert "nope" not in registry and known in registry and len(registry) == len(list(registry))
+        assert isinstance(err.value, KeyError) and registry.get("nope") is None
+        assert registry.get(known) is registry[known] and registry.pop("nope", 7) == 7
+        with pytest.raises(ValueError, match="unknown"):
+            registry.pop("nope")
+    register_agent("short-lived", RandomAgent, batched=True, replace=True)
+    assert AGENTS.pop("short-lived").target is RandomAgent and "short-lived" not in AGENTS
+    register_agent("short-lived", RandomAgent, batched=True)
+    del AGENTS["short-lived"]
+    assert "short-lived" not in AGENTS
 
 
 def test_import_strings_are_resolved_on_use_and_failures_leave_the_registry_alone():
