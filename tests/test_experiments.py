@@ -348,6 +348,15 @@ def test_the_three_registries_share_one_mechanism():
         # Every valid name is listed, sorted.
         assert str(err.value).endswith(", ".join(sorted(registry)))
         assert "nope" not in registry and known in registry and len(registry) == len(list(registry))
+        assert isinstance(err.value, KeyError) and registry.get("nope") is None
+        assert registry.get(known) is registry[known] and registry.pop("nope", 7) == 7
+        with pytest.raises(ValueError, match="unknown"):
+            registry.pop("nope")
+    register_agent("short-lived", RandomAgent, batched=True, replace=True)
+    assert AGENTS.pop("short-lived").target is RandomAgent and "short-lived" not in AGENTS
+    register_agent("short-lived", RandomAgent, batched=True)
+    del AGENTS["short-lived"]
+    assert "short-lived" not in AGENTS
 
 
 def test_import_strings_are_resolved_on_use_and_failures_leave_the_registry_alone():
@@ -461,3 +470,19 @@ def test_plot_grid_rejects_mismatched_shapes(tmp_path: Path):
     with pytest.raises(ValueError, match="shape"):
         plot_grid(tmp_path / "g.png", np.eye(2), np.zeros((2, 3)), ["a", "b"], ["c", "d"], "x", "y", "t")
     assert not (tmp_path / "g.png").exists()
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ImportError, match=r'pip install "ensemblepp\[plot\]"'):
+        _fake_results({"a": 1.0}).plot(tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

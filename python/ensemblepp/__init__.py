@@ -36,7 +36,7 @@ _LAZY = {
     "available_backends": "ensemblepp._backend",
     "backend_status": "ensemblepp._backend",
 }
-_SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions"}
+_SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions", "text"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -17,7 +17,19 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Entry", "Registry", "Unavailable", "check_options", "resolve"]
+__all__ = ["Entry", "Registry", "UnknownName", "Unavailable", "check_options", "resolve"]
+
+
+class UnknownName(ValueError, KeyError):
+    """A name that is not registered; the message lists the valid ones.
+
+    A ValueError for callers and the command line, and a KeyError so that
+    the registry behaves as a mapping (``registry.get(name)`` returns None).
+    """
+
+    def __str__(self) -> str:
+        # KeyError would print the message in quotes.
+        return str(self.args[0]) if self.args else ""
 
 
 class Unavailable(ImportError, RuntimeError):
@@ -112,8 +124,9 @@ class Registry(Mapping[str, E], Generic[E]):
 
     Notes
     -----
-    Looking up an unknown name raises ``ValueError`` (a ``KeyError`` would
-    print its message in quotes) listing every valid name.
+    Looking up an unknown name raises :class:`UnknownName` (a ValueError and
+    a KeyError) listing every valid name. Entries are added with :meth:`add`
+    (or the ``register_*`` functions) and removed with ``del`` or :meth:`pop`.
     """
 
     def __init__(self, kind: str) -> None:
@@ -159,7 +172,21 @@ class Registry(Mapping[str, E], Generic[E]):
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}") from None
+            raise UnknownName(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}") from None
+
+    def __delitem__(self, name: str) -> None:
+        self[name]  # raises UnknownName
+        del self._entries[name]
+
+    def pop(self, name: str, *default: Any) -> E | Any:
+        """Unregister ``name`` and return its entry (or ``default`` when it is not registered)."""
+        if len(default) > 1:
+            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
+        if name not in self and default:
+            return default[0]
+        entry = self[name]
+        del self._entries[name]
+        return entry
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._entries

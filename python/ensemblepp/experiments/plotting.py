@@ -29,10 +29,22 @@ class _ResultsLike(Protocol):
     def curve(self, agent: str, metric: str = ...) -> np.ndarray: ...
 
 
+# matplotlib's tab10 and tab20 colours, spelled out so that no colormap (or style) lookup is needed.
+_TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf"]
+_TAB20 = ["#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd",
+          "#c5b0d5", "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#7f7f7f", "#c7c7c7", "#bcbd22", "#dbdb8d",
+          "#17becf", "#9edae5"]
+
+
 def _figure(width: float, height: float, dpi: int = 110) -> Any:
     """A Figure attached to its own Agg canvas (the global backend is left alone)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(f"plots need matplotlib ({exc.name} is missing): pip install \"ensemblepp[plot]\"",
+                          name=exc.name) from exc
 
     fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
@@ -125,10 +137,8 @@ def plot_results(results: _ResultsLike, path: str | Path, metric: str = "cumulat
         The path written.
     """
     labels = list(results.agents if agents is None else agents)
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
-    colors = {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+    palette = _TAB10 if len(labels) <= 10 else _TAB20
+    colors = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
     finals = {label: float(results.curve(label, metric)[:, -1].mean()) for label in labels}
     outliers = [] if logy or split is False else split_outliers(finals)
     if split and not outliers:
