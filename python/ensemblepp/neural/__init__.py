@@ -25,12 +25,14 @@ probability of reward 1.
 
 from ._agents import EnsemblePlus, EpiNet, NeuralAgent, NeuralEnsemble, NeuralGreedy
 from ._buffer import ReplayBuffer
+from ._multiseed import MultiSeed
 from ._models import MLP, EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet
 from ._torch_distributions import DISTRIBUTIONS, coordinate_support, draw
 
 __all__ = [
     "DISTRIBUTIONS",
     "MLP",
+    "MultiSeed",
     "EnsemblePlus",
     "EnsemblePlusNet",
     "EnsemblePlusPlusNet",

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ._buffer import ReplayBuffer
-from ._models import EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet
+from ._models import EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet, check_style
 from ._torch_distributions import check_distribution, coordinate_support, draw
 
 __all__ = ["NeuralAgent", "NeuralEnsemble", "EnsemblePlus", "EpiNet", "NeuralGreedy"]
@@ -333,7 +333,11 @@ class NeuralAgent:
         torch.Tensor
             Scalar ``mean_i mean_z l(f(x_i, z), r_i + c <z, xi_i>)``.
         """
-        out = self.model(x, z)  # (B, n_z, n_out)
+        return self._loss_from_output(self.model(x, z), r, xi, z)
+
+    def _loss_from_output(self, out: torch.Tensor, r: torch.Tensor, xi: torch.Tensor,
+                          z: torch.Tensor) -> torch.Tensor:
+        """:meth:`loss_value` given the network output ``out = f(x, z)`` of shape ``(B, n_z, n_out)``."""
         if z.dim() == 2:
             pert = xi @ z.T
         else:
@@ -384,7 +388,8 @@ class NeuralAgent:
     # --- state ----------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
         return {"dim": self.dim, "index_dim": self.index_dim, "n_outputs": self.n_outputs,
-                "loss": self.loss, "buffer_capacity": self.buffer_capacity}
+                "loss": self.loss, "buffer_capacity": self.buffer_capacity,
+                "style": getattr(self, "style", None)}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the same trajectory.
@@ -501,10 +506,14 @@ class NeuralEnsemble(NeuralAgent):
         Separate frozen prior feature network (default: ``sg(h)``).
     prior_scale, posterior_scale : float
         ``s_prior``, ``s_post`` (paper: quadratic 5 / 1, neural regression 0.2 / 0.1).
-    reference : str
-        Distribution of the acting index (default ``"gaussian"``).
+    reference : str, optional
+        Distribution of the acting index (default ``"gaussian"``, or
+        ``"sphere"`` with ``style="official"``).
     update : str
         Distribution of the training indices (default ``"coordinate"``).
+    style : {"ensemblepp", "official"}
+        ``"official"`` reproduces the authors' code: base head at torch's
+        ``nn.Linear`` law and a sphere acting index (see docs/design.md).
     """ + _COMMON_DOC + """
     feature_dim, prior_feature_dim : int, optional
         Output widths of ``feature_net`` / ``prior_net`` when they cannot be inferred.
@@ -515,12 +524,16 @@ class NeuralEnsemble(NeuralAgent):
     def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, prior_net: nn.Module | None = None,
                  prior_scale: float = 1.0, posterior_scale: float = 1.0, n_outputs: int = 1,
-                 loss: str = "mse", reference: str = "gaussian", update: str = "coordinate",
+                 loss: str = "mse", reference: str | None = None, update: str = "coordinate",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
                  device: str | torch.device = "cpu", seed: int = 0, *,
-                 feature_dim: int | None = None, prior_feature_dim: int | None = None) -> None:
+                 feature_dim: int | None = None, prior_feature_dim: int | None = None,
+                 style: str = "ensemblepp") -> None:
+        self.style = check_style(style)
+        if reference is None:
+            reference = "sphere" if self.style == "official" else "gaussian"
         self.reference = check_distribution(reference, "reference")
         self.update_distribution = check_distribution(update, "update")
         M = _int_arg(ensemble_size, "ensemble_size", 1)
@@ -532,7 +545,7 @@ class NeuralEnsemble(NeuralAgent):
                              ensemble_size=M, hidden=hidden, feature_net=feature_net,
                              prior_net=prior_net, feature_dim=feature_dim,
                              prior_feature_dim=prior_feature_dim, prior_scale=prior_scale,
-                             posterior_scale=posterior_scale))
+                             posterior_scale=posterior_scale, style=self.style))
         self._support = coordinate_support(M, device=self.device)
 
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
@@ -553,16 +566,24 @@ class EnsemblePlus(NeuralAgent):
     __doc__ = """Ensemble+ agent (Osband et al. 2018): M heads with randomized prior functions.
 
     Network :class:`~ensemblepp.neural.EnsemblePlusNet`. Each step one head
-    ``k``, uniform, acts (index ``sqrt(M) e_k``); every head trains on every
-    observation with target ``r + c sqrt(M) xi_k``, ``xi ~ N(0, I/M)``
-    (so each head's target noise has standard deviation ``c``, as in
-    Ensemble++).
+    ``k``, uniform, acts; every head trains on every observation with a
+    perturbed target, ``xi ~ N(0, I/M)``:
+
+    * ``style="ensemblepp"``: index ``sqrt(M) e_k``, target ``r + c sqrt(M) xi_k``,
+      so each head's target noise has standard deviation ``c`` as in Ensemble++;
+    * ``style="official"`` (the authors' code): index ``e_k``, target
+      ``r + c xi_k`` (standard deviation ``c / sqrt(M)``), heads with biases
+      and xavier-normal prior heads (see :class:`EnsemblePlusNet`).
 
     Parameters
     ----------
     dim, ensemble_size, hidden, feature_net, prior_net, prior_scale
         As for :class:`NeuralEnsemble`; the trunk is trained without
         stop-gradient and the prior trunk is separate and frozen.
+    posterior_scale : float
+        Multiplies the trained heads (default 1).
+    style : {"ensemblepp", "official"}
+        See above.
     """ + _COMMON_DOC + """
     feature_dim, prior_feature_dim : int, optional
         Output widths of ``feature_net`` / ``prior_net`` when they cannot be inferred.
@@ -577,7 +598,9 @@ class EnsemblePlus(NeuralAgent):
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
                  device: str | torch.device = "cpu", seed: int = 0, *,
-                 feature_dim: int | None = None, prior_feature_dim: int | None = None) -> None:
+                 feature_dim: int | None = None, prior_feature_dim: int | None = None,
+                 posterior_scale: float = 1.0, style: str = "ensemblepp") -> None:
+        self.style = check_style(style)
         M = _int_arg(ensemble_size, "ensemble_size", 1)
         super().__init__(dim, index_dim=M, n_outputs=n_outputs, loss=loss,
                          perturbation_scale=perturbation_scale, buffer_capacity=buffer_capacity,
@@ -586,8 +609,10 @@ class EnsemblePlus(NeuralAgent):
                          seed=seed, model_kwargs=dict(
                              ensemble_size=M, hidden=hidden, feature_net=feature_net,
                              prior_net=prior_net, feature_dim=feature_dim,
-                             prior_feature_dim=prior_feature_dim, prior_scale=prior_scale))
-        self._heads = torch.eye(M, device=self.device) * math.sqrt(M)
+                             prior_feature_dim=prior_feature_dim, prior_scale=prior_scale,
+                             posterior_scale=posterior_scale, style=self.style))
+        unit = self.style == "official"
+        self._heads = torch.eye(M, device=self.device) * (1.0 if unit else math.sqrt(M))
 
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         return EnsemblePlusNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
@@ -605,8 +630,11 @@ class EpiNet(NeuralAgent):
 
     Network :class:`~ensemblepp.neural.EpiNetNet`. Acts with one
     ``z ~ N(0, I_M)`` per step; each optimiser step averages the loss over
-    ``n_index_samples`` draws of ``z`` shared by the minibatch. ``xi`` is
-    uniform on the unit sphere as in Ensemble++.
+    ``n_index_samples`` draws of ``z``, shared by the minibatch
+    (``style="ensemblepp"``) or drawn afresh for every observation
+    (``style="official"``, as the authors' code, which also uses its
+    initial laws: see :class:`EpiNetNet`). ``xi`` is uniform on the unit
+    sphere as in Ensemble++.
 
     Parameters
     ----------
@@ -620,6 +648,8 @@ class EpiNet(NeuralAgent):
         Hidden widths of the epinet (default ``(15, 15)``) and of each prior MLP (``(5, 5)``).
     feature_dim : int, optional
         Output width of ``feature_net`` when it cannot be inferred.
+    style : {"ensemblepp", "official"}
+        See above.
     """
 
     _xi_distribution = "sphere"
@@ -632,7 +662,9 @@ class EpiNet(NeuralAgent):
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
                  device: str | torch.device = "cpu", seed: int = 0, *,
                  n_index_samples: int = 16, epinet_hidden: Sequence[int] = (15, 15),
-                 prior_hidden: Sequence[int] = (5, 5), feature_dim: int | None = None) -> None:
+                 prior_hidden: Sequence[int] = (5, 5), feature_dim: int | None = None,
+                 style: str = "ensemblepp") -> None:
+        self.style = check_style(style)
         M = _int_arg(ensemble_size, "ensemble_size", 1)
         self.n_index_samples = _int_arg(n_index_samples, "n_index_samples", 1)
         super().__init__(dim, index_dim=M, n_outputs=n_outputs, loss=loss,
@@ -643,7 +675,7 @@ class EpiNet(NeuralAgent):
                              ensemble_size=M, hidden=hidden, feature_net=feature_net,
                              feature_dim=feature_dim, prior_scale=prior_scale,
                              posterior_scale=posterior_scale, epinet_hidden=epinet_hidden,
-                             prior_hidden=prior_hidden))
+                             prior_hidden=prior_hidden, style=self.style))
 
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         return EpiNetNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
@@ -652,8 +684,10 @@ class EpiNet(NeuralAgent):
         return torch.randn(1, self.index_dim, generator=self.generator, device=self.device)
 
     def _train_index(self, batch: int) -> torch.Tensor:
-        return torch.randn(self.n_index_samples, self.index_dim, generator=self.generator,
-                           device=self.device)
+        shape = (self.n_index_samples, self.index_dim)
+        if self.style == "official":
+            shape = (batch, *shape)
+        return torch.randn(shape, generator=self.generator, device=self.device)
 
 
 class NeuralGreedy(NeuralAgent):
