@@ -60,6 +60,18 @@ def _float_arg(value: Any, name: str, *, positive: bool = False) -> float:
     return float(value)
 
 
+def _check_tensor(value: Any, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is a finite tensor of this shape and dtype."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"state {name} must be a tensor, got {type(value).__name__}")
+    if tuple(value.shape) != shape:
+        raise ValueError(f"state {name} has shape {tuple(value.shape)}, expected {shape}")
+    if value.dtype != dtype:
+        raise ValueError(f"state {name} has dtype {value.dtype}, expected {dtype}")
+    if value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+        raise ValueError(f"state {name} holds NaN or inf")
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
@@ -409,11 +421,19 @@ class NeuralAgent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` of an agent built with the same arguments.
 
+        Everything is checked before anything changes: format, class and
+        configuration; every model tensor's name, shape, dtype and finiteness;
+        the optimiser state against this agent's parameters (one group with
+        finite hyperparameters and a positive learning rate; per parameter a
+        finite ``step >= 0`` and finite ``exp_avg`` / non-negative
+        ``exp_avg_sq`` of the parameter's shape and dtype); the buffer's
+        shapes, dtypes, finiteness and labels; the counters; and the generator
+        state.
+
         Raises
         ------
         ValueError
-            If ``state`` comes from another class or configuration; the agent
-            is unchanged then.
+            Naming the first field that is wrong; the agent is unchanged then.
         """
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError("state is not an ensemblepp neural agent state_dict")
@@ -421,15 +441,42 @@ class NeuralAgent:
             raise ValueError(f"state belongs to {state.get('class')}, not {type(self).__name__}")
         if state.get("config") != self._config():
             raise ValueError(f"state config {state.get('config')} does not match {self._config()}")
+        missing = [k for k in ("model", "optimizer", "buffer", "n_seen", "n_sgd_steps", "generator")
+                   if k not in state]
+        if missing:
+            raise ValueError(f"state is missing {', '.join(missing)}")
         own = self.model.state_dict()
-        model_state = state.get("model")
-        if not isinstance(model_state, dict) or set(model_state) != set(own) \
-                or any(tuple(model_state[k].shape) != tuple(v.shape) for k, v in own.items()):
+        model_state = state["model"]
+        if not isinstance(model_state, dict) or set(model_state) != set(own):
             raise ValueError("state model parameters do not match this agent's network")
-        self.buffer.check_state_dict(state["buffer"])
-        gen_state = state.get("generator")
+        for k, v in own.items():
+            _check_tensor(model_state[k], f"model[{k!r}]", tuple(v.shape), v.dtype)
+        self._check_optimizer_state(state["optimizer"])
+        buf = state["buffer"]
+        if not isinstance(buf, dict):
+            raise ValueError("state buffer must be a dict")
+        for key in ("r", "xi") + (("x",) if self.dim is not None else ()):
+            if not isinstance(buf.get(key), torch.Tensor):
+                raise ValueError(f"state buffer[{key!r}] must be a tensor")
+            _check_tensor(buf[key], f"buffer[{key!r}]", tuple(buf[key].shape), torch.float32)
+        for key in ("pos", "size"):
+            if isinstance(buf.get(key), bool) or not isinstance(buf.get(key), Integral):
+                raise ValueError(f"state buffer[{key!r}] must be an int, got {buf.get(key)!r}")
+        self.buffer.check_state_dict(buf)
+        if self.loss == "ce":
+            labels = buf["r"]  # unfilled slots hold 0, a valid label
+            if bool(((labels != labels.round()) | (labels < 0) | (labels >= self.n_outputs)).any()):
+                raise ValueError("state buffer['r'] holds values that are not class labels")
+        for key in ("n_seen", "n_sgd_steps"):
+            value = state[key]
+            if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= value < 2**63:
+                raise ValueError(f"state {key} must be an int in [0, 2**63), got {value!r}")
+        if state["n_seen"] < int(buf["size"]):
+            raise ValueError(f"state n_seen={state['n_seen']} is below the buffer size {int(buf['size'])}")
+        gen_state = state["generator"]
         own_gen = self.generator.get_state()
-        if not isinstance(gen_state, torch.Tensor) or gen_state.shape != own_gen.shape:
+        if not isinstance(gen_state, torch.Tensor) or gen_state.shape != own_gen.shape \
+                or gen_state.dtype != own_gen.dtype:
             raise ValueError("state generator does not match this agent's device type")
         backup = self.state_dict()
         try:
@@ -438,6 +485,52 @@ class NeuralAgent:
             # Leave the agent exactly as it was, whatever part of the state was bad.
             self._load(backup)
             raise ValueError(f"cannot load state: {exc}") from exc
+
+    def _check_optimizer_state(self, opt: Any) -> None:
+        """Raise ValueError unless ``opt`` is an Adam state for exactly this agent's parameters."""
+        own = self.optimizer.state_dict()
+        if not isinstance(opt, dict) or set(opt) != {"state", "param_groups"}:
+            raise ValueError("state optimizer must hold exactly 'state' and 'param_groups'")
+        groups = opt["param_groups"]
+        if not isinstance(groups, list) or len(groups) != len(own["param_groups"]):
+            raise ValueError("state optimizer param_groups do not match this agent's optimiser")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        by_id: dict[Any, torch.Tensor] = {}
+        for i, (group, mine) in enumerate(zip(groups, own["param_groups"])):
+            if not isinstance(group, dict) or set(group) != set(mine) or group["params"] != mine["params"]:
+                raise ValueError(f"state optimizer param_groups[{i}] does not match this agent's parameters")
+            for key in ("lr", "eps", "weight_decay"):
+                v = group[key]
+                if isinstance(v, torch.Tensor):
+                    v = v.item() if v.numel() == 1 else float("nan")
+                if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0 \
+                        or (key == "lr" and v == 0):
+                    raise ValueError(f"state optimizer param_groups[{i}]['{key}'] must be finite and "
+                                     f"{'positive' if key == 'lr' else 'non-negative'}, got {v!r}")
+            betas = group["betas"]
+            if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+                    and all(isinstance(b, Real) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+                raise ValueError(f"state optimizer param_groups[{i}]['betas'] must be two numbers in [0, 1)")
+            by_id.update(zip(group["params"], params))
+        entries = opt["state"]
+        if not isinstance(entries, dict) or not set(entries) <= set(by_id):
+            raise ValueError("state optimizer state names parameters this agent does not have")
+        for pid, entry in entries.items():
+            p = by_id[pid]
+            where = f"optimizer state[{pid}]"
+            if not isinstance(entry, dict) or not {"step", "exp_avg", "exp_avg_sq"} <= set(entry) \
+                    or not set(entry) <= {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}:
+                raise ValueError(f"state {where} must hold step, exp_avg and exp_avg_sq")
+            step = entry["step"]
+            step_value = step.item() if isinstance(step, torch.Tensor) and step.numel() == 1 else step
+            if isinstance(step_value, bool) or not isinstance(step_value, Real) \
+                    or not math.isfinite(step_value) or step_value < 0:
+                raise ValueError(f"state {where}['step'] must be a finite number >= 0, got {step!r}")
+            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                if key in entry:
+                    _check_tensor(entry[key], f"{where}[{key!r}]", tuple(p.shape), p.dtype)
+                    if key != "exp_avg" and bool((entry[key] < 0).any()):
+                        raise ValueError(f"state {where}[{key!r}] must be non-negative")
 
     def _load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
