@@ -114,7 +114,7 @@ class NeuralAgent:
     def __init__(self, dim: int | None, *, index_dim: int, n_outputs: int, loss: str,
                  perturbation_scale: float, buffer_capacity: int, update_start: int,
                  update_every: int, n_updates: int, batch_size: int, lr: float,
-                 weight_decay: float, device: str | torch.device, seed: int,
+                 weight_decay: float, device: str | torch.device, seed: int | None,
                  model_kwargs: dict[str, Any]) -> None:
         if dim is not None:
             dim = _int_arg(dim, "dim", 1)
@@ -136,6 +136,9 @@ class NeuralAgent:
         self.batch_size = _int_arg(batch_size, "batch_size", 1)
         self.lr = _float_arg(lr, "lr", positive=True)
         self.weight_decay = _float_arg(weight_decay, "weight_decay")
+        if seed is None:
+            # No seed given: draw one from the OS entropy and keep it, so the run can be repeated.
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
         self.seed = _int_arg(seed, "seed", 0)
         if self.seed >= 2**63:
             raise ValueError(f"seed must be below 2**63, got {seed!r}")
@@ -179,7 +182,7 @@ class NeuralAgent:
     def _draw_xi(self) -> torch.Tensor:
         if self.index_dim == 0:
             return torch.zeros(0, device=self.device)
-        return draw(self._xi_distribution, (), self.index_dim, self.generator)
+        return draw(self._xi_distribution, (), self.index_dim, generator=self.generator)
 
     # --- inputs ---------------------------------------------------------------------
     def _as_actions(self, actions: Any) -> tuple[Any, int]:
@@ -568,9 +571,11 @@ _COMMON_DOC = """
         ``wd``; Adam's L2 coefficient is ``wd / len(buffer)`` (default 0.01).
     device : str or torch.device
         ``"cpu"`` or ``"cuda[:i]"``; parameters, buffer and random stream live there.
-    seed : int
+    seed : int, optional
         Seeds the initial weights (CPU generator, same on every device) and the
         agent's device generator; the same seed gives the same actions on CPU.
+        None (the default) draws a seed from the operating system's entropy;
+        it is kept in :attr:`seed` so the run can be repeated.
 """
 
 
@@ -614,14 +619,14 @@ class NeuralEnsemble(NeuralAgent):
 
     _xi_distribution = "sphere"
 
-    def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
+    def __init__(self, dim: int | None, ensemble_size: int = 8, *, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, prior_net: nn.Module | None = None,
                  prior_scale: float = 1.0, posterior_scale: float = 1.0, n_outputs: int = 1,
                  loss: str = "mse", reference: str | None = None, update: str = "coordinate",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
-                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 device: str | torch.device = "cpu", seed: int | None = None,
                  feature_dim: int | None = None, prior_feature_dim: int | None = None,
                  style: str = "ensemblepp") -> None:
         self.style = check_style(style)
@@ -645,13 +650,13 @@ class NeuralEnsemble(NeuralAgent):
         return EnsemblePlusPlusNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
 
     def _act_index(self) -> torch.Tensor:
-        return draw(self.reference, 1, self.index_dim, self.generator, scale="reference")
+        return draw(self.reference, 1, self.index_dim, generator=self.generator, scaling="reference")
 
     def _train_index(self, batch: int) -> torch.Tensor:
         if self.update_distribution == "coordinate":
             return self._support
-        z = draw(self.update_distribution, (batch, self.index_dim), self.index_dim, self.generator,
-                 scale="reference")
+        z = draw(self.update_distribution, (batch, self.index_dim), self.index_dim, generator=self.generator,
+                 scaling="reference")
         return torch.cat([z, -z], dim=1)
 
 
@@ -684,13 +689,13 @@ class EnsemblePlus(NeuralAgent):
 
     _xi_distribution = "gaussian"
 
-    def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
+    def __init__(self, dim: int | None, ensemble_size: int = 8, *, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, prior_net: nn.Module | None = None,
                  prior_scale: float = 1.0, n_outputs: int = 1, loss: str = "mse",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
-                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 device: str | torch.device = "cpu", seed: int | None = None,
                  feature_dim: int | None = None, prior_feature_dim: int | None = None,
                  posterior_scale: float = 1.0, style: str = "ensemblepp") -> None:
         self.style = check_style(style)
@@ -747,13 +752,13 @@ class EpiNet(NeuralAgent):
 
     _xi_distribution = "sphere"
 
-    def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
+    def __init__(self, dim: int | None, ensemble_size: int = 8, *, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, prior_scale: float = 1.0,
                  posterior_scale: float = 1.0, n_outputs: int = 1, loss: str = "mse",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
-                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 device: str | torch.device = "cpu", seed: int | None = None,
                  n_index_samples: int = 16, epinet_hidden: Sequence[int] = (15, 15),
                  prior_hidden: Sequence[int] = (5, 5), feature_dim: int | None = None,
                  style: str = "ensemblepp") -> None:
@@ -799,12 +804,12 @@ class NeuralGreedy(NeuralAgent):
         Output width of ``feature_net`` when it cannot be inferred.
     """
 
-    def __init__(self, dim: int | None, hidden: Sequence[int] = (64, 64),
+    def __init__(self, dim: int | None, *, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, n_outputs: int = 1, loss: str = "mse",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
-                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 device: str | torch.device = "cpu", seed: int | None = None,
                  feature_dim: int | None = None) -> None:
         super().__init__(dim, index_dim=0, n_outputs=n_outputs, loss=loss,
                          perturbation_scale=perturbation_scale, buffer_capacity=buffer_capacity,

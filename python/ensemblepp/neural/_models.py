@@ -90,7 +90,7 @@ def _xavier_normal(shape: tuple[int, ...], fan_in: int, fan_out: int,
 
 def _unit_rows(n_rows: int, n_outputs: int, index_dim: int, generator: torch.Generator) -> torch.Tensor:
     """(n_rows, n_outputs * index_dim) with every (row, output) M-vector uniform on the unit sphere."""
-    rows = draw("sphere", (n_rows, n_outputs), index_dim, generator)
+    rows = draw("sphere", (n_rows, n_outputs), index_dim, generator=generator)
     return rows.reshape(n_rows, n_outputs * index_dim)
 
 
