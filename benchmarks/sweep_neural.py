@@ -10,13 +10,18 @@ and the neural regression bandit at their default sizes) for the same
 horizon and seeds; the score of a configuration is its final regret divided
 by that of the greedy network, averaged over the tuning environments.
 
-``--check`` instead runs given configurations on held-out environments
-(other sizes, reward scales, classification; see ``HELD_OUT``).
+``--stage check`` runs given configurations on held-out environments
+(other sizes, reward scales, classification, UCI Mushroom; see ``HELD_OUT``).
+
+The stages run in separate processes (one per environment and agent if you
+like), each writing a JSON table; later stages read the earlier files.
 
 Usage::
 
-    python benchmarks/sweep_neural.py --horizon 2000 --seeds 3 --json sweep.json
-    python benchmarks/sweep_neural.py --check --horizon 2000 --seeds 3 --json check.json
+    python benchmarks/sweep_neural.py --stage 1 --env quadratic --agent epinet --json s1-q-epinet.json
+    python benchmarks/sweep_neural.py --stage 2 --env quadratic --inputs s1-*.json --json s2-q.json
+    python benchmarks/sweep_neural.py --stage table --inputs s1-*.json s2-*.json
+    python benchmarks/sweep_neural.py --stage check --configs chosen.json --json check.json
 """
 
 from __future__ import annotations
@@ -82,12 +87,57 @@ def score(configs: list[tuple[str, dict[str, Any]]], envs: dict[str, dict[str, A
     return table
 
 
+def _merge(paths: list[Path]) -> dict[str, dict[str, float]]:
+    table: dict[str, dict[str, float]] = {}
+    for path in paths:
+        for lab, vals in json.loads(path.read_text())["table"].items():
+            table.setdefault(lab, {}).update(vals)
+    return table
+
+
+def _rel(table: dict[str, dict[str, float]], lab: str, envs: list[str]) -> float:
+    return float(np.mean([table[lab][e] / table["greedy"][e] for e in envs]))
+
+
+def best_configs(table: dict[str, dict[str, float]], envs: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The best stage-1 configuration of every agent (lowest mean regret relative to greedy)."""
+    best = {}
+    for a in AGENTS:
+        cands = [(a, {"prior_scale": p, "lr": lr, "style": "official"}) for p, lr in itertools.product(PRIORS, LRS)]
+        cands = [c for c in cands if _label(*c) in table and all(e in table[_label(*c)] for e in envs)]
+        if cands:
+            best[a] = min(cands, key=lambda c: _rel(table, _label(*c), envs))
+    return best
+
+
+def stage2_configs(best: dict[str, tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for a, (_, o) in best.items():
+        out.append((a, {**o, "style": "ensemblepp"}))
+        if a in ("ensemble++", "epinet"):
+            out.append((a, {**o, "posterior_scale": 0.1}))
+        if a == "ensemble++":
+            out.append((a, {**o, "reference": "gaussian"}))
+    return out
+
+
+def print_table(table: dict[str, dict[str, float]], envs: list[str]) -> None:
+    print("\n| configuration | " + " | ".join(envs) + " | mean regret / greedy |")
+    print("| --- | " + " | ".join("---:" for _ in envs) + " | ---: |")
+    rows = [(_rel(table, lab, envs), lab, vals) for lab, vals in table.items() if all(e in vals for e in envs)]
+    for r, lab, vals in sorted(rows):
+        print(f"| {lab} | " + " | ".join(f"{vals[e]:.1f}" for e in envs) + f" | {r:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--horizon", type=int, default=2000)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--check", action="store_true", help="run --configs on the held-out environments")
-    parser.add_argument("--configs", type=Path, help="JSON list of [agent, options] for --check")
+    parser.add_argument("--stage", choices=("1", "2", "table", "check"), default="1")
+    parser.add_argument("--env", nargs="+", help="environments to run (default: all of the stage)")
+    parser.add_argument("--agent", nargs="+", choices=sorted(AGENTS), help="stage 1: agents to sweep")
+    parser.add_argument("--inputs", type=Path, nargs="*", default=[], help="earlier JSON files (stage 2, table)")
+    parser.add_argument("--configs", type=Path, help="JSON list of [agent, options] for --stage check")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -95,39 +145,28 @@ def main() -> None:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
-    if args.check:
+    pool = HELD_OUT if args.stage == "check" else TUNING
+    envs = {e: pool[e] for e in (args.env or list(pool))}
+    if args.stage == "1":
+        agents = args.agent or list(AGENTS)
+        configs = [(a, {"prior_scale": p, "lr": lr, "style": "official"})
+                   for a in agents for p, lr in itertools.product(PRIORS, LRS)]
+        table = score(configs, envs, args.horizon, args.seeds, log)
+    elif args.stage == "2":
+        earlier = _merge(args.inputs)
+        best = best_configs(earlier, list(TUNING))
+        log("best stage-1 configurations: " + "; ".join(_label(*c) for c in best.values()))
+        table = score(stage2_configs(best), envs, args.horizon, args.seeds, log)
+    elif args.stage == "check":
         configs = [tuple(c) for c in json.loads(args.configs.read_text())]
-        table = score(configs, HELD_OUT, args.horizon, args.seeds, log)
-        envs = list(HELD_OUT)
+        table = score(configs, envs, args.horizon, args.seeds, log)
     else:
-        stage1 = [(a, {"prior_scale": p, "lr": lr, "style": "official"})
-                  for a in AGENTS for p, lr in itertools.product(PRIORS, LRS)]
-        table = score(stage1, TUNING, args.horizon, args.seeds, log)
-        envs = list(TUNING)
-
-        def rel(lab: str) -> float:
-            return float(np.mean([table[lab][e] / table["greedy"][e] for e in envs]))
-
-        best = {a: min((c for c in stage1 if c[0] == a), key=lambda c: rel(_label(*c))) for a in AGENTS}
-        stage2 = []
-        for a, (_, o) in best.items():
-            stage2.append((a, {**o, "style": "ensemblepp"}))
-            if a in ("ensemble++", "epinet"):
-                stage2.append((a, {**o, "posterior_scale": 0.1}))
-            if a == "ensemble++":
-                stage2.append((a, {**o, "reference": "gaussian"}))
-        table.update(score(stage2, TUNING, args.horizon, args.seeds, log))
-    envs_all = envs
-    print(f"\n| configuration | " + " | ".join(envs_all) + " | mean regret / greedy |")
-    print("| --- | " + " | ".join("---:" for _ in envs_all) + " | ---: |")
-    rows = []
-    for lab, vals in table.items():
-        r = float(np.mean([vals[e] / table["greedy"][e] for e in envs_all]))
-        rows.append((r, lab, vals))
-    for r, lab, vals in sorted(rows):
-        print(f"| {lab} | " + " | ".join(f"{vals[e]:.1f}" for e in envs_all) + f" | {r:.3f} |")
+        table = _merge(args.inputs)
+        print_table(table, list(TUNING))
+        return
+    print_table(table, list(envs))
     if args.json is not None:
-        args.json.write_text(json.dumps({"horizon": args.horizon, "n_seeds": args.seeds, "envs": envs_all,
+        args.json.write_text(json.dumps({"horizon": args.horizon, "n_seeds": args.seeds, "envs": list(envs),
                                          "table": table}, indent=1))
 
 

@@ -284,11 +284,13 @@ class EnsemblePlusPlusNet(nn.Module):
         self.n_outputs = n_out
         self.feature_dim = F
         if self.style == "official":
-            # The authors' base head is nn.Linear(F, n_out, bias=False) at torch's default law.
+            # The authors' base head is nn.Linear(F, n_out, bias=False) at torch's default law,
+            # and their ensemble layer maps z (M) to all F * n_out weights: xavier fans (M, F n_out).
             self.base_weight = nn.Parameter(_uniform((F, n_out), F, gen))
+            self.ensemble_weight = nn.Parameter(_xavier_normal((F, n_out * M), F * n_out, M, gen))
         else:
             self.base_weight = nn.Parameter(_xavier_normal((F, n_out), F, n_out, gen))
-        self.ensemble_weight = nn.Parameter(_xavier_normal((F, n_out * M), F, M, gen))
+            self.ensemble_weight = nn.Parameter(_xavier_normal((F, n_out * M), F, M, gen))
         self.register_buffer("prior_weight", _unit_rows(Fp, n_out, M, gen))
 
     def features(self, x: Any) -> torch.Tensor:
