@@ -53,7 +53,7 @@ import numpy as np
 from .. import ope
 from ..datasets import OBD_CAMPAIGNS, BanditLog, OBDFeatures, load_obd, obd_features
 from ..linear import LinearEnsemble, LinearGreedy, LinearPolicy, LinearTS, LinUCB
-from .presets import PRESETS, PresetContext, register_preset
+from .presets import PresetContext
 
 __all__ = ["action_probabilities", "ActionProbabilities", "item_ctr_model", "dm_refit_bootstrap", "replay_run",
            "obd_ope_report", "format_report", "AGENT_SPECS"]
@@ -468,13 +468,3 @@ def _driver(ctx: PresetContext) -> list[Path]:
     os.replace(tmp, md)
     ctx.log(f"wall time {report['wall_seconds']:.1f} s; wrote {out} and {md}")
     return [out, md]
-
-
-if "obd-ope" not in PRESETS:
-    register_preset(
-        "obd-ope", _driver,
-        "Open Bandit Dataset (small sample, 3 campaigns x {uniform random, Bernoulli TS} logs of 10,000 "
-        "impressions): (a) on-policy click rates; (b) the uniform random policy's value estimated from the "
-        "Bernoulli TS logs by IPS, SNIPS, DM and DR vs its own on-policy rate; (c) linear Ensemble++, exact TS and "
-        "greedy trained by replay on the random logs, evaluated by replay and the estimators. Overrides: "
-        "campaigns, n_samples, seeds / n_seeds, agents, data_dir, horizon (impressions used in part c).")

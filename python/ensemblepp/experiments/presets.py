@@ -279,6 +279,69 @@ def _neural_agents(prior: float, post: float, n_updates: int, update_every: int 
     ]
 
 
+# The paper's settings per environment (the official scripts/run_nonlinear.py): prior and
+# posterior scale, SGD steps per update, updates every this many steps.
+PAPER_SETTINGS: dict[str, dict[str, Any]] = {
+    "quadratic": {"prior_scale": 5.0, "posterior_scale": 1.0, "n_updates": 4, "update_every": 1},
+    "neural-bandit": {"prior_scale": 0.2, "posterior_scale": 0.1, "n_updates": 10, "update_every": 1},
+    "neural-classification": {"prior_scale": 0.1, "posterior_scale": 0.1, "n_updates": 1, "update_every": 10,
+                              "loss": "ce", "n_outputs": 2},
+}
+# Options the official code fixes whatever the environment; pinned so that a change of
+# ensemblepp's defaults does not change the paper's configuration.
+PAPER_FIXED: dict[str, Any] = {"ensemble_size": 8, "lr": 1e-4, "batch_size": 128, "weight_decay": 0.01,
+                               "buffer_capacity": 10000, "update_start": 128, "perturbation_scale": 0.01,
+                               "style": "official"}
+# The defaults chosen by benchmarks/sweep_neural.py (docs/results.md, "Defaults that work"),
+# each agent tuned on the same budget; filled in from the sweep.
+TUNED: dict[str, dict[str, Any]] = {
+    "neural-ensemble++": {},
+    "ensemble+": {},
+    "epinet": {},
+}
+_LABELS = {"neural-ensemble++": "Ensemble++", "ensemble+": "Ensemble+", "epinet": "EpiNet"}
+
+
+def neural_agent_set(env: str, which: str = "paper") -> list[dict[str, Any]]:
+    """The neural agents of a synthetic neural preset.
+
+    Parameters
+    ----------
+    env : {"quadratic", "neural-bandit", "neural-classification"}
+        The environment, which fixes the paper's scales and SGD steps.
+    which : {"paper", "tuned"}
+        ``"paper"``: Ensemble++, Ensemble+ and EpiNet as the authors' code runs
+        them (``style="official"``, the paper's scales, learning rate 1e-4)
+        and the greedy network on the same schedule. ``"tuned"``: the three
+        agents at ensemblepp's defaults (chosen by the sweep), with the
+        paper's SGD schedule of that environment.
+
+    Returns
+    -------
+    list of dict
+        Agent tables for a configuration (each with a distinct label).
+    """
+    if env not in PAPER_SETTINGS:
+        raise ValueError(f"env must be one of {sorted(PAPER_SETTINGS)}, got {env!r}")
+    paper = dict(PAPER_SETTINGS[env])
+    schedule = {k: paper.pop(k) for k in ("n_updates", "update_every")}
+    task = {k: paper.pop(k) for k in ("loss", "n_outputs") if k in paper}
+    if which == "paper":
+        agents = []
+        for name, label in _LABELS.items():
+            opts = {**PAPER_FIXED, **paper, **schedule, **task}
+            if name == "ensemble+":
+                opts["posterior_scale"] = paper["posterior_scale"]
+            agents.append({"name": name, "label": f"{label} (official, paper)", **opts})
+        greedy = {k: v for k, v in PAPER_FIXED.items() if k not in ("ensemble_size", "perturbation_scale", "style")}
+        agents.append({"name": "neural-greedy", "label": "greedy", **greedy, **schedule, **task})
+        return agents
+    if which == "tuned":
+        return [{"name": name, "label": f"{label} (tuned)", **TUNED[name], **schedule, **task}
+                for name, label in _LABELS.items()]
+    raise ValueError(f"which must be 'paper' or 'tuned', got {which!r}")
+
+
 def _quadratic() -> dict[str, Any]:
     return {"name": "quadratic",
             "description": "Quadratic bandit d=100, 50 of 1000 arms per step; prior 5, posterior 1, 4 SGD steps",
@@ -464,6 +527,12 @@ _BUILTIN: list[tuple[str, Any, str | None, str]] = [
     ("shuttle", f"{_REAL}:shuttle_config", None,
      "UCI Statlog Shuttle as a 7-armed bandit, T=2000, 5 seeds: neural Ensemble++ vs Ensemble+ vs EpiNet vs "
      "greedy (M=8, prior 0.2, posterior 0.1, 50 SGD steps per step) and the linear agents."),
+    ("obd-ope", None, "ensemblepp.experiments.obd_ope:_driver",
+     "Open Bandit Dataset (small sample, 3 campaigns x {uniform random, Bernoulli TS} logs of 10,000 "
+     "impressions): (a) on-policy click rates; (b) the uniform random policy's value estimated from the "
+     "Bernoulli TS logs by IPS, SNIPS, DM and DR vs its own on-policy rate; (c) linear Ensemble++, exact TS and "
+     "greedy trained by replay on the random logs, evaluated by replay and the estimators. Overrides: "
+     "campaigns, n_samples, seeds / n_seeds, agents, data_dir, horizon (impressions used in part c)."),
     ("hate-speech", f"{_REAL}:hate_speech_configs", None,
      "Content moderation of the Davidson et al. tweets (hate = class 0): publish (1 if benign, -0.5 if "
      "hateful) or block (0.5). Frozen all-MiniLM-L6-v2 embeddings, 3000-post subset, T=3000, 3 seeds: neural "
@@ -474,10 +543,4 @@ for _name, _config, _driver, _description in _BUILTIN:
     register_preset(_name, _config, _description, driver=_driver)
 del _name, _config, _driver, _description
 
-# The Open Bandit Dataset preset (obd-ope) registers itself on import.
-try:  # pragma: no cover - depends on whether the module exists
-    from . import obd_ope  # noqa: F401
-except ImportError:
-    pass
-
-__all__ += ["run_preset", "run_and_write", "apply_overrides", "min_ensemble_size"]
+__all__ += ["run_preset", "run_and_write", "apply_overrides", "min_ensemble_size", "neural_agent_set"]

@@ -2,8 +2,10 @@
 
 Batched agents (the linear policies) hold every seed in one object and step
 all seeds together against a batched environment: one Python iteration per
-step, whatever the number of seeds. Unbatched agents (the neural ones) run
-seed after seed against single-instance environments; instance ``b`` of the
+step, whatever the number of seeds. The neural agents of ``ensemblepp.neural``
+are stepped the same way through :class:`~ensemblepp.neural.MultiSeed` on
+batched environments; other unbatched agents run seed after seed against
+single-instance environments; instance ``b`` of the
 batched environment and the single environment with seed ``seeds[b]`` are the
 same problem with the same noise, so both kinds of agents meet the same
 instances.
@@ -38,7 +40,7 @@ else:  # pragma: no cover - exercised by the python3.10 smoke test of .ci/run
     import tomli as tomllib
 
 __all__ = ["AgentConfig", "ExperimentConfig", "ConfigError", "run_experiment", "load_config",
-           "estimate_memory", "DEFAULT_CONFIG", "use_executor"]
+           "estimate_memory", "DEFAULT_CONFIG", "use_executor", "neural_seed"]
 
 
 class ConfigError(ValueError):
@@ -461,6 +463,47 @@ def _stream_ids(name: str, ids: Any) -> dict[str, Any]:
     return {"stream_ids": ids} if accepts else {}
 
 
+def neural_seed(agent_seed: int, env_seed: int) -> int:
+    """Seed of the unbatched (neural) agent that meets environment seed ``env_seed``.
+
+    Derived from both numbers by :class:`numpy.random.SeedSequence`, so that
+    the agent of seed ``s`` is the same whichever other seeds run beside it
+    (alone or in a :class:`~ensemblepp.neural.MultiSeed` batch) and different
+    ``agent_seed`` values give unrelated agents.
+
+    Parameters
+    ----------
+    agent_seed : int
+        The configuration's ``agent_seed``.
+    env_seed : int
+        The environment seed.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**63)``.
+    """
+    state = np.random.SeedSequence([int(agent_seed), int(env_seed)]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
+def _multiseed_class(spec: Any) -> Any:
+    """The NeuralAgent subclass behind an unbatched registry entry, or None."""
+    if spec.batched:
+        return None
+    target = spec.target
+    if isinstance(target, str) and not target.startswith("ensemblepp.neural:"):
+        return None
+    ctor = spec.resolve()
+    from ..neural import NeuralAgent
+
+    return ctor if isinstance(ctor, type) and issubclass(ctor, NeuralAgent) else None
+
+
+def _is_compact(cfg: ExperimentConfig) -> bool:
+    return bool(getattr(ENVIRONMENTS[cfg.environment].factory, "compact", False))
+
+
 def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
                metrics: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], float]:
     spec = agent_spec(ac.name)
@@ -488,6 +531,27 @@ def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
                     extra[m][:, t] = info[m]
             if (t + 1) % chunk == 0 or t + 1 == T:
                 progress.update(chunk if (t + 1) % chunk == 0 else (t + 1) % chunk)
+    elif env_spec.batched and _multiseed_class(spec) is not None and not _is_compact(cfg):
+        # Neural agents: every seed in one batched computation, each seed exactly
+        # the agent run_experiment would build for it alone (neural_seed).
+        from ..neural import MultiSeed
+
+        env = make_environment(cfg.environment, n_instances=n, seed=cfg.seeds, **cfg.env_options)
+        opts = normalize_options({**spec.defaults, **ac.options})
+        agent = MultiSeed(_multiseed_class(spec), env.dim, [neural_seed(cfg.agent_seed, s) for s in cfg.seeds],
+                          **opts)
+        for t in range(T):
+            a, x = _choose(agent, env, n)
+            r, g = env.step(a)
+            agent.update(x, r)
+            reward[:, t] = r
+            regret[:, t] = g
+            if metrics:
+                info = env.info()
+                for m in metrics:
+                    extra[m][:, t] = info[m]
+            if (t + 1) % chunk == 0 or t + 1 == T:
+                progress.update(chunk if (t + 1) % chunk == 0 else (t + 1) % chunk)
     else:
         for i, seed in enumerate(cfg.seeds):
             if env_spec.batched:
@@ -499,7 +563,8 @@ def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
                 agent = make_agent(ac.name, env.dim, n_agents=None,
                                    seed=cfg.agent_seed if keyed else cfg.agent_seed + i, **keyed, **ac.options)
             else:
-                agent = make_agent(ac.name, env.dim, n_agents=None, seed=seed, **ac.options)
+                agent = make_agent(ac.name, env.dim, n_agents=None, seed=neural_seed(cfg.agent_seed, seed),
+                                   **ac.options)
             for t in range(T):
                 a, x = _choose(agent, env, None)
                 r, g = env.step(a)
@@ -551,8 +616,10 @@ def run_experiment(config: ExperimentConfig | dict[str, Any], progress: bool | C
         return executor.run(cfg, progress=progress, log=log)
     total = 0
     for ac in cfg.agents:
-        total += cfg.horizon * (1 if agent_spec(ac.name).batched and ENVIRONMENTS[cfg.environment].batched
-                                else len(cfg.seeds))
+        spec = agent_spec(ac.name)
+        together = ENVIRONMENTS[cfg.environment].batched and (
+            spec.batched or (_multiseed_class(spec) is not None and not _is_compact(cfg)))
+        total += cfg.horizon * (1 if together else len(cfg.seeds))
     bar = _Progress(total, progress)
     regret, reward, extra, wall, per_step = {}, {}, {}, {}, {}
     try:
