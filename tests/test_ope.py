@@ -238,6 +238,10 @@ def test_replay_recovers_a_deterministic_policy_under_uniform_logging() -> None:
     (lambda: ope.replay(R, A, [1, 1, 1, 1]), "only 0 round"),
     (lambda: ope.replay(R, A, [1, 1]), r"chosen: expected shape \(4,\)"),
     (lambda: ope.ips(np.array(["a", "b"]), P[:2], TARGET[:2]), "reward: expected real numbers"),
+    (lambda: ope.ips([1e308, 1e308], [1e-3, 1e-3], [1.0, 1.0]), "reward: .*overflow"),
+    (lambda: ope.snips([1e308, -1e308], [1e-3, 1e-3], [1.0, 1.0]), "reward: .*overflow"),
+    (lambda: ope.dm(POLICY, Q * 1e307 * 9), "predicted: .*overflow"),
+    (lambda: ope.dr([1e308, 0.0], [1e-3, 1.0], [0, 0], POLICY[:2], Q[:2]), "reward: .*overflow"),
 ])
 def test_bad_input_names_the_argument(call, match: str) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
@@ -251,3 +255,45 @@ def test_estimate_helpers() -> None:
     with pytest.raises(ValueError, match="truth"):
         est.relative_error(0.0)
     assert "ips: 1" in str(est)
+
+
+def test_bootstrap_blocks_do_not_change_the_answer_for_small_logs() -> None:
+    # Below 4M indices the resamples come in one block: the result equals a direct computation.
+    log = simulate(4, 500)
+    terms = log["t"] / log["p"] * log["r"]
+    boot = np.random.default_rng(3).integers(0, 500, size=(400, 500))
+    direct = terms[boot].mean(axis=1)
+    est = ope.ips(log["r"], log["p"], log["t"], interval="bootstrap", n_bootstrap=400, seed=3)
+    assert est.stderr == pytest.approx(direct.std(ddof=1), rel=1e-12)
+    lo, hi = np.quantile(direct, [0.025, 0.975])
+    assert (est.low, est.high) == pytest.approx((lo, hi), rel=1e-12)
+    # A large log is resampled in blocks, so its memory stays bounded.
+    big = simulate(5, 50_000)
+    est = ope.ips(big["r"], big["p"], big["t"], interval="bootstrap", n_bootstrap=200, seed=0)
+    normal = ope.ips(big["r"], big["p"], big["t"])
+    assert est.stderr == pytest.approx(normal.stderr, rel=0.2)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_anything = hnp.arrays(
+    dtype=st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex128]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5),
+)  # float elements include NaN and inf by default
+
+
+@settings(max_examples=150, deadline=None)
+@given(r=_anything, p=_anything, t=_anything, a=_anything, pol=_anything, q=_anything)
+def test_arbitrary_input_is_an_estimate_or_a_named_error(r, p, t, a, pol, q) -> None:
+    names = ("reward", "propensity", "target", "action", "policy", "predicted", "chosen", "level", "seed")
+    for call in (lambda: ope.ips(r, p, t), lambda: ope.snips(r, p, t), lambda: ope.dm(pol, q),
+                 lambda: ope.dr(r, p, a, pol, q), lambda: ope.replay(r, a, t)):
+        try:
+            est = call()
+        except (ValueError, TypeError) as err:
+            assert any(name in str(err) for name in names), str(err)
+        else:
+            assert np.isfinite([est.value, est.stderr, est.low, est.high]).all()
