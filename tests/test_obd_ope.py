@@ -191,7 +191,12 @@ def test_the_preset_runs_end_to_end_on_a_slice(tmp_path: Path) -> None:
         assert r["estimates"]["replay"]["n"] == r["matched"]
         assert 0.0 <= r["estimates"]["replay"]["low"] <= r["estimates"]["replay"]["high"] <= 1.0
     assert "(c) Agents trained by replay" in files[1].read_text()
-    with pytest.raises(ValueError, match="unsupported override"):
-        run_preset("obd-ope", PresetContext(overrides={"dim": 3}, output_dir=tmp_path, log=lines.append))
+    from ensemblepp.experiments.runner import ConfigError
+
+    for bad, match in (({"dim": 3}, "unsupported override"), ({"campaigns": ["kids"]}, "campaigns"),
+                       ({"n_samples": 0}, "n_samples"), ({"horizon": 1.5}, "horizon"), ({"seeds": []}, "seeds"),
+                       ({"agents": "ucb"}, "agents")):
+        with pytest.raises(ConfigError, match=match):
+            run_preset("obd-ope", PresetContext(overrides=bad, output_dir=tmp_path, log=lines.append))
     with pytest.raises(ValueError, match="campaigns"):
         O.obd_ope_report(("kids",), download=False)

@@ -54,6 +54,7 @@ from .. import ope
 from ..datasets import OBD_CAMPAIGNS, BanditLog, OBDFeatures, load_obd, obd_features
 from ..linear import LinearEnsemble, LinearGreedy, LinearPolicy, LinearTS, LinUCB
 from .presets import PresetContext
+from .runner import ConfigError
 
 __all__ = ["action_probabilities", "ActionProbabilities", "item_ctr_model", "dm_refit_bootstrap", "replay_run",
            "obd_ope_report", "format_report", "AGENT_SPECS"]
@@ -445,15 +446,34 @@ def _driver(ctx: PresetContext) -> list[Path]:
     ov = dict(ctx.overrides)
     unknown = sorted(set(ov) - _OVERRIDES)
     if unknown:
-        raise ValueError(f"obd-ope: unsupported override(s) {', '.join(unknown)}; supported: {sorted(_OVERRIDES)}")
-    campaigns = tuple(ov.get("campaigns", ("all", "men", "women")))
-    first = int(ov.get("seed", 0))
-    seeds = tuple(ov["seeds"]) if "seeds" in ov else tuple(range(first, first + int(ov.get("n_seeds", 1))))
-    agents = tuple(ov.get("agents", tuple(AGENT_SPECS)))
+        raise ConfigError(f"obd-ope: unsupported override(s) {', '.join(unknown)}; supported: {sorted(_OVERRIDES)}")
+
+    def ints(key: str, values: Any, low: int) -> tuple[int, ...]:
+        seq = values if isinstance(values, (list, tuple)) else [values]
+        if not seq or any(isinstance(v, bool) or not isinstance(v, int) or v < low for v in seq):
+            raise ConfigError(f"obd-ope: {key} must be an int >= {low} (or a list of them), got {values!r}")
+        return tuple(int(v) for v in seq)
+
+    def names(key: str, values: Any, known: Any) -> tuple[str, ...]:
+        seq = [values] if isinstance(values, str) else values
+        if not isinstance(seq, (list, tuple)) or not seq or any(v not in known for v in seq):
+            raise ConfigError(f"obd-ope: {key} must be a non-empty list of {list(known)}, got {values!r}")
+        return tuple(seq)
+
+    campaigns = names("campaigns", ov.get("campaigns", list(OBD_CAMPAIGNS)), OBD_CAMPAIGNS)
+    agents = names("agents", ov.get("agents", list(AGENT_SPECS)), AGENT_SPECS)
+    (first,) = ints("seed", ov.get("seed", 0), 0)
+    (count,) = ints("n_seeds", ov.get("n_seeds", 1), 1)
+    seeds = ints("seeds", ov["seeds"], 0) if "seeds" in ov else tuple(range(first, first + count))
+    (n_samples,) = ints("n_samples", ov.get("n_samples", 256), 1)
+    max_rows = ints("horizon", ov["horizon"], 2)[0] if "horizon" in ov else None
+    data_dir = ov.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise ConfigError(f"obd-ope: data_dir must be a folder path, got {data_dir!r}")
     start = time.perf_counter()
     ctx.log("== obd-ope: Open Bandit Dataset (small sample), off-policy evaluation")
-    report = obd_ope_report(campaigns, data_dir=ov.get("data_dir"), n_samples=int(ov.get("n_samples", 256)),
-                            seeds=seeds, agents=agents, max_rows=ov.get("horizon"), log=ctx.log)
+    report = obd_ope_report(campaigns, data_dir=data_dir, n_samples=n_samples, seeds=seeds, agents=agents,
+                            max_rows=max_rows, log=ctx.log)
     from .. import __version__
 
     report.update(format="ensemblepp-obd-ope/1", version=__version__, wall_seconds=time.perf_counter() - start)
