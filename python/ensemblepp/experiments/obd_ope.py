@@ -400,8 +400,11 @@ def format_report(report: dict[str, Any]) -> str:
         for name, e in r["estimates"].items():
             lines.append(f"| {r['campaign']} | {_ci(r['truth'])} | {name} | {_ci(e)} | "
                          f"{100 * e['relative_error']:+.0f}% | {'yes' if e['covers_truth'] else 'no'} |")
-    lines += ["", "(c) Agents trained by replay on the random logs: value (%) by replay and by the estimators", "",
-              "| campaign | agent | seed | matched rounds (clicks) | replay | IPS | SNIPS | DM | DR |",
+    methods = {r["agent"]: r["probabilities"] for r in report["replay"]}
+    lines += ["", "(c) Agents trained by replay on the random logs: value (%) by replay and by the estimators", ""]
+    if methods:
+        lines += ["Probabilities of the logged items: " + "; ".join(f"{a}: {m}" for a, m in methods.items()), ""]
+    lines += ["| campaign | agent | seed | matched rounds (clicks) | replay | IPS | SNIPS | DM | DR |",
               "| --- | --- | ---: | ---: | --- | --- | --- | --- | --- |"]
     for r in report["replay"]:
         e = r["estimates"]
