@@ -157,6 +157,10 @@ def test_replay_learns_only_on_matched_rounds() -> None:
     assert run["matched"] == matched == int((run["chosen"] == log.action).sum())
     np.testing.assert_array_equal(agent.mean, twin.mean)
     np.testing.assert_allclose(run["policy"].sum(axis=1), 1.0, rtol=1e-14)
+    with pytest.raises(ValueError, match="agent: dim"):
+        O.replay_run(epp.LinearGreedy(3), log, feats)
+    with pytest.raises(ValueError, match="feats"):
+        O.replay_run(epp.LinearGreedy(feats.dim()), _toy_log(n=10, K=3), feats)
 
 
 @needs_data

@@ -246,7 +246,13 @@ def replay_run(agent: LinearPolicy, log: BanditLog, feats: OBDFeatures, *, n_sam
         ``chosen`` (n,), ``policy`` (n, K), ``matched`` (int), ``method`` (how
         the probabilities were obtained) and ``seconds``.
     """
+    log.validate()
     n, K = len(log), log.n_actions
+    if feats.affinity.shape != (n, K) or feats.item.shape[0] != K:
+        raise ValueError(f"feats: encodes {feats.affinity.shape[0]} impressions of {feats.item.shape[0]} items, "
+                         f"the log has {n} of {K}")
+    if agent.dim != feats.dim():
+        raise ValueError(f"agent: dim {agent.dim} does not match the features' width {feats.dim()}")
     chosen = np.empty(n, dtype=np.int64)
     policy = np.empty((n, K))
     probs = ActionProbabilities(agent, n_samples, seed)
