@@ -273,27 +273,3 @@ def test_bootstrap_blocks_do_not_change_the_answer_for_small_logs() -> None:
     normal = ope.ips(big["r"], big["p"], big["t"])
     assert est.stderr == pytest.approx(normal.stderr, rel=0.2)
 
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.extra import numpy as hnp  # noqa: E402
-
-_anything = hnp.arrays(
-    dtype=st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex128]),
-    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5),
-)  # float elements include NaN and inf by default
-
-
-@settings(max_examples=150, deadline=None)
-@given(r=_anything, p=_anything, t=_anything, a=_anything, pol=_anything, q=_anything)
-def test_arbitrary_input_is_an_estimate_or_a_named_error(r, p, t, a, pol, q) -> None:
-    names = ("reward", "propensity", "target", "action", "policy", "predicted", "chosen", "level", "seed")
-    for call in (lambda: ope.ips(r, p, t), lambda: ope.snips(r, p, t), lambda: ope.dm(pol, q),
-                 lambda: ope.dr(r, p, a, pol, q), lambda: ope.replay(r, a, t)):
-        try:
-            est = call()
-        except (ValueError, TypeError) as err:
-            assert any(name in str(err) for name in names), str(err)
-        else:
-            assert np.isfinite([est.value, est.stderr, est.low, est.high]).all()
