@@ -67,6 +67,17 @@ def test_ensemble_probabilities_match_a_numpy_monte_carlo_of_the_same_posterior(
     assert np.all(np.abs(p - ref) < 4.5 * se + 1e-9), (p, ref)
 
 
+def test_the_clone_draws_independent_samples_from_the_agents_posterior() -> None:
+    agent = _trained(epp.LinearEnsemble, ensemble_size=4)
+    clone = O._posterior_clone(agent, 4000, seed=11)
+    draws = np.asarray(clone.sample())
+    assert len({tuple(row) for row in draws}) == 4000
+    # theta = mu + A zeta: the draws have the agent's mean and covariance A A^T.
+    A = agent.factor
+    np.testing.assert_allclose(draws.mean(axis=0), agent.mean, atol=4 * np.sqrt(np.diag(A @ A.T) / 4000).max())
+    np.testing.assert_allclose(np.cov(draws.T), A @ A.T, atol=0.15 * np.abs(A @ A.T).max())
+
+
 def test_mc_probabilities_are_seeded_and_refresh_after_learning() -> None:
     agent = _trained(epp.LinearEnsemble, ensemble_size=4)
     X = np.random.default_rng(4).normal(size=(6, 3))

@@ -75,15 +75,17 @@ NOISE_STD = 0.1
 def _posterior_clone(agent: LinearPolicy, n_samples: int, seed: int) -> LinearPolicy:
     """``n_samples`` copies of a single CPU agent's state as one batched agent with another seed.
 
-    Agent ``b`` of a batch draws from its own stream (seed, b), so one ``act``
+    Agent ``b`` of the clone draws from its own stream (seed, stream id b), so one ``act``
     of the clone gives ``n_samples`` independent posterior draws, each scored
     on the actions, and the original agent's stream is untouched.
     """
     # Private state access, kept to this one function until the agents gain
     # action_probabilities (issue 12 item 1).
     hp = dict(agent._hyperparameters())
-    hp.update(n_agents=n_samples, seed=seed)
-    state = {k: np.repeat(np.asarray(v), n_samples, axis=0) for k, v in agent._state_arrays().items()}
+    hp.update(n_agents=n_samples, seed=seed, stream_ids=np.arange(n_samples, dtype=np.uint64))
+    # Distinct stream ids (0 .. n_samples - 1 under the clone's own seed): independent draws.
+    state = {k: np.repeat(np.asarray(v), n_samples, axis=0) for k, v in agent._state_arrays().items()
+             if k != "stream_ids"}
     return type(agent)(prior_var=agent._prior_cov, prior_mean=agent._prior_mean, _state=state, **hp)
 
 
