@@ -222,3 +222,8 @@ def test_run_with_workers_writes_the_serial_results(tmp_path: Path):
     serial, distributed = _results(tmp_path / "serial.json"), _results(tmp_path / "ray.json")
     assert serial == distributed
     assert serial["agents"] == ["ensemble++ (M=4)", "random", "ts"]
+
+
+def test_workers_must_be_positive(capsys: pytest.CaptureFixture[str]):
+    assert main(["run", "-q", "--no-plot", "--workers", "0"]) == 2
+    assert "--workers must be positive" in capsys.readouterr().err

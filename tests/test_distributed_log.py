@@ -197,10 +197,13 @@ def test_recovery_from_checkpoint_and_log_is_bit_identical(tmp_path: Path):
     for a, b in zip(want, got):
         np.testing.assert_array_equal(a, b)
     again = ShardState("LinearEnsemble", OPTS, 7, tmp_path)
+    plain.checkpoint(tmp_path / "copy")  # a snapshot elsewhere resumes the same state
+    copy = ShardState("LinearEnsemble", OPTS, 7, tmp_path / "copy")
     for k, v in _rows(plain).items():
         np.testing.assert_array_equal(v, _rows(st)[k])
         np.testing.assert_array_equal(v, _rows(again)[k])
-    assert again.seq == plain.seq == 20
+        np.testing.assert_array_equal(v, _rows(copy)[k])
+    assert again.seq == plain.seq == copy.seq == 20
 
 
 def test_a_retried_call_is_not_applied_twice(tmp_path: Path):

@@ -3,8 +3,8 @@
 :class:`ShardState` is plain Python (no Ray): the Ray actor of :mod:`ensemblepp.distributed.sharded`
 wraps one, and the tests drive it directly too.
 
-The shard keeps the state rows of all its users in arrays it owns (capacity doubled on growth,
-so adding a user is amortised O(1)). An operation on n users gathers their rows into a batched
+The shard keeps the state rows of all its users in arrays it owns (capacity grown 1.5x at a
+time, so adding a user is amortised O(1)). An operation on n users gathers their rows into a batched
 policy of n agents with those users' stream ids, runs the policy's own ``act`` or ``update`` on
 it, and writes the rows back. Because a user's random stream is keyed by (seed, stream id) only,
 its decisions do not depend on which rows are gathered with it, so the shard count and the
@@ -254,7 +254,8 @@ class ShardState:
             need = self._n + k
             cap = self._kinds.shape[0]
             if need > cap:
-                cap = max(need, 2 * cap, 16)
+                # 1.5x: amortised O(1) per user with at most a third of the rows idle.
+                cap = max(need, cap + cap // 2, 16)
                 for name, a in self._arrays.items():
                     grown = np.empty((cap,) + a.shape[1:], a.dtype)
                     grown[:self._n] = a[:self._n]
