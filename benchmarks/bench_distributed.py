@@ -182,11 +182,9 @@ def durability(state, ids: np.ndarray, rng: np.random.Generator, args: argparse.
             durable.update(seq, u, A[np.arange(n), a].astype(np.float64), rng.standard_normal(n))
         durable.close()
         per_obs = (log.stat().st_size - start_bytes) / (n * calls)
-        t0 = time.perf_counter()
         again = ShardState("LinearEnsemble", opts, 0, folder)
-        recover = time.perf_counter() - t0
         again.close()
-        replay = recover - read
+        replay = again.recovered["replay_seconds"]
         print(f"\ndurability, one shard of {state.n_users} users: checkpoint {size / 2**20:.0f} MiB written in "
               f"{write:.2f} s ({size / 2**20 / write:.0f} MiB/s), loaded in {read:.2f} s; log {per_obs:.0f} bytes per "
               f"observation (act + update record); replay of {calls} x (act + update) of {n} users: {replay:.2f} s "
