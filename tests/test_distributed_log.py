@@ -294,3 +294,17 @@ def test_two_ids_with_one_stream_id_are_refused():
     with pytest.raises(ValueError, match="same 64-bit stream id"):
         fresh.act(1, both, np.eye(D), None)
     assert fresh.n_users == 0 and st.n_users == 1
+
+
+def test_cell_plan():
+    """Per-seed agents get a cell per seed, keyed batched agents one chunk per worker, and a
+    batched agent without per-seed streams (random) one cell, so results stay those of a serial run."""
+    from ensemblepp.distributed.experiments import plan_cells
+    from ensemblepp.experiments import ExperimentConfig
+
+    cfg = ExperimentConfig.from_dict({
+        "horizon": 5, "seeds": [4, 5, 6, 7, 8], "environment": {"name": "finite-linear", "dim": 3, "n_actions": 4},
+        "agents": [{"name": "ensemble++"}, {"name": "random"}, {"name": "neural-greedy"}]})
+    assert plan_cells(cfg, workers=2) == [(0, [0, 1, 2]), (0, [3, 4]), (1, [0, 1, 2, 3, 4]),
+                                          (2, [0]), (2, [1]), (2, [2]), (2, [3]), (2, [4])]
+    assert plan_cells(cfg, workers=2, seeds_per_task=2)[:3] == [(0, [0, 1]), (0, [2, 3]), (0, [4])]
