@@ -189,6 +189,7 @@ def test_recovery_from_checkpoint_and_log_is_bit_identical(tmp_path: Path):
         if call == 3:
             st.checkpoint()
         if call in (6, 8):  # the process dies: a new one recovers from the folder
+            st.close()
             st = ShardState("LinearEnsemble", OPTS, 7, tmp_path)
             assert st.recovered["checkpoint_seq"] == 6 and st.recovered["replayed"] == 2 * (call - 3)
         return st
@@ -196,6 +197,7 @@ def test_recovery_from_checkpoint_and_log_is_bit_identical(tmp_path: Path):
     st, got = _script(ShardState("LinearEnsemble", OPTS, 7, tmp_path), restart=restart)
     for a, b in zip(want, got):
         np.testing.assert_array_equal(a, b)
+    st.close()
     again = ShardState("LinearEnsemble", OPTS, 7, tmp_path)
     plain.checkpoint(tmp_path / "copy")  # a snapshot elsewhere resumes the same state
     copy = ShardState("LinearEnsemble", OPTS, 7, tmp_path / "copy")
@@ -210,12 +212,14 @@ def test_a_retried_call_is_not_applied_twice(tmp_path: Path):
     A = np.eye(D)[:K - 1]
     st = ShardState("LinearEnsemble", OPTS, 7, tmp_path)
     a = st.act(1, user_ids(["u"]), A, None)
+    st.close()
     st = ShardState("LinearEnsemble", OPTS, 7, tmp_path)  # died after logging call 1; Ray retries it
     steps = _rows_of(st, ["u"])["steps"].copy()
     np.testing.assert_array_equal(st.act(1, user_ids(["u"]), A, None), a)  # answered from the log
     np.testing.assert_array_equal(_rows_of(st, ["u"])["steps"], steps)
     st.update(2, user_ids(["u"]), A[a], np.array([1.0]))
     before = _rows_of(st, ["u"])
+    st.close()
     st = ShardState("LinearEnsemble", OPTS, 7, tmp_path)
     st.update(2, user_ids(["u"]), A[a], np.array([1.0]))
     for k, v in before.items():
@@ -270,6 +274,16 @@ def test_damaged_checkpoint_and_mismatched_policy(tmp_path: Path):
     (tmp_path / "CURRENT").write_text('{"format": "ensemblepp-shard/1", "seq": 3, "checkpoint": "../x"}')
     with pytest.raises(DamagedLogError, match="CURRENT"):
         ShardState("LinearEnsemble", OPTS, 7, tmp_path)
+
+
+def test_a_folder_has_one_live_writer(tmp_path: Path):
+    st = ShardState("LinearEnsemble", OPTS, 7, tmp_path)
+    from ensemblepp.distributed import _shard
+
+    with pytest.raises(RuntimeError, match="in use"):
+        _shard._lock_folder(tmp_path, wait=0.1)
+    st.close()
+    ShardState("LinearEnsemble", OPTS, 7, tmp_path).close()
 
 
 def test_options_the_shard_sets_are_refused():

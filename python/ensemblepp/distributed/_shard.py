@@ -172,9 +172,15 @@ class ShardState:
         #: What the last start recovered: checkpoint, log records replayed, torn bytes dropped, seconds.
         self.recovered: dict[str, float] = {"checkpoint_seq": 0, "replayed": 0, "dropped_bytes": 0,
                                             "load_seconds": 0.0, "replay_seconds": 0.0}
+        self._lock: Any = None
         if self._folder is not None:
             self._folder.mkdir(parents=True, exist_ok=True)
-            self._recover(fsync)
+            self._lock = _lock_folder(self._folder)
+            try:
+                self._recover(fsync)
+            except BaseException:
+                self.close()
+                raise
 
     # ---- policies over rows --------------------------------------------------------------
     def _make_fresh(self, streams: np.ndarray) -> Any:
@@ -578,10 +584,37 @@ class ShardState:
         self._last_reply = (rec.seq, reply)
 
     def close(self) -> None:
-        """Close the log file."""
+        """Close the log file and release the folder."""
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _lock_folder(folder: Path, wait: float = 10.0) -> Any:
+    """Hold an exclusive lock on ``folder`` for this process (released when it dies).
+
+    Two live writers of one shard folder would interleave their logs. A restarted actor may
+    start while the process it replaces is still exiting, so a held lock is retried for ``wait``
+    seconds before giving up.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no advisory locks on this platform
+        return None
+    f = open(folder / "LOCK", "a+b")  # noqa: SIM115 - held for the shard's lifetime
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                f.close()
+                raise RuntimeError(f"folder: {folder} is in use by another live shard (its LOCK is held)") from None
+            time.sleep(0.05)
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:

@@ -151,8 +151,9 @@ class RayExecutor:
         cells = plan_cells(cfg, slots, self.seeds_per_task)
         base = cfg.to_dict()
         task = ray.remote(_run_cell).options(**self.task_options)
-        sink = ray.remote(_Sink).options(num_cpus=0).remote() if progress else None
         bar = _Progress(cfg.horizon * len(cells), bool(progress))
+        shown_bar = bar._bar is not None or bar._report is not None
+        sink = ray.remote(_Sink).options(num_cpus=0).remote() if shown_bar else None
         n, T = len(cfg.seeds), cfg.horizon
         regret = {ac.label: np.zeros((n, T)) for ac in cfg.agents}
         reward = {ac.label: np.zeros((n, T)) for ac in cfg.agents}
