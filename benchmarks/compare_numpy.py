@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 import ensemblepp as epp
-from ensemblepp.reference import BatchedNumpyEnsemble, NumpyDraws, NumpyLinearPolicy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the NumPy reference, a test yardstick
+from reference import BatchedNumpyEnsemble, NumpyDraws, NumpyLinearPolicy  # noqa: E402
 
 
 def median_seconds(step: Callable[[], None], n: int, repeat: int) -> float:

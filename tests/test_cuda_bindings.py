@@ -20,11 +20,11 @@ BASE = dict(policy=0, dim=8, ensemble_size=4, reference=0, perturbation=1, refer
 
 
 def config(**kw):
-    return _cuda.Config(**{**BASE, **kw})
+    return _cuda.LinearConfig(**{**BASE, **kw})
 
 
 def state(**kw):
-    args = dict(mu=4096, cov=8192, factor=12288, steps=16384, stream_ids=20480, work=0, n_agents=2)
+    args = dict(prec=4096, info=8192, factor=12288, steps=16384, stream_ids=20480, work=0, n_agents=2)
     return _cuda.State(**{**args, **kw})
 
 
@@ -49,6 +49,18 @@ def test_config_keeps_its_fields() -> None:
     assert (c.policy, c.dim, c.ensemble_size, c.seed, c.dtype) == (3, 5, 7, 2**64 - 1, 0)
 
 
+def test_one_config_type_serves_both_backends() -> None:
+    # The same binding code (cpp/bindings/config_binding.hpp), keyword-only, in every module.
+    cpu, gpu = _core.LinearConfig(**BASE), config()
+    for field in BASE:
+        assert getattr(cpu, field) == getattr(gpu, field), field
+    with pytest.raises(TypeError):
+        _cuda.LinearConfig(0, 8)  # positional arguments are refused
+    for bad in ({"dim": 2**17 + 1}, {"ensemble_size": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            _core.LinearConfig(**{**BASE, **bad})
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -70,10 +82,14 @@ def test_bad_config_raises_value_error_naming_the_field(field: str, value: objec
     (3413, 16, 0, 0),            # float32: twice the dimension fits
     (3414, 16, 0, 3 * 3414),
     (4, 2000, 1, 3 * 2000),      # the ensemble size counts too
+    (600, 16, 1, 0),             # LinUCB (below): 3 d + 8 d doubles = 52,800 bytes: global
 ])  # fmt: skip
 def test_workspace_size_switches_to_global_memory_above_40_kib(dim: int, M: int, dtype: int, expected: int) -> None:
     c = config(dim=dim, ensemble_size=M, reference_sparsity=1, perturbation_sparsity=1, dtype=dtype)
     assert _cuda.workspace_size(c) == expected
+    if dim == 600:
+        ucb = config(policy=3, dim=dim, ensemble_size=M, reference_sparsity=1, perturbation_sparsity=1, dtype=dtype)
+        assert _cuda.workspace_size(ucb) == 11 * 600
 
 
 def test_missing_workspace_is_reported_before_any_launch() -> None:
@@ -82,7 +98,7 @@ def test_missing_workspace_is_reported_before_any_launch() -> None:
         _cuda.sample(c, state(), 1024, False, 0)
 
 
-@pytest.mark.parametrize("field", ["mu", "cov", "steps", "stream_ids"])
+@pytest.mark.parametrize("field", ["prec", "info", "steps", "stream_ids"])
 def test_null_state_pointers_raise(field: str) -> None:
     with pytest.raises(ValueError, match="null device pointer"):
         _cuda.sample(config(), state(**{field: 0}), 1024, False, 0)

@@ -42,17 +42,13 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADERS = [ROOT / "cuda/include/ensemblepp" / n for n in ("cuda_agent.hpp", "cuda_emulation.hpp", "cuda_api.hpp")]
-HEADERS += [ROOT / "cpp/include/ensemblepp" / n for n in ("batch.hpp", "linear.hpp", "distributions.hpp", "philox.hpp", "config.hpp")]
+HEADERS = [ROOT / "cuda/src/cuda_agent.hpp", ROOT / "tests/cuda_emulation.hpp", ROOT / "cuda/include/ensemblepp/cuda_api.hpp"]
+HEADERS += [ROOT / "cpp/include/ensemblepp" / n
+            for n in ("batch.hpp", "linear.hpp", "linear_config.hpp", "distributions.hpp", "philox.hpp", "config.hpp")]
 CPU_SOURCE = ROOT / "cpp/src/batch.cpp"
 
-SCENARIOS = [
-    "ensemble", "ensemble_masks", "ensemble_dists", "ensemble_wide",
-    "thompson", "thompson_masks", "thompson_wide",
-    "ensemble_sampling", "ensemble_sampling_pa",
-    "ucb", "ucb_masks", "greedy",
-    "tiny_ensemble", "tiny_thompson", "tiny_ensemble_sampling", "ucb_33", "thompson_33",
-]  # fmt: skip
+SCENARIOS = ["ensemble", "ensemble_wide", "ensemble_tiny", "thompson", "thompson_33", "ensemble_sampling",
+             "ucb", "ucb_40", "greedy"]
 
 #: Largest relative difference |gpu - cpu| / (1 + |cpu|) allowed (rounding of reordered sums).
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
@@ -62,13 +58,14 @@ DRIVER = r"""
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "ensemblepp/batch.hpp"
-#include "ensemblepp/cuda_emulation.hpp"
+#include "cuda_emulation.hpp"
 
 using namespace ensemblepp;
 namespace ec = ensemblepp::cuda;
@@ -78,14 +75,20 @@ struct Scenario {
   const char* name;
   int policy, d, M, B, K, n_obs, steps, threads;
   int reference, perturbation, rsparse, psparse;
-  bool per_agent, mask_actions, mask_obs;
+  bool per_agent, mask_actions, mask_obs, dense_prior;
   emu::Block::Order order;
 };
 
 template <class T>
 struct Host {
-  std::vector<T> mu, cov, factor;
+  std::vector<T> prec, info, factor;
   std::vector<std::uint64_t> steps;
+  bool operator==(const Host& o) const {
+    auto same = [](const std::vector<T>& a, const std::vector<T>& b) {
+      return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+    };
+    return same(prec, o.prec) && same(info, o.info) && same(factor, o.factor) && steps == o.steps;
+  }
 };
 
 template <class T>
@@ -105,62 +108,57 @@ int run(const Scenario& sc) {
   std::normal_distribution<double> N(0.0, 1.0);
   std::uniform_real_distribution<double> U(0.0, 1.0);
   const long d = sc.d, M = sc.M, B = sc.B, K = sc.K, n = sc.n_obs;
-  LinearConfig lc;
-  lc.dim = sc.d; lc.ensemble_size = sc.M; lc.policy = static_cast<Policy>(sc.policy);
-  lc.reference = static_cast<Distribution>(sc.reference);
-  lc.perturbation = static_cast<Distribution>(sc.perturbation);
-  lc.reference_sparsity = sc.rsparse; lc.perturbation_sparsity = sc.psparse;
-  lc.noise_std = 0.7; lc.alpha = 1.3; lc.seed = 0x1234567890abcdefull;
-  ec::Config cc;
-  cc.policy = sc.policy; cc.dim = sc.d; cc.ensemble_size = sc.M; cc.reference = sc.reference;
-  cc.perturbation = sc.perturbation; cc.reference_sparsity = sc.rsparse;
-  cc.perturbation_sparsity = sc.psparse; cc.noise_std = 0.7; cc.alpha = 1.3; cc.seed = lc.seed;
-  cc.dtype = sizeof(T) == 8 ? ec::DType::float64 : ec::DType::float32;
+  LinearConfig cfg;
+  cfg.dim = sc.d; cfg.ensemble_size = sc.M; cfg.policy = static_cast<Policy>(sc.policy);
+  cfg.reference = static_cast<Distribution>(sc.reference);
+  cfg.perturbation = static_cast<Distribution>(sc.perturbation);
+  cfg.reference_sparsity = sc.rsparse; cfg.perturbation_sparsity = sc.psparse;
+  cfg.noise_std = 0.7; cfg.alpha = 1.3; cfg.seed = 0x1234567890abcdefull;
+  cfg.dtype = sizeof(T) == 8 ? DType::float64 : DType::float32;
 
-  Host<T> cpu;
-  cpu.mu.resize(B * d); cpu.cov.assign(B * d * d, T(0)); cpu.factor.resize(B * d * M);
-  cpu.steps.resize(B);
+  // A prior in information form: upper U0 with a positive diagonal, b0, upper R.
+  std::vector<double> U0(d * d, 0.0), b0(d), R(d * d, 0.0);
+  for (long i = 0; i < d; ++i) {
+    b0[i] = N(rng);
+    U0[i * d + i] = 0.5 + U(rng);
+    R[i * d + i] = 0.5 + U(rng);
+    if (sc.dense_prior)
+      for (long j = i + 1; j < d; ++j) {
+        U0[i * d + j] = 0.3 * N(rng);
+        R[i * d + j] = 0.3 * N(rng);
+      }
+  }
+  const Prior prior{U0.data(), b0.data(), R.data(), !sc.dense_prior};
+  const bool has_f = has_factor(cfg.policy);
+  Host<T> cpu, gpu;
+  for (Host<T>* h : {&cpu, &gpu}) {
+    h->prec.assign(B * d * d, T(-3));  // garbage that the initialisation must overwrite
+    h->info.assign(B * d, T(-3));
+    h->factor.assign(has_f ? B * d * M : 0, T(-3));
+    h->steps.assign(B, 77);
+  }
   // Stream ids far apart and above 2^32, as the runner's environment seeds may be.
   std::vector<std::uint64_t> ids(B);
   for (long b = 0; b < B; ++b) ids[b] = 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(b + 1);
-  for (auto& v : cpu.mu) v = T(N(rng));
-  for (auto& v : cpu.factor) v = T(0.5 * N(rng));
-  for (long b = 0; b < B; ++b) {
-    cpu.steps[b] = 5 + 3 * b;
-    T* C = cpu.cov.data() + b * d * d;
-    if (sc.policy == 1) {  // upper factor of the precision
-      for (long i = 0; i < d; ++i) {
-        C[i * d + i] = T(1.0 + 0.5 * U(rng));
-        for (long j = i + 1; j < d; ++j) C[i * d + j] = T(0.2 * N(rng));
-      }
-    } else {  // SPD, exactly symmetric
-      std::vector<double> L(d * d);
-      for (auto& v : L) v = N(rng);
-      for (long i = 0; i < d; ++i)
-        for (long j = 0; j <= i; ++j) {
-          double s = 0;
-          for (long k = 0; k < d; ++k) s += L[i * d + k] * L[j * d + k];
-          const T v = T(s / d + (i == j ? 0.5 : 0.0));
-          C[i * d + j] = v;
-          C[j * d + i] = v;
-        }
-    }
-  }
-  Host<T> gpu = cpu;
-  const bool has_factor = sc.policy == 0 || sc.policy == 2;
-  BatchState<T> cs{cpu.mu.data(), cpu.cov.data(), has_factor ? cpu.factor.data() : nullptr,
+  BatchState<T> cs{cpu.prec.data(), cpu.info.data(), has_f ? cpu.factor.data() : nullptr,
                    cpu.steps.data(), ids.data(), B};
-  ec::detail::Batch<T> gs{gpu.mu.data(), gpu.cov.data(), has_factor ? gpu.factor.data() : nullptr,
+  ec::detail::Batch<T> gs{gpu.prec.data(), gpu.info.data(), has_f ? gpu.factor.data() : nullptr,
                           gpu.steps.data(), ids.data(), nullptr, B, 0};
   emu::Block block(sc.threads, sc.order, 99);
   // float32 runs keep the per-agent vectors in the global workspace, float64 in shared memory.
-  emu::Kernels<T> kern(cc, gs, block, sizeof(T) == 4);
+  emu::Kernels<T> kern(cfg, gs, block, sizeof(T) == 4);
+  initialize(cfg, cs, prior, 0);
+  kern.initialize(U0.data(), b0.data(), R.data(), !sc.dense_prior, 0);
+  const double max_init = std::max({rel_diff(gpu.prec, cpu.prec), rel_diff(gpu.info, cpu.info),
+                                    has_f ? rel_diff(gpu.factor, cpu.factor) : 0.0});
+  int step_mismatch = 0;
+  for (long b = 0; b < B; ++b) step_mismatch += cpu.steps[b] != gpu.steps[b];
 
   double max_state = 0, max_theta = 0;
-  int choice_mismatch = 0, step_mismatch = 0, error_mismatch = 0;
+  int choice_mismatch = 0, error_mismatch = 0;
   std::vector<T> theta_c(B * d), theta_g(B * d);
   std::vector<std::int64_t> ch_c(B), ch_g(B);
-  unsigned long long err[2];
+  unsigned long long err[3];
   const long XA = sc.per_agent ? B : 1;
   for (int t = 0; t < sc.steps; ++t) {
     std::vector<T> X(XA * K * d);
@@ -179,52 +177,55 @@ int run(const Scenario& sc) {
     }
     ActionSet<T> as{X.data(), K, sc.per_agent, mask.empty() ? nullptr : mask.data(), true};
     if (sc.policy == 3 || sc.policy == 4 || t % 3 != 1) {
-      act(lc, cs, as, ch_c.data(), theta_c.data());
+      act(cfg, cs, as, ch_c.data(), theta_c.data());
       kern.act(X.data(), K, sc.per_agent, mask.empty() ? nullptr : mask.data(), true,
                theta_g.data(), ch_g.data(), err);
-      if (err[0] != ec::kNoError || err[1] != ec::kNoError) ++error_mismatch;
+      if (err[0] != ec::kNoError || err[1] != ec::kNoError || err[2] != ec::kNoError) ++error_mismatch;
       max_theta = std::max(max_theta, rel_diff(theta_g, theta_c));
     } else {  // sometimes a plain sample instead, and act_sphere
-      sample(lc, cs, theta_c.data());
+      sample(cfg, cs, theta_c.data());
       kern.sample(theta_g.data(), false);
       max_theta = std::max(max_theta, rel_diff(theta_g, theta_c));
-      if (sc.policy != 3) {
-        act_sphere(lc, cs, theta_c.data());
-        kern.sample(theta_g.data(), true);
-        max_theta = std::max(max_theta, rel_diff(theta_g, theta_c));
-      }
+      act_sphere(cfg, cs, theta_c.data());
+      kern.sample(theta_g.data(), true);
+      max_theta = std::max(max_theta, rel_diff(theta_g, theta_c));
       for (long b = 0; b < B; ++b) ch_c[b] = ch_g[b] = (t + b) % K;
     }
     for (long b = 0; b < B; ++b) choice_mismatch += ch_c[b] != ch_g[b];
     // Observations: the CPU's choice (so that a mismatch does not hide later state errors),
-    // plus extra random ones when n_obs > 1.
+    // plus extra random ones when n_obs > 1, one of them with zero features (a skipped rotation).
     std::vector<T> x(B * n * d), r(B * n);
     std::vector<std::uint8_t> om;
     for (long b = 0; b < B; ++b)
       for (long j = 0; j < n; ++j) {
         const T* src = X.data() + (sc.per_agent ? b * K * d : 0) + ch_c[b] * d;
-        for (long i = 0; i < d; ++i) x[(b * n + j) * d + i] = j == 0 ? src[i] : T(N(rng));
+        for (long i = 0; i < d; ++i)
+          x[(b * n + j) * d + i] = j == 0 ? src[i] : (i % 3 == 0 ? T(0) : T(N(rng)));
         r[b * n + j] = T(N(rng));
       }
     if (sc.mask_obs) {
       om.resize(B * n);
       for (auto& v : om) v = U(rng) < 0.7;
     }
-    update(lc, cs, x.data(), r.data(), om.empty() ? nullptr : om.data(), n);
+    update(cfg, cs, x.data(), r.data(), om.empty() ? nullptr : om.data(), n);
     kern.update(x.data(), r.data(), om.empty() ? nullptr : om.data(), n, err);
     if (err[0] != ec::kNoError) ++error_mismatch;
     for (long b = 0; b < B; ++b) step_mismatch += cpu.steps[b] != gpu.steps[b];
-    max_state = std::max({max_state, rel_diff(gpu.mu, cpu.mu), rel_diff(gpu.cov, cpu.cov),
-                          has_factor ? rel_diff(gpu.factor, cpu.factor) : 0.0});
+    max_state = std::max({max_state, rel_diff(gpu.prec, cpu.prec), rel_diff(gpu.info, cpu.info),
+                          has_f ? rel_diff(gpu.factor, cpu.factor) : 0.0});
   }
 
-  // Bad input: the same error and no change of state.
+  // Bad input: the same error as the CPU's and no change of state.
   Host<T> before = gpu;
   std::vector<T> x(B * d, T(0.1)), r(B, T(1));
   const long bad = B > 1 ? 1 : 0;
   x[bad * d + d - 1] = std::numeric_limits<T>::quiet_NaN();
   kern.update(x.data(), r.data(), nullptr, 1, err);
-  const bool x_err = err[0] == 2ull * bad + 1;
+  bool x_err = err[0] == 2ull * bad + 1;
+  x[bad * d + d - 1] = T(sizeof(T) == 4 ? 1e12 : 1e150);  // finite, but beyond the input bound
+  kern.update(x.data(), r.data(), nullptr, 1, err);
+  x_err = x_err && err[0] == 2ull * bad + 1;
+  x[bad * d + d - 1] = T(0.1);
   r[bad] = std::numeric_limits<T>::infinity();
   kern.update(x.data(), r.data(), nullptr, 1, err);
   const bool r_err = err[0] == 2ull * bad;
@@ -232,45 +233,45 @@ int run(const Scenario& sc) {
   X[(K - 1) * d] = std::numeric_limits<T>::quiet_NaN();
   kern.act(X.data(), K, false, nullptr, false, theta_g.data(), ch_g.data(), err);
   // Every agent scores the NaN action: the lowest offender is agent 0.
-  const bool nan_err = err[1] == 0 && err[0] == ec::kNoError;
+  const bool nan_err = err[1] == 0 && err[0] == ec::kNoError && err[2] == ec::kNoError;
   std::vector<std::uint8_t> m(B * K, 1);
   for (long k = 0; k < K; ++k) m[(B - 1) * K + k] = 0;
   std::vector<T> Xok(K * d, T(0.5));
   kern.act(Xok.data(), K, false, m.data(), true, theta_g.data(), ch_g.data(), err);
   const bool mask_err = err[0] == static_cast<unsigned long long>(B - 1);
-  const bool unchanged = before.mu == gpu.mu && before.cov == gpu.cov &&
-                         before.factor == gpu.factor && before.steps == gpu.steps;
+  bool unchanged = before == gpu;
+  // A non-finite state (a damaged file): act names the agent and changes nothing.
+  gpu.prec[(B - 1) * d * d] = std::numeric_limits<T>::quiet_NaN();
+  before = gpu;
+  kern.act(Xok.data(), K, false, nullptr, false, theta_g.data(), ch_g.data(), err);
+  const bool state_err = err[2] == static_cast<unsigned long long>(B - 1);
+  unchanged = unchanged && before == gpu;
 
-  std::printf("%s %s state=%.3e theta=%.3e choices=%d steps=%d errors=%d x_err=%d r_err=%d "
-              "nan_err=%d mask_err=%d unchanged=%d\n",
-              sc.name, sizeof(T) == 8 ? "float64" : "float32", max_state, max_theta,
+  std::printf("%s %s init=%.3e state=%.3e theta=%.3e choices=%d steps=%d errors=%d x_err=%d "
+              "r_err=%d nan_err=%d mask_err=%d state_err=%d unchanged=%d\n",
+              sc.name, sizeof(T) == 8 ? "float64" : "float32", max_init, max_state, max_theta,
               choice_mismatch, step_mismatch, error_mismatch, x_err, r_err, nan_err, mask_err,
-              unchanged);
+              state_err, unchanged);
   return 0;
 }
 
 int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "";
   using O = emu::Block::Order;
+  // Few scenarios, each covering several things: every policy and both action layouts, masks,
+  // several observations per call, d above the warp and the block size, M above d, dense and
+  // diagonal priors, every distribution, d = 1, 32 to 128 threads, every thread order.
   const Scenario scenarios[] = {
-      // name               pol  d   M  B  K  n steps thr ref pert rs ps per_agent maskA maskO order
-      {"ensemble",            0, 5,  4, 3, 6, 1, 8,  64, 0, 1, 2, 2, false, false, false, O::shuffled},
-      {"ensemble_masks",      0, 7,  3, 2, 5, 2, 6,  64, 4, 4, 2, 2, true,  true,  true,  O::reverse},
-      {"ensemble_dists",      0, 6,  5, 2, 4, 1, 6,  64, 2, 3, 2, 3, false, true,  false, O::shuffled},
-      {"ensemble_wide",       0, 70, 40, 1, 3, 1, 3, 64, 1, 0, 2, 2, false, false, false, O::reverse},
-      {"thompson",            1, 5,  1, 3, 6, 1, 8,  64, 0, 1, 1, 1, false, false, false, O::shuffled},
-      {"thompson_masks",      1, 6,  1, 2, 5, 2, 6,  64, 0, 1, 1, 1, true,  true,  true,  O::reverse},
-      {"thompson_wide",       1, 70, 1, 1, 3, 1, 2,  64, 0, 1, 1, 1, false, false, false, O::shuffled},
-      {"ensemble_sampling",   2, 5,  4, 3, 6, 1, 8,  64, 0, 1, 1, 1, false, true,  false, O::reverse},
-      {"ensemble_sampling_pa",2, 6,  3, 2, 5, 2, 6,  64, 0, 1, 1, 1, true,  false, true,  O::shuffled},
-      {"ucb",                 3, 5,  1, 3, 9, 1, 8, 128, 0, 1, 1, 1, false, false, false, O::shuffled},
-      {"ucb_masks",           3, 40, 1, 2, 5, 2, 4,  64, 0, 1, 1, 1, true,  true,  true,  O::reverse},
-      {"greedy",              4, 5,  1, 3, 6, 1, 8,  64, 0, 1, 1, 1, false, true,  true,  O::reverse},
-      {"tiny_ensemble",       0, 1,  1, 2, 1, 1, 5,  32, 4, 4, 1, 1, false, true,  false, O::shuffled},
-      {"tiny_thompson",       1, 1,  1, 2, 1, 2, 5,  32, 0, 1, 1, 1, true,  false, true,  O::reverse},
-      {"tiny_ensemble_sampling", 2, 2, 1, 2, 1, 1, 5, 32, 0, 1, 1, 1, false, false, false, O::shuffled},
-      {"ucb_33",              3, 33, 1, 2, 40, 1, 4, 96, 0, 1, 1, 1, false, true,  false, O::shuffled},
-      {"thompson_33",         1, 33, 1, 2, 40, 1, 4, 96, 0, 1, 1, 1, true,  false, false, O::shuffled},
+      // name             pol  d   M  B  K  n st thr ref pert rs ps per_agent maskA maskO dense order
+      {"ensemble",          0, 5,  4, 3, 6, 1, 6, 64, 0, 1, 2, 2, false, true,  false, true,  O::shuffled},
+      {"ensemble_wide",     0, 70, 40, 2, 3, 2, 2, 64, 2, 4, 2, 3, true,  false, true,  false, O::reverse},
+      {"ensemble_tiny",     0, 1,  3, 2, 2, 1, 4, 32, 3, 3, 1, 1, false, true,  false, true,  O::shuffled},
+      {"thompson",          1, 6,  1, 3, 5, 2, 5, 64, 0, 1, 1, 1, true,  true,  true,  true,  O::reverse},
+      {"thompson_33",       1, 33, 1, 2, 9, 1, 3, 96, 0, 1, 1, 1, false, false, false, true,  O::shuffled},
+      {"ensemble_sampling", 2, 5,  4, 3, 6, 2, 5, 64, 0, 1, 1, 1, true,  true,  true,  true,  O::shuffled},
+      {"ucb",               3, 5,  1, 3, 9, 1, 5, 128, 0, 1, 1, 1, false, true, false, true,  O::shuffled},
+      {"ucb_40",            3, 40, 1, 2, 5, 2, 3, 64, 0, 1, 1, 1, true,  false, true,  false, O::reverse},
+      {"greedy",            4, 5,  1, 3, 6, 1, 5, 64, 0, 1, 1, 1, false, true,  true,  true,  O::reverse},
   };
   for (const auto& sc : scenarios) {
     if (!only.empty() && only != sc.name) continue;
@@ -292,20 +293,22 @@ LIBRARY = r"""
 #include <cstdio>
 #include <exception>
 
-#include "ensemblepp/cuda_emulation.hpp"
+#include "cuda_emulation.hpp"
 
 namespace ec = ensemblepp::cuda;
 namespace emu = ensemblepp::cuda::emulation;
+using ensemblepp::Distribution;
+using ensemblepp::Policy;
 
 namespace {
 
 ec::Config make(const int* ci, const double* cd, unsigned long long seed) {
   ec::Config c;
-  c.policy = ci[0];
+  c.policy = static_cast<Policy>(ci[0]);
   c.dim = ci[1];
   c.ensemble_size = ci[2];
-  c.reference = ci[3];
-  c.perturbation = ci[4];
+  c.reference = static_cast<Distribution>(ci[3]);
+  c.perturbation = static_cast<Distribution>(ci[4]);
   c.reference_sparsity = ci[5];
   c.perturbation_sparsity = ci[6];
   c.dtype = ci[7] ? ec::DType::float64 : ec::DType::float32;
@@ -348,6 +351,16 @@ int dispatch(const ec::Config& c, const std::uintptr_t* s, long B, int threads, 
 }  // namespace
 
 extern "C" {
+
+int emu_initialize(const int* ci, const double* cd, unsigned long long seed, const std::uintptr_t* s,
+                   long B, int threads, std::uintptr_t U0, std::uintptr_t b0, std::uintptr_t R,
+                   int diagonal, long first) {
+  const ec::Config c = make(ci, cd, seed);
+  return dispatch(c, s, B, threads, [&](auto& k, auto) {
+    k.initialize(reinterpret_cast<const double*>(U0), reinterpret_cast<const double*>(b0),
+                 reinterpret_cast<const double*>(R), diagonal != 0, first);
+  });
+}
 
 int emu_sample(const int* ci, const double* cd, unsigned long long seed, const std::uintptr_t* s,
                long B, int threads, std::uintptr_t out, int unit) {
@@ -429,7 +442,7 @@ def emulation(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         src = cache / "driver.cpp"
         src.write_text(DRIVER)
         cmd = [cxx, "-std=c++20", "-O1", "-U_FORTIFY_SOURCE", "-I", str(ROOT / "cpp/include"), "-I", str(ROOT / "cuda/include"),
-               "-I", eigen, str(src), str(CPU_SOURCE), "-o", str(exe) + ".tmp"]
+               "-I", str(ROOT / "cuda/src"), "-I", str(ROOT / "tests"), "-I", eigen, str(src), str(CPU_SOURCE), "-o", str(exe) + ".tmp"]
         build = subprocess.run(cmd, capture_output=True, text=True)
         assert build.returncode == 0, build.stderr[-4000:]
         os.replace(str(exe) + ".tmp", exe)
@@ -453,7 +466,8 @@ def test_emulated_block_matches_cpu(emulation: dict, scenario: str, dtype: str) 
     assert r["choices"] == 0, r  # same argmax, ties to the lowest index
     assert r["steps"] == 0, r  # same Philox counters
     assert r["errors"] == 0, r  # no spurious error on finite input
-    for flag in ("x_err", "r_err", "nan_err", "mask_err", "unchanged"):
+    assert r["init"] <= TOLERANCE[dtype], r  # the same prior state
+    for flag in ("x_err", "r_err", "nan_err", "mask_err", "state_err", "unchanged"):
         assert r[flag] == 1, (flag, r)
 
 
@@ -474,7 +488,7 @@ def _build_library() -> Path:
         src.write_text(LIBRARY)
         tmp = str(lib) + f".{os.getpid()}.tmp"
         cmd = [cxx, "-std=c++20", "-O1", "-U_FORTIFY_SOURCE", "-shared", "-fPIC", "-I", str(ROOT / "cpp/include"),
-               "-I", str(ROOT / "cuda/include"), str(src), "-o", tmp]
+               "-I", str(ROOT / "cuda/include"), "-I", str(ROOT / "cuda/src"), "-I", str(ROOT / "tests"), str(src), "-o", tmp]
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         os.replace(tmp, lib)
     return lib
@@ -535,22 +549,15 @@ class _FakeStream:
 def _fake_cupy() -> types.ModuleType:
     cp = _FakeNamespace("cupy", np)
     cp.ndarray = FakeCupyArray
-    cp.cuda = types.SimpleNamespace(get_current_stream=lambda: _FakeStream(), Stream=_FakeStream)
+    cp.cuda = types.SimpleNamespace(get_current_stream=lambda: _FakeStream(), Stream=_FakeStream,
+                                    runtime=types.SimpleNamespace(memGetInfo=lambda: (2**40, 2**40)))
+    cp.get_default_memory_pool = lambda: types.SimpleNamespace(free_bytes=lambda: 0)
     return cp
 
 
-class _HostConfig(types.SimpleNamespace):
-    """Stand-in for ``_cuda.Config`` where the CUDA module is not built (same fields)."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        if not 0 <= self.policy <= 4:
-            raise ValueError(f"policy: unknown policy code {self.policy}")
-
-
 def _host_workspace_size(c: Any) -> int:
-    # Mirrors ensemblepp::cuda::workspace_size: 3 max(d, M) elements beyond 40 KiB.
-    width = 3 * max(c.dim, c.ensemble_size)
+    # Mirrors ensemblepp::cuda::workspace_size: 3 max(d, M) (+ 8 d for LinUCB) beyond 40 KiB.
+    width = 3 * max(c.dim, c.ensemble_size) + (8 * c.dim if c.policy == 3 else 0)
     return 0 if width * (8 if c.dtype == 1 else 4) <= 40 * 1024 else width
 
 
@@ -566,11 +573,13 @@ class EmulatedCuda(types.ModuleType):
         super().__init__("ensemblepp._cuda")
         self._lib = ctypes.CDLL(str(lib_path))
         if real is not None:
-            self.Config, self.State, self.workspace_size = real.Config, real.State, real.workspace_size
+            self.LinearConfig, self.State, self.workspace_size = real.LinearConfig, real.State, real.workspace_size
             self.POLICIES, self.NO_ERROR = real.POLICIES, real.NO_ERROR
-        else:
-            self.Config, self.State, self.workspace_size = _HostConfig, types.SimpleNamespace, _host_workspace_size
-            self.POLICIES = {"ensemble": 0, "thompson": 1, "ensemble_sampling": 2, "ucb": 3, "greedy": 4}
+        else:  # the CPU module's LinearConfig is the same struct with the same checks
+            from ensemblepp import _core  # noqa: PLC0415
+
+            self.LinearConfig, self.State, self.workspace_size = _core.LinearConfig, types.SimpleNamespace, _host_workspace_size
+            self.POLICIES = dict(_core.POLICIES)
             self.NO_ERROR = 2**64 - 1
 
     def device_count(self) -> int:
@@ -584,7 +593,7 @@ class EmulatedCuda(types.ModuleType):
         ci = (ctypes.c_int * 8)(c.policy, c.dim, c.ensemble_size, c.reference, c.perturbation,
                                 c.reference_sparsity, c.perturbation_sparsity, c.dtype)  # fmt: skip
         cd = (ctypes.c_double * 2)(c.noise_std, c.alpha)
-        ptrs = (ctypes.c_size_t * 5)(s.mu, s.cov, s.factor, s.steps, s.stream_ids)
+        ptrs = (ctypes.c_size_t * 5)(s.prec, s.info, s.factor, s.steps, s.stream_ids)
         if c.policy in (0, 2) and not s.factor:
             raise ValueError("factor: this policy needs a (B, d, M) factor")
         return [ci, cd, ctypes.c_ulonglong(c.seed), ptrs, ctypes.c_long(s.n_agents),
@@ -594,6 +603,12 @@ class EmulatedCuda(types.ModuleType):
     def _check(rc: int) -> None:
         if rc != 0:
             raise RuntimeError("emulated kernel failed (see stderr)")
+
+    def initialize(self, config: Any, state: Any, prior_prec: int, prior_info: int, prior_root: int,
+                   diagonal: bool, first: int, stream: int) -> None:
+        self._check(self._lib.emu_initialize(
+            *self._common(config, state), ctypes.c_size_t(prior_prec), ctypes.c_size_t(prior_info),
+            ctypes.c_size_t(prior_root), ctypes.c_int(int(diagonal)), ctypes.c_long(first)))  # fmt: skip
 
     def sample(self, config: Any, state: Any, theta: int, unit_norm: bool, stream: int) -> None:
         self._check(self._lib.emu_sample(*self._common(config, state), ctypes.c_size_t(theta),

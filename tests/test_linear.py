@@ -9,7 +9,7 @@ import pytest
 from conftest import host
 
 import ensemblepp as epp
-from ensemblepp.reference import NumpyLinearPolicy, PhiloxDraws
+from reference import NumpyLinearPolicy, PhiloxDraws
 
 POLICIES = {
     "ensemble": lambda d, **kw: epp.LinearEnsemble(d, ensemble_size=6, **kw),

@@ -93,7 +93,12 @@ class Ratios:
     """Figures derived in one run: compiled step over NumPy reference step (higher is better)."""
 
     def setup(self) -> None:
-        from ensemblepp.reference import NumpyDraws, NumpyLinearPolicy
+        import sys  # noqa: PLC0415
+        from pathlib import Path  # noqa: PLC0415
+
+        # The NumPy reference is a test yardstick: it lives in tests/, beside the repository's benchmarks.
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+        from reference import NumpyDraws, NumpyLinearPolicy  # noqa: PLC0415
 
         rng = np.random.default_rng(0)
         self.X = rng.normal(size=(100, 16))

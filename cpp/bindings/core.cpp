@@ -7,13 +7,16 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 
 #include "ensemblepp/batch.hpp"
 #include "ensemblepp/distributions.hpp"
 #include "ensemblepp/philox.hpp"
+#include "config_binding.hpp"
 
 namespace py = pybind11;
 using namespace ensemblepp;
@@ -29,18 +32,22 @@ std::string shape_of(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
+// Is the array's element type exactly T in native byte order?
 template <class T>
-T* checked(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape,
-           bool writeable) {
+bool native_dtype(const py::array& a) {
+  const auto* descr = py::detail::array_descriptor_proxy(py::detail::array_proxy(a.ptr())->descr);
   static const int expected = py::dtype::of<T>().num();
-  if (py::detail::array_proxy(a.ptr())->descr == nullptr ||
-      py::detail::array_descriptor_proxy(py::detail::array_proxy(a.ptr())->descr)->type_num != expected)
-    throw py::type_error(std::string(name) + ": expected dtype " +
-                         std::string(py::str(py::dtype::of<T>())) + ", got " +
-                         std::string(py::str(a.dtype())));
-  if (!(a.flags() & py::array::c_style))
-    throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
-  if (writeable && !a.writeable()) throw std::invalid_argument(std::string(name) + ": read-only");
+  // '=' native, '|' not applicable (one byte); '<' or '>' only when it names the native order.
+  const char order = descr->byteorder;
+  const bool little = [] {
+    const std::uint16_t one = 1;
+    return *reinterpret_cast<const unsigned char*>(&one) == 1;
+  }();
+  const bool native_order = order == '=' || order == '|' || order == (little ? '<' : '>');
+  return descr->type_num == expected && native_order;
+}
+
+void check_shape(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape) {
   bool ok = static_cast<size_t>(a.ndim()) == shape.size();
   size_t i = 0;
   for (py::ssize_t n : shape) ok = ok && a.shape(i++) == n;
@@ -51,85 +58,144 @@ T* checked(const py::array& a, const char* name, std::initializer_list<py::ssize
     throw std::invalid_argument(std::string(name) + ": expected shape " + want +
                                 (shape.size() == 1 ? ",)" : ")") + ", got " + shape_of(a));
   }
+}
+
+// A state array: exactly T, native order, C-contiguous (no conversion: the kernel writes to it).
+template <class T>
+T* state_array(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape,
+               bool writeable) {
+  if (!native_dtype<T>(a))
+    throw py::type_error(std::string(name) + ": expected dtype " +
+                         std::string(py::str(py::dtype::of<T>())) + " in native byte order, got " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+  if (writeable && !a.writeable()) throw std::invalid_argument(std::string(name) + ": read-only");
+  check_shape(a, name, shape);
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
-const std::uint8_t* checked_mask(const py::object& m, const char* name, py::ssize_t rows,
-                                 py::ssize_t cols, bool& per_row) {
-  if (m.is_none()) return nullptr;
-  py::array a = py::reinterpret_borrow<py::array>(m);
-  if (a.ndim() == 1) {
-    per_row = false;
-    return checked<bool>(a, name, {cols}, false) ? reinterpret_cast<const std::uint8_t*>(a.data())
-                                                 : nullptr;
+// An input array as T, native byte order and C-contiguous: the array itself when it already is,
+// else one visible conversion (byte order, layout, negative strides, integer or other float
+// types). Only real numbers (and booleans for masks) are accepted: complex, strings and objects
+// raise TypeError naming the argument.
+template <class T>
+py::array input_array(const py::handle& obj, const char* name) {
+  if (py::isinstance<py::array>(obj)) {
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (native_dtype<T>(a) && (a.flags() & py::array::c_style)) return a;
+    const char kind = a.dtype().kind();
+    const bool want_bool = std::is_same<T, bool>::value;
+    const bool ok = want_bool ? (kind == 'b' || kind == 'i' || kind == 'u')
+                              : (kind == 'b' || kind == 'i' || kind == 'u' || kind == 'f');
+    if (!ok)
+      throw py::type_error(std::string(name) + (want_bool ? ": expected a boolean array" : ": expected a real numeric array") +
+                           ", got dtype " + std::string(py::str(a.dtype())));
+  } else {
+    throw py::type_error(std::string(name) + ": expected a NumPy array, got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   }
-  per_row = true;
-  checked<bool>(a, name, {rows, cols}, false);
-  return reinterpret_cast<const std::uint8_t*>(a.data());
+  auto out = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(obj);
+  if (!out) throw py::error_already_set();
+  return std::move(out);
 }
+
+const std::uint8_t* input_mask(const py::object& m, py::array& keep, py::ssize_t rows, py::ssize_t cols,
+                               bool& per_row) {
+  if (m.is_none()) return nullptr;
+  keep = input_array<bool>(m, "mask");
+  if (keep.ndim() == 1) {
+    per_row = false;
+    check_shape(keep, "mask", {cols});
+  } else {
+    per_row = true;
+    check_shape(keep, "mask", {rows, cols});
+  }
+  return static_cast<const std::uint8_t*>(keep.data());
+}
+
+// Serialises the calls on one kernel (one batch of agents). An uncontended call takes the lock
+// without touching the GIL; a contended one waits with the GIL released, so that the holder,
+// which may be running without the GIL, can finish.
+class KernelLock {
+ public:
+  explicit KernelLock(std::mutex& m) : lock_(m, std::try_to_lock) {
+    if (!lock_.owns_lock()) {
+      py::gil_scoped_release nogil;
+      lock_.lock();
+    }
+  }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+};
 
 template <class T>
 class Kernel {
  public:
-  Kernel(int policy, int dim, int ensemble_size, int reference, int perturbation,
-         int reference_sparsity, int perturbation_sparsity, double noise_std, double alpha,
-         std::uint64_t seed, py::array mu, py::array cov, py::object factor, py::array steps,
-         py::array stream_ids)
-      : mu_(mu), cov_(cov), factor_(factor), steps_(steps), stream_ids_(stream_ids) {
-    cfg_.policy = static_cast<Policy>(policy);
-    cfg_.dim = dim;
-    cfg_.ensemble_size = ensemble_size;
-    cfg_.reference = static_cast<Distribution>(reference);
-    cfg_.perturbation = static_cast<Distribution>(perturbation);
-    cfg_.reference_sparsity = reference_sparsity;
-    cfg_.perturbation_sparsity = perturbation_sparsity;
-    cfg_.noise_std = noise_std;
-    cfg_.alpha = alpha;
-    cfg_.seed = seed;
-    if (dim < 1 || dim > kMaxVectorLength)
-      throw std::invalid_argument("dim: must be in [1, " + std::to_string(kMaxVectorLength) + "]");
-    if (ensemble_size < 1 || ensemble_size > kMaxVectorLength)
-      throw std::invalid_argument("ensemble_size: must be in [1, " +
-                                  std::to_string(kMaxVectorLength) + "]");
-    if (mu.ndim() != 2) throw std::invalid_argument("mu: expected a (B, d) array");
-    const py::ssize_t B = mu.shape(0), d = dim, M = ensemble_size;
+  Kernel(const LinearConfig& cfg, py::array prec, py::array info, py::object factor,
+         py::array steps, py::array stream_ids)
+      : cfg_(cfg), prec_(prec), info_(info), factor_(factor), steps_(steps), stream_ids_(stream_ids) {
+    check_config(cfg_);
+    if (cfg_.dtype != (sizeof(T) == 4 ? DType::float32 : DType::float64))
+      throw std::invalid_argument("dtype: the configuration's dtype differs from this kernel's");
+    if (info.ndim() != 2) throw std::invalid_argument("info: expected a (B, d) array");
+    const py::ssize_t B = info.shape(0), d = cfg_.dim, M = cfg_.ensemble_size;
     state_.n_agents = B;
-    state_.mu = checked<T>(mu, "mu", {B, d}, true);
-    state_.cov = checked<T>(cov, "cov", {B, d, d}, true);
+    state_.prec = state_array<T>(prec, "prec", {B, d, d}, true);
+    state_.info = state_array<T>(info, "info", {B, d}, true);
     state_.factor = nullptr;
     if (!factor.is_none())
-      state_.factor = checked<T>(py::reinterpret_borrow<py::array>(factor), "factor", {B, d, M}, true);
-    if ((cfg_.policy == Policy::ensemble || cfg_.policy == Policy::ensemble_sampling) &&
-        !state_.factor)
+      state_.factor = state_array<T>(py::reinterpret_borrow<py::array>(factor), "factor", {B, d, M}, true);
+    if (has_factor(cfg_.policy) && !state_.factor)
       throw std::invalid_argument("factor: this policy needs a (B, d, M) factor");
-    state_.steps = checked<std::uint64_t>(steps, "steps", {B}, true);
-    state_.stream_ids = checked<std::uint64_t>(stream_ids, "stream_ids", {B}, false);
+    state_.steps = state_array<std::uint64_t>(steps, "steps", {B}, true);
+    state_.stream_ids = state_array<std::uint64_t>(stream_ids, "stream_ids", {B}, false);
     theta_ = py::array_t<T>({B, d});
   }
 
-  py::array_t<std::int64_t> act(const py::array& actions, const py::object& mask) {
+  void initialize(const py::array& prior_prec, const py::array& prior_info, const py::array& prior_root,
+                  bool diagonal, long first) {
+    const py::ssize_t d = cfg_.dim;
+    const py::array P = input_array<double>(prior_prec, "prior_prec");
+    const py::array b = input_array<double>(prior_info, "prior_info");
+    const py::array R = input_array<double>(prior_root, "prior_root");
+    check_shape(P, "prior_prec", {d, d});
+    check_shape(b, "prior_info", {d});
+    check_shape(R, "prior_root", {d, d});
+    if (first < 0 || first > state_.n_agents) throw std::invalid_argument("first: out of range");
+    const Prior prior{static_cast<const double*>(P.data()), static_cast<const double*>(b.data()),
+                      static_cast<const double*>(R.data()), diagonal};
+    KernelLock lock(mutex_);
+    py::gil_scoped_release nogil;
+    ensemblepp::initialize(cfg_, state_, prior, first);
+  }
+
+  py::array_t<std::int64_t> act(const py::object& actions, const py::object& mask) {
     py::array_t<std::int64_t> out(state_.n_agents);
     act_into(actions, mask, out.mutable_data());
     return out;
   }
 
-  void act_into(const py::array& actions, const py::object& mask, std::int64_t* o) {
+  void act_into(const py::object& actions_in, const py::object& mask, std::int64_t* o) {
     const long B = state_.n_agents, d = cfg_.dim;
+    const py::array actions = input_array<T>(actions_in, "actions");
     ActionSet<T> a{};
-    if (actions.ndim() == 2) {
+    if (actions.ndim() == 2 && actions.shape(1) == d) {
       a.n_actions = actions.shape(0);
-      a.data = checked<T>(actions, "actions", {a.n_actions, d}, false);
       a.per_agent = false;
-    } else if (actions.ndim() == 3) {
+    } else if (actions.ndim() == 3 && actions.shape(0) == B && actions.shape(2) == d) {
       a.n_actions = actions.shape(1);
-      a.data = checked<T>(actions, "actions", {B, a.n_actions, d}, false);
       a.per_agent = true;
     } else {
-      throw std::invalid_argument("actions: expected shape (K, " + std::to_string(d) +
-                                  ") or (B, K, " + std::to_string(d) + "), got " +
+      throw std::invalid_argument("actions: expected shape (K, " + std::to_string(d) + ") or (" +
+                                  std::to_string(B) + ", K, " + std::to_string(d) + "), got " +
                                   shape_of(actions));
     }
-    a.mask = checked_mask(mask, "mask", B, a.n_actions, a.mask_per_agent);
+    a.data = static_cast<const T*>(actions.data());
+    py::array mask_keep;
+    a.mask = input_mask(mask, mask_keep, B, a.n_actions, a.mask_per_agent);
+    KernelLock lock(mutex_);
     T* th = static_cast<T*>(theta_.mutable_data());
     if (double(B) * a.n_actions * d > kReleaseGil) {
       py::gil_scoped_release nogil;
@@ -141,29 +207,38 @@ class Kernel {
 
   py::array_t<T> sample() {
     py::array_t<T> out({state_.n_agents, static_cast<long>(cfg_.dim)});
+    KernelLock lock(mutex_);
     ensemblepp::sample(cfg_, state_, out.mutable_data());
     return out;
   }
 
   py::array_t<T> act_sphere() {
     py::array_t<T> out({state_.n_agents, static_cast<long>(cfg_.dim)});
+    KernelLock lock(mutex_);
     ensemblepp::act_sphere(cfg_, state_, out.mutable_data());
     return out;
   }
 
-  void update(const py::array& x, const py::array& r, const py::object& mask) {
+  void update(const py::object& x_in, const py::object& r_in, const py::object& mask) {
     const long B = state_.n_agents, d = cfg_.dim;
+    const py::array x = input_array<T>(x_in, "x");
+    const py::array r = input_array<T>(r_in, "r");
     if (x.ndim() != 3 || x.shape(0) != B)
-      throw std::invalid_argument("x: expected shape (B, n, " + std::to_string(d) + "), got " +
-                                  shape_of(x));
+      throw std::invalid_argument("x: expected shape (" + std::to_string(B) + ", n, " +
+                                  std::to_string(d) + "), got " + shape_of(x));
     const long n = x.shape(1);
-    const T* xp = checked<T>(x, "x", {B, n, d}, false);
-    const T* rp = checked<T>(r, "r", {B, n}, false);
+    check_shape(x, "x", {B, n, d});
+    check_shape(r, "r", {B, n});
     const std::uint8_t* m = nullptr;
+    py::array mask_keep;
     if (!mask.is_none()) {
-      py::array ma = py::reinterpret_borrow<py::array>(mask);
-      m = reinterpret_cast<const std::uint8_t*>(checked<bool>(ma, "mask", {B, n}, false));
+      mask_keep = input_array<bool>(mask, "mask");
+      check_shape(mask_keep, "mask", {B, n});
+      m = static_cast<const std::uint8_t*>(mask_keep.data());
     }
+    const T* xp = static_cast<const T*>(x.data());
+    const T* rp = static_cast<const T*>(r.data());
+    KernelLock lock(mutex_);
     if (double(B) * n * d * (d + cfg_.ensemble_size) > kReleaseGil) {
       py::gil_scoped_release nogil;
       ensemblepp::update(cfg_, state_, xp, rp, m, n);
@@ -173,30 +248,68 @@ class Kernel {
   }
 
   // Single-agent fast paths: no batch axis, scalar in and out.
-  std::int64_t act1(const py::array& actions, const py::object& mask) {
+  std::int64_t act1(const py::object& actions, const py::object& mask) {
     if (state_.n_agents != 1) throw std::invalid_argument("actions: this kernel holds several agents");
     std::int64_t out = -1;
     act_into(actions, mask, &out);
     return out;
   }
 
-  void update1(const py::array& x, double r) {
-    const long d = cfg_.dim;
-    const T* xp = checked<T>(x, "x", {d}, false);
-    const T rv = static_cast<T>(r);
+  void update1(const py::object& x_in, double r) {
     if (state_.n_agents != 1) throw std::invalid_argument("x: this kernel holds several agents");
-    ensemblepp::update(cfg_, state_, xp, &rv, nullptr, 1);
+    const py::array x = input_array<T>(x_in, "x");
+    check_shape(x, "x", {static_cast<py::ssize_t>(cfg_.dim)});
+    const T rv = static_cast<T>(r);
+    KernelLock lock(mutex_);
+    if (double(cfg_.dim) * (cfg_.dim + cfg_.ensemble_size) > kReleaseGil) {
+      py::gil_scoped_release nogil;
+      ensemblepp::update(cfg_, state_, static_cast<const T*>(x.data()), &rv, nullptr, 1);
+    } else {
+      ensemblepp::update(cfg_, state_, static_cast<const T*>(x.data()), &rv, nullptr, 1);
+    }
   }
 
-  py::array theta() const { return theta_; }
+  py::array_t<T> mean() {
+    py::array_t<T> out({state_.n_agents, static_cast<long>(cfg_.dim)});
+    KernelLock lock(mutex_);
+    py::gil_scoped_release nogil;
+    ensemblepp::posterior_mean(cfg_, state_, out.mutable_data());
+    return out;
+  }
+
+  py::array_t<T> covariance() {
+    const long d = cfg_.dim;
+    py::array_t<T> out({state_.n_agents, d, d});
+    KernelLock lock(mutex_);
+    py::gil_scoped_release nogil;
+    ensemblepp::posterior_covariance(cfg_, state_, out.mutable_data());
+    return out;
+  }
+
+  py::array_t<T> factor() {
+    const long d = cfg_.dim, M = cfg_.ensemble_size;
+    py::array_t<T> out({state_.n_agents, d, M});
+    KernelLock lock(mutex_);
+    py::gil_scoped_release nogil;
+    ensemblepp::posterior_factor(cfg_, state_, out.mutable_data());
+    return out;
+  }
+
+  py::array theta() {
+    KernelLock lock(mutex_);
+    return theta_.attr("copy")();
+  }
+
+  const LinearConfig& config() const { return cfg_; }
 
  private:
   LinearConfig cfg_;
   BatchState<T> state_{};
-  py::array mu_, cov_;
+  py::array prec_, info_;
   py::object factor_;
   py::array steps_, stream_ids_;
   py::array_t<T> theta_;
+  std::mutex mutex_;
 };
 
 template <class T>
@@ -204,15 +317,16 @@ void bind_kernel(py::module_& m, const char* name) {
   py::class_<Kernel<T>>(m, name, R"pbdoc(
 Batched CPU kernel of one linear policy over state arrays owned by the caller.
 
-The arrays mu (B, d), cov (B, d, d), factor (B, d, M) or None and steps (B,) uint64 are kept
-alive by the kernel and updated in place; stream_ids (B,) uint64 keys each agent's stream.
+The arrays prec (B, d, d), info (B, d), factor (B, d, M) or None and steps (B,) uint64 are kept
+alive by the kernel and updated in place; stream_ids (B,) uint64 keys each agent's stream. Calls
+on one kernel are serialised by a lock; large calls run without the GIL.
 )pbdoc")
-      .def(py::init<int, int, int, int, int, int, int, double, double, std::uint64_t, py::array,
-                    py::array, py::object, py::array, py::array>(),
-           py::arg("policy"), py::arg("dim"), py::arg("ensemble_size"), py::arg("reference"),
-           py::arg("perturbation"), py::arg("reference_sparsity"), py::arg("perturbation_sparsity"),
-           py::arg("noise_std"), py::arg("alpha"), py::arg("seed"), py::arg("mu"), py::arg("cov"),
-           py::arg("factor"), py::arg("steps"), py::arg("stream_ids"))
+      .def(py::init<const LinearConfig&, py::array, py::array, py::object, py::array, py::array>(),
+           py::arg("config"), py::arg("prec"), py::arg("info"), py::arg("factor"), py::arg("steps"),
+           py::arg("stream_ids"))
+      .def("initialize", &Kernel<T>::initialize, py::arg("prior_prec"), py::arg("prior_info"),
+           py::arg("prior_root"), py::arg("diagonal"), py::arg("first") = 0,
+           "Write the prior state of agents first, ..., B-1 (float64 prior arrays, see linear.hpp).")
       .def("act", &Kernel<T>::act, py::arg("actions"), py::arg("mask") = py::none(),
            "Index of the chosen action of every agent, (B,) int64.")
       .def("act1", &Kernel<T>::act1, py::arg("actions"), py::arg("mask") = py::none(),
@@ -223,7 +337,11 @@ alive by the kernel and updated in place; stream_ids (B,) uint64 keys each agent
            "Apply observations x (B, n, d), r (B, n) in order; mask (B, n) selects those seen.")
       .def("update1", &Kernel<T>::update1, py::arg("x"), py::arg("r"),
            "Apply one observation to a single agent.")
-      .def_property_readonly("theta", &Kernel<T>::theta, "theta used by the last act, (B, d).");
+      .def("mean", &Kernel<T>::mean, "Posterior means P^-1 b, (B, d).")
+      .def("covariance", &Kernel<T>::covariance, "Posterior covariances U^-1 U^-T, (B, d, d).")
+      .def("factor", &Kernel<T>::factor, "P^-1 times the accumulator (A or the models), (B, d, M).")
+      .def_property_readonly("config", &Kernel<T>::config, py::return_value_policy::copy)
+      .def_property_readonly("theta", &Kernel<T>::theta, "theta used by the last act, (B, d) (a copy).");
 }
 
 py::array_t<double> draw_matrix(int dist, int n, int sparsity, double scale, std::uint64_t seed,
@@ -236,8 +354,8 @@ py::array_t<double> draw_matrix(int dist, int n, int sparsity, double scale, std
     throw std::invalid_argument("sparsity: must be in [1, n]");
   if (steps.ndim() != 1) throw std::invalid_argument("steps: expected a 1-d uint64 array");
   const long B = steps.shape(0);
-  const std::uint64_t* st = checked<std::uint64_t>(steps, "steps", {B}, false);
-  const std::uint64_t* ids = checked<std::uint64_t>(stream_ids, "stream_ids", {B}, false);
+  const std::uint64_t* st = state_array<std::uint64_t>(steps, "steps", {B}, false);
+  const std::uint64_t* ids = state_array<std::uint64_t>(stream_ids, "stream_ids", {B}, false);
   for (long b = 0; b < B; ++b)
     if (st[b] >= kMaxSteps || kMaxSteps - st[b] < static_cast<std::uint64_t>(count))
       throw std::invalid_argument("steps: draws past 2**48 for stream " + std::to_string(b));
@@ -262,6 +380,7 @@ py::array_t<double> draw_matrix(int dist, int n, int sparsity, double scale, std
 
 PYBIND11_MODULE(EPP_MODULE_NAME, m) {
   m.doc() = R"pbdoc(CPU kernels of ensemblepp (C++/Eigen): Philox draws and linear policies.)pbdoc";
+  bindings::bind_config(m);
   bind_kernel<double>(m, "Kernel64");
   bind_kernel<float>(m, "Kernel32");
   m.def("draw_matrix", &draw_matrix, py::arg("dist"), py::arg("n"), py::arg("sparsity"),

@@ -52,7 +52,7 @@ inline int threads_for(double work) {
 // Per-thread scratch that lives across calls, so that a step allocates nothing.
 template <class T>
 std::vector<T>& scratch_buffer(int slot, size_t n) {
-  thread_local std::vector<T> buffers[3];
+  thread_local std::vector<T> buffers[4];
   std::vector<T>& b = buffers[slot];
   if (b.size() < n) b.resize(n);
   return b;
@@ -120,7 +120,8 @@ void check_mask(long B, const ActionSet<T>& a) {
   }
 }
 
-// Scores of actions X (K, d) for one agent: theta.x, or the LinUCB index.
+// Scores of actions X (K, d) for one agent: theta.x, or the LinUCB index x.mu + alpha |U^-T x|
+// (theta is then mu), by one triangular solve with K right-hand sides per chunk of actions.
 template <class T>
 void score_block(const LinearConfig& c, const AgentState<T>& s, const T* theta, const T* X,
                  long K, T* scores, std::vector<T>& work) {
@@ -128,19 +129,90 @@ void score_block(const LinearConfig& c, const AgentState<T>& s, const T* theta, 
   ConstMatrixMap<T> Xm(X, K, d);
   VectorMap<T> out(scores, K);
   out.noalias() = Xm * ConstVectorMap<T>(theta, d);
-  if (c.policy == Policy::ucb) {
-    work.resize(static_cast<size_t>(K) * d);
-    MatrixMap<T> Y(work.data(), K, d);
-    Y.noalias() = Xm * ConstMatrixMap<T>(s.cov, d, d);
-    const T alpha = static_cast<T>(c.alpha);
-    for (long k = 0; k < K; ++k) {
-      const T q = Y.row(k).dot(Xm.row(k));
-      scores[k] += alpha * std::sqrt(std::max(q, T(0)));
-    }
+  if (c.policy != Policy::ucb) return;
+  constexpr long kChunk = 256;
+  work.resize(static_cast<size_t>(std::min(K, kChunk)) * d);
+  const auto U = ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>();
+  const T alpha = static_cast<T>(c.alpha);
+  for (long k0 = 0; k0 < K; k0 += kChunk) {
+    const long n = std::min(kChunk, K - k0);
+    // Column k of Y (d, n), column-major, is x_{k0+k}: the same bytes as the rows of X.
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>> Y(work.data(), d, n);
+    Y = Xm.middleRows(k0, n).transpose();
+    U.transpose().solveInPlace(Y);
+    for (long k = 0; k < n; ++k) scores[k0 + k] += alpha * Y.col(k).norm();
   }
 }
 
+template <class T>
+bool finite_vector(const T* v, long n) {
+  for (long i = 0; i < n; ++i)
+    if (!std::isfinite(v[i])) return false;
+  return true;
+}
+
 }  // namespace
+
+template <class T>
+void initialize(const LinearConfig& c, const BatchState<T>& s, const Prior& prior, long first) {
+  const long B = s.n_agents, d = c.dim;
+  const double work = double(B - first) * d * (d + (prior.diagonal ? 1.0 : d / 2.0) * c.ensemble_size);
+  parallel_ranges(B - first, threads_for(work), [&](long lo, long hi) {
+    T* scratch = scratch_buffer<T>(0, scratch_size(c)).data();
+    for (long b = first + lo; b < first + hi; ++b) init_agent(c, prior, s.agent(c, b), scratch);
+  });
+}
+
+namespace {
+// Runs f(agent index, U, k) over the agents with U = the agent's precision factor in double.
+template <class T, class F>
+void each_agent_double(const LinearConfig& c, const BatchState<T>& s, double per_agent, F&& f) {
+  const long d = c.dim;
+  parallel_ranges(s.n_agents, threads_for(per_agent * s.n_agents), [&](long lo, long hi) {
+    RowMatrix<double> U(d, d);
+    for (long b = lo; b < hi; ++b) {
+      U = ConstMatrixMap<T>(s.prec + b * d * d, d, d).template cast<double>();
+      f(b, U);
+    }
+  });
+}
+}  // namespace
+
+template <class T>
+void posterior_mean(const LinearConfig& c, const BatchState<T>& s, T* out) {
+  const long d = c.dim;
+  each_agent_double(c, s, double(d) * d, [&](long b, const RowMatrix<double>& U) {
+    Vector<double> m = ConstVectorMap<T>(s.info + b * d, d).template cast<double>();
+    U.triangularView<Eigen::Upper>().transpose().solveInPlace(m);
+    U.triangularView<Eigen::Upper>().solveInPlace(m);
+    VectorMap<T>(out + b * d, d) = m.template cast<T>();
+  });
+}
+
+template <class T>
+void posterior_covariance(const LinearConfig& c, const BatchState<T>& s, T* out) {
+  const long d = c.dim;
+  each_agent_double(c, s, double(d) * d * d, [&](long b, const RowMatrix<double>& U) {
+    RowMatrix<double> W = RowMatrix<double>::Identity(d, d);
+    U.triangularView<Eigen::Upper>().solveInPlace(W);  // W = U^-1
+    RowMatrix<double> S = W * W.transpose();
+    MatrixMap<T> o(out + b * d * d, d, d);
+    for (long i = 0; i < d; ++i)
+      for (long j = 0; j <= i; ++j) o(i, j) = o(j, i) = static_cast<T>(S(j, i));
+  });
+}
+
+template <class T>
+void posterior_factor(const LinearConfig& c, const BatchState<T>& s, T* out) {
+  const long d = c.dim, M = c.ensemble_size;
+  if (!s.factor) throw std::invalid_argument("factor: this policy keeps no factor");
+  each_agent_double(c, s, double(d) * d * M, [&](long b, const RowMatrix<double>& U) {
+    RowMatrix<double> F = ConstMatrixMap<T>(s.factor + b * d * M, d, M).template cast<double>();
+    U.triangularView<Eigen::Upper>().transpose().solveInPlace(F);
+    U.triangularView<Eigen::Upper>().solveInPlace(F);
+    MatrixMap<T>(out + b * d * M, d, M) = F.template cast<T>();
+  });
+}
 
 template <class T>
 void sample(const LinearConfig& c, const BatchState<T>& s, T* theta) {
@@ -164,6 +236,14 @@ void act(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& a,
   std::vector<std::uint64_t> saved;
   if (B > 1) saved.assign(s.steps, s.steps + B);
   sample(c, s, theta);
+  for (long b = 0; b < B; ++b) {
+    if (!finite_vector(theta + b * d, d)) {
+      if (B > 1) std::copy(saved.begin(), saved.end(), s.steps);
+      else s.steps[0] = saved_one;
+      throw std::invalid_argument("state: agent " + std::to_string(b) +
+                                  " has a NaN or infinite state (its posterior draw is not finite)");
+    }
+  }
 
   bool finite = true;
   const bool ucb = c.policy == Policy::ucb;
@@ -268,14 +348,15 @@ void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* 
     for (long j = 0; j < n_obs; ++j) {
       const long i = b * n_obs + j;
       if (mask && !mask[i]) continue;
-      if (!std::isfinite(r[i]))
-        throw std::invalid_argument("r: reward of agent " + std::to_string(b) +
-                                    " is NaN or infinite");
-      const T* xi = x + i * d;
-      for (long k = 0; k < d; ++k)
-        if (!std::isfinite(xi[k]))
-          throw std::invalid_argument("x: features of agent " + std::to_string(b) +
-                                      " contain NaN or infinite values");
+      const int bad = check_observation(c, x + i * d, r[i]);
+      if (bad == 1)
+        throw std::invalid_argument("r: reward of agent " + std::to_string(b) + " is NaN, infinite or " +
+                                    "beyond the representable range (|r| / noise_std > " +
+                                    (sizeof(T) == 4 ? "2**38 for float32)" : "2**480)"));
+      if (bad == 2)
+        throw std::invalid_argument("x: features of agent " + std::to_string(b) + " are NaN, infinite or " +
+                                    "beyond the representable range (|x| / noise_std > " +
+                                    (sizeof(T) == 4 ? "2**38 for float32)" : "2**480)"));
     }
   }
   const int nt = threads_for(double(B) * n_obs * d * (d + c.ensemble_size));
@@ -298,7 +379,11 @@ void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* 
   template void act_sphere<T>(const LinearConfig&, const BatchState<T>&, T*);                \
   template void sample<T>(const LinearConfig&, const BatchState<T>&, T*);                    \
   template void update<T>(const LinearConfig&, const BatchState<T>&, const T*, const T*,     \
-                          const std::uint8_t*, long);
+                          const std::uint8_t*, long);                                        \
+  template void initialize<T>(const LinearConfig&, const BatchState<T>&, const Prior&, long); \
+  template void posterior_mean<T>(const LinearConfig&, const BatchState<T>&, T*);            \
+  template void posterior_covariance<T>(const LinearConfig&, const BatchState<T>&, T*);      \
+  template void posterior_factor<T>(const LinearConfig&, const BatchState<T>&, T*);
 EPP_INSTANTIATE(float)
 EPP_INSTANTIATE(double)
 #undef EPP_INSTANTIATE

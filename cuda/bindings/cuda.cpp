@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "ensemblepp/cuda_api.hpp"
+#include "../../cpp/bindings/config_binding.hpp"
 
 namespace py = pybind11;
 namespace epc = ensemblepp::cuda;
@@ -36,55 +37,18 @@ PYBIND11_MODULE(_cuda, m) {
                                 py::arg("greedy") = 4);
   m.attr("NO_ERROR") = py::int_(epc::kNoError);
 
-  py::class_<epc::Config>(m, "Config", R"pbdoc(
-Hyperparameters of a batch of agents (the arguments of ``_core.Kernel64`` without the state).
-
-``dtype`` is 0 for float32 and 1 for float64.
-)pbdoc")
-      .def(py::init([](int policy, int dim, int ensemble_size, int reference, int perturbation,
-                       int reference_sparsity, int perturbation_sparsity, double noise_std,
-                       double alpha, std::uint64_t seed, int dtype) {
-             epc::Config c;
-             c.policy = policy;
-             c.dim = dim;
-             c.ensemble_size = ensemble_size;
-             c.reference = reference;
-             c.perturbation = perturbation;
-             c.reference_sparsity = reference_sparsity;
-             c.perturbation_sparsity = perturbation_sparsity;
-             c.noise_std = noise_std;
-             c.alpha = alpha;
-             c.seed = seed;
-             c.dtype = static_cast<epc::DType>(dtype);
-             epc::check_config(c);
-             return c;
-           }),
-           py::arg("policy"), py::arg("dim"), py::arg("ensemble_size"), py::arg("reference"),
-           py::arg("perturbation"), py::arg("reference_sparsity"),
-           py::arg("perturbation_sparsity"), py::arg("noise_std"), py::arg("alpha"),
-           py::arg("seed"), py::arg("dtype"))
-      .def_readonly("policy", &epc::Config::policy)
-      .def_readonly("dim", &epc::Config::dim)
-      .def_readonly("ensemble_size", &epc::Config::ensemble_size)
-      .def_readonly("reference", &epc::Config::reference)
-      .def_readonly("perturbation", &epc::Config::perturbation)
-      .def_readonly("reference_sparsity", &epc::Config::reference_sparsity)
-      .def_readonly("perturbation_sparsity", &epc::Config::perturbation_sparsity)
-      .def_readonly("noise_std", &epc::Config::noise_std)
-      .def_readonly("alpha", &epc::Config::alpha)
-      .def_readonly("seed", &epc::Config::seed)
-      .def_property_readonly("dtype", [](const epc::Config& c) { return static_cast<int>(c.dtype); });
+  ensemblepp::bindings::bind_config(m);
 
   py::class_<epc::State>(m, "State", "Device pointers of the state of B agents (0 for none).")
-      .def(py::init([](std::uintptr_t mu, std::uintptr_t cov, std::uintptr_t factor,
+      .def(py::init([](std::uintptr_t prec, std::uintptr_t info, std::uintptr_t factor,
                        std::uintptr_t steps, std::uintptr_t stream_ids, std::uintptr_t work,
                        long n_agents) {
-             return epc::State{mu, cov, factor, steps, stream_ids, work, n_agents};
+             return epc::State{prec, info, factor, steps, stream_ids, work, n_agents};
            }),
-           py::arg("mu"), py::arg("cov"), py::arg("factor"), py::arg("steps"),
+           py::kw_only(), py::arg("prec"), py::arg("info"), py::arg("factor"), py::arg("steps"),
            py::arg("stream_ids"), py::arg("work"), py::arg("n_agents"))
-      .def_readonly("mu", &epc::State::mu)
-      .def_readonly("cov", &epc::State::cov)
+      .def_readonly("prec", &epc::State::prec)
+      .def_readonly("info", &epc::State::info)
       .def_readonly("factor", &epc::State::factor)
       .def_readonly("steps", &epc::State::steps)
       .def_readonly("stream_ids", &epc::State::stream_ids)
@@ -93,6 +57,18 @@ Hyperparameters of a batch of agents (the arguments of ``_core.Kernel64`` withou
 
   m.def("workspace_size", &epc::workspace_size, py::arg("config"),
         "Scratch elements per agent the kernels need in global memory (0: shared memory suffices).");
+
+  m.def(
+      "initialize",
+      [](const epc::Config& c, const epc::State& s, std::uintptr_t prior_prec,
+         std::uintptr_t prior_info, std::uintptr_t prior_root, bool diagonal, long first,
+         std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        epc::initialize(c, s, prior_prec, prior_info, prior_root, diagonal, first, stream);
+      },
+      py::arg("config"), py::arg("state"), py::arg("prior_prec"), py::arg("prior_info"),
+      py::arg("prior_root"), py::arg("diagonal"), py::arg("first"), py::arg("stream"),
+      R"pbdoc(Enqueue the prior state of agents first, ..., B-1 (float64 device prior arrays).)pbdoc");
 
   m.def(
       "sample",
@@ -120,8 +96,9 @@ Hyperparameters of a batch of agents (the arguments of ``_core.Kernel64`` withou
       R"pbdoc(
 Enqueue sampling and argmax over the actions (K, d) or (B, K, d) into choice (B,) int64.
 
-errors (2,) uint64 then holds the lowest agent with every action masked out and the lowest
-agent with a NaN or infinite score (NO_ERROR where none); the counters are restored on error.
+errors (3,) uint64 then holds the lowest agent with every action masked out, the lowest agent
+with a NaN or infinite score and the lowest agent whose state gives a non-finite theta (NO_ERROR
+where none); the counters are restored on error.
 )pbdoc");
 
   m.def(
@@ -136,7 +113,8 @@ agent with a NaN or infinite score (NO_ERROR where none); the counters are resto
       R"pbdoc(
 Enqueue the observations x (B, n, d), r (B, n), mask (B, n) or 0, applied in order.
 
-errors[0] then holds the smallest key 2 i (reward i not finite) or 2 i + 1 (features of
-observation i not finite), i = b n + j, or NO_ERROR; on error nothing changes.
+errors[0] then holds the smallest key 2 i (reward i out of bounds) or 2 i + 1 (features of
+observation i out of bounds: NaN, infinite or beyond 2**38 noise_std in float32), i = b n + j,
+or NO_ERROR; on error nothing changes.
 )pbdoc");
 }

@@ -1,5 +1,5 @@
 // CUDA kernels of the linear policies (see ensemblepp/cuda_api.hpp): one thread block per agent,
-// the per-agent work in ensemblepp/cuda_agent.hpp. Every step is a fixed number of launches on
+// the per-agent work in cuda_agent.hpp. Every step is a fixed number of launches on
 // the caller's stream, with no synchronisation.
 #include <cuda_runtime_api.h>
 
@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ensemblepp/cuda_agent.hpp"
+#include "cuda_agent.hpp"
 #include "ensemblepp/cuda_api.hpp"
 #include "ensemblepp/cuda_check.hpp"
 
@@ -58,6 +58,14 @@ struct DeviceCtx {
 // The kernels are thin wrappers of the grid bodies in cuda_agent.hpp (which the host emulation
 // runs too).
 template <class T>
+__global__ void init_kernel(Config cfg, Batch<T> s, const double* U0, const double* b0,
+                            const double* R, bool diagonal, long first, bool use_shared) {
+  EPP_BLOCK_SCRATCH(T)
+  (void)red;
+  detail::init_grid(ctx, cfg, s, U0, b0, R, diagonal, first, smem);
+}
+
+template <class T>
 __global__ void sample_kernel(Config cfg, Batch<T> s, T* out, bool unit_norm, bool use_shared) {
   EPP_BLOCK_SCRATCH(T)
   detail::sample_grid(ctx, cfg, s, out, unit_norm, smem, red);
@@ -81,9 +89,9 @@ __global__ void restore_steps_kernel(std::uint64_t* steps, const std::uint64_t* 
 
 template <class T>
 __global__ void check_kernel(const T* x, const T* r, const std::uint8_t* mask, long n_total,
-                             int d, unsigned long long* errors) {
+                             int d, double eta, unsigned long long* errors) {
   DeviceCtx ctx;
-  detail::check_grid(ctx, x, r, mask, n_total, d, errors);
+  detail::check_grid(ctx, x, r, mask, n_total, d, eta, errors);
 }
 
 template <class T>
@@ -91,7 +99,8 @@ __global__ void update_kernel(Config cfg, Batch<T> s, const T* x, const T* r,
                               const std::uint8_t* mask, long n, const unsigned long long* errors,
                               bool use_shared) {
   EPP_BLOCK_SCRATCH(T)
-  detail::update_grid(ctx, cfg, s, x, r, mask, n, errors, smem, red);
+  (void)red;
+  detail::update_grid(ctx, cfg, s, x, r, mask, n, errors, smem);
 }
 
 // ---- host side -----------------------------------------------------------------------------
@@ -122,15 +131,16 @@ Launch launch_shape(const Config& c, const State& s) {
 void check_state(const Config& c, const State& s) {
   check_config(c);
   if (s.n_agents < 1) throw std::invalid_argument("n_agents: must be >= 1");
-  if (!s.mu || !s.cov || !s.steps || !s.stream_ids) throw std::invalid_argument("state: null device pointer");
-  if ((c.policy == detail::kEnsemble || c.policy == detail::kEnsembleSampling) && !s.factor)
+  if (!s.prec || !s.info || !s.steps || !s.stream_ids)
+    throw std::invalid_argument("state: null device pointer");
+  if (has_factor(c.policy) && !s.factor)
     throw std::invalid_argument("factor: this policy needs a (B, d, M) factor");
 }
 
 template <class T>
 Batch<T> typed(const Config& c, const State& s) {
-  return Batch<T>{reinterpret_cast<T*>(s.mu),
-                  reinterpret_cast<T*>(s.cov),
+  return Batch<T>{reinterpret_cast<T*>(s.prec),
+                  reinterpret_cast<T*>(s.info),
                   reinterpret_cast<T*>(s.factor),
                   reinterpret_cast<std::uint64_t*>(s.steps),
                   reinterpret_cast<const std::uint64_t*>(s.stream_ids),
@@ -147,6 +157,16 @@ unsigned elementwise_grid(long n, unsigned threads) {
 }
 
 template <class T>
+void init_t(const Config& c, const State& s, std::uintptr_t U0, std::uintptr_t b0, std::uintptr_t R,
+            bool diagonal, long first, cudaStream_t st) {
+  const Launch L = launch_shape(c, s);
+  init_kernel<T><<<L.grid, L.threads, L.shared_bytes, st>>>(
+      c, typed<T>(c, s), reinterpret_cast<const double*>(U0), reinterpret_cast<const double*>(b0),
+      reinterpret_cast<const double*>(R), diagonal, first, L.use_shared);
+  EPP_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
 void sample_t(const Config& c, const State& s, std::uintptr_t theta, bool unit_norm,
               cudaStream_t st) {
   const Launch L = launch_shape(c, s);
@@ -160,8 +180,8 @@ void act_t(const Config& c, const State& s, const Actions& a, std::uintptr_t cho
            std::uintptr_t theta, std::uintptr_t saved, std::uintptr_t errors, cudaStream_t st) {
   const Launch L = launch_shape(c, s);
   auto* err = reinterpret_cast<unsigned long long*>(errors);
-  EPP_CUDA_CHECK(cudaMemsetAsync(err, 0xFF, 2 * sizeof(unsigned long long), st));
-  auto* kernel = c.policy == detail::kUcb ? act_kernel<T, true> : act_kernel<T, false>;
+  EPP_CUDA_CHECK(cudaMemsetAsync(err, 0xFF, 3 * sizeof(unsigned long long), st));
+  auto* kernel = c.policy == Policy::ucb ? act_kernel<T, true> : act_kernel<T, false>;
   kernel<<<L.grid, L.threads, L.shared_bytes, st>>>(
       c, typed<T>(c, s), reinterpret_cast<const T*>(a.data), a.n_actions, a.per_agent,
       reinterpret_cast<const std::uint8_t*>(a.mask), a.mask_per_agent, reinterpret_cast<T*>(theta),
@@ -184,7 +204,7 @@ void update_t(const Config& c, const State& s, std::uintptr_t x, std::uintptr_t 
   const long total = s.n_agents * n;
   check_kernel<T><<<elementwise_grid(total, 256), 256, 0, st>>>(
       reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(r),
-      reinterpret_cast<const std::uint8_t*>(mask), total, c.dim, err);
+      reinterpret_cast<const std::uint8_t*>(mask), total, c.dim, c.noise_std, err);
   EPP_CUDA_CHECK_LAUNCH();
   update_kernel<T><<<L.grid, L.threads, L.shared_bytes, st>>>(
       c, typed<T>(c, s), reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(r),
@@ -194,30 +214,23 @@ void update_t(const Config& c, const State& s, std::uintptr_t x, std::uintptr_t 
 
 }  // namespace
 
-void check_config(const Config& c) {
-  auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
-  if (c.policy < 0 || c.policy > 4) bad("policy: unknown policy code " + std::to_string(c.policy));
-  if (c.dim < 1 || c.dim > kMaxVectorLength)
-    bad("dim: must be in [1, " + std::to_string(kMaxVectorLength) + "]");
-  if (c.ensemble_size < 1 || c.ensemble_size > kMaxVectorLength)
-    bad("ensemble_size: must be in [1, " + std::to_string(kMaxVectorLength) + "]");
-  if (c.reference < 0 || c.reference > 4)
-    bad("reference: unknown distribution code " + std::to_string(c.reference));
-  if (c.perturbation < 0 || c.perturbation > 4)
-    bad("perturbation: unknown distribution code " + std::to_string(c.perturbation));
-  if (c.reference_sparsity < 1 || c.reference_sparsity > c.ensemble_size)
-    bad("reference_sparsity: must be in [1, ensemble_size]");
-  if (c.perturbation_sparsity < 1 || c.perturbation_sparsity > c.ensemble_size)
-    bad("perturbation_sparsity: must be in [1, ensemble_size]");
-  if (!(std::isfinite(c.noise_std) && c.noise_std > 0)) bad("noise_std: must be finite and > 0");
-  if (!(std::isfinite(c.alpha) && c.alpha >= 0)) bad("alpha: must be finite and >= 0");
-  if (c.dtype != DType::float32 && c.dtype != DType::float64) bad("dtype: unknown dtype code");
-}
-
 long workspace_size(const Config& c) {
   check_config(c);
   const long width = detail::scratch_width(c);
   return width * element_size(c) <= kMaxSharedBytes ? 0 : width;
+}
+
+void initialize(const Config& c, const State& s, std::uintptr_t prior_prec, std::uintptr_t prior_info,
+                std::uintptr_t prior_root, bool diagonal, long first, std::uintptr_t stream) {
+  check_state(c, s);
+  if (!prior_prec || !prior_info || !prior_root)
+    throw std::invalid_argument("prior: null device pointer");
+  if (first < 0 || first > s.n_agents) throw std::invalid_argument("first: out of range");
+  if (first == s.n_agents) return;
+  if (c.dtype == DType::float64)
+    init_t<double>(c, s, prior_prec, prior_info, prior_root, diagonal, first, as_stream(stream));
+  else
+    init_t<float>(c, s, prior_prec, prior_info, prior_root, diagonal, first, as_stream(stream));
 }
 
 void sample(const Config& c, const State& s, std::uintptr_t theta, bool unit_norm,

@@ -10,6 +10,7 @@ CuPy is imported inside the functions only, so that ``import ensemblepp`` works 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -109,30 +110,29 @@ def _ptr(a: Any) -> int:
 class CudaKernel:
     """Batched CUDA kernel of one linear policy over CuPy state arrays owned by the caller.
 
-    Same constructor arguments and methods as ``_core.Kernel64``; the state arrays ``mu``
-    (B, d), ``cov`` (B, d, d), ``factor`` (B, d, M) or None, ``steps`` and ``stream_ids`` (B,) uint64 must be
-    C-contiguous CuPy arrays (float32 or float64, all alike). They are kept alive by the kernel
-    and updated in place on CuPy's current stream.
+    Same methods as ``_core.Kernel64``; the state arrays ``prec`` (B, d, d), ``info`` (B, d),
+    ``factor`` (B, d, M) or None, ``steps`` and ``stream_ids`` (B,) uint64 must be C-contiguous
+    CuPy arrays (float32 or float64, all alike). They are kept alive by the kernel and updated in
+    place on CuPy's current stream. Calls on one kernel are serialised by a lock.
 
     Parameters
     ----------
-    policy, dim, ensemble_size, reference, perturbation, reference_sparsity, \
-perturbation_sparsity, noise_std, alpha, seed
-        Hyperparameters, with the integer codes of ``_core.POLICIES`` and
-        :func:`ensemblepp.distributions.distribution_code`.
-    mu, cov, factor, steps
-        State arrays, see above.
+    config : dict
+        Keyword arguments of ``LinearConfig`` (the CPU kernels take the same).
+    prec, info, factor, steps
+        State arrays, see above (layout of ``cpp/include/ensemblepp/linear.hpp``).
     stream_ids
         (B,) uint64 CuPy array: the key of each agent's random stream (read only).
     validate : bool, default True
-        Bad input (NaN or infinite features, rewards or scores, an agent with every action
-        masked out) never changes the state: the kernels detect it on the device, skip the
-        update or put the counters back, and record the first offender in a small device buffer.
-        With ``validate=True`` each ``act`` and ``update`` then reads that buffer (one 16-byte
-        copy, which waits for the stream) and raises ``ValueError``. With ``validate=False``
-        the calls return without waiting and a bad call is silently ignored: ``update`` changes
-        nothing, ``act`` puts every counter back and its indices are meaningless (-1 for an
-        agent with no available finite score). Use it only with inputs known to be valid.
+        Bad input (NaN, infinite or out-of-range features or rewards, NaN or infinite scores, an
+        agent with every action masked out, a non-finite state) never changes the state: the
+        kernels detect it on the device, skip the update or put the counters back, and record
+        the first offender in a small device buffer. With ``validate=True`` each ``act`` and
+        ``update`` then reads that buffer (one small copy, which waits for the stream) and
+        raises ``ValueError``. With ``validate=False`` the calls return without waiting and a
+        bad call is silently ignored: ``update`` changes nothing, ``act`` puts every counter
+        back and its indices are meaningless (-1 for an agent with no available finite score).
+        Use it only with inputs known to be valid.
 
     Notes
     -----
@@ -145,18 +145,9 @@ perturbation_sparsity, noise_std, alpha, seed
 
     def __init__(
         self,
-        policy: int,
-        dim: int,
-        ensemble_size: int,
-        reference: int,
-        perturbation: int,
-        reference_sparsity: int,
-        perturbation_sparsity: int,
-        noise_std: float,
-        alpha: float,
-        seed: int,
-        mu: Any,
-        cov: Any,
+        config: dict[str, Any],
+        prec: Any,
+        info: Any,
         factor: Any,
         steps: Any,
         stream_ids: Any,
@@ -166,40 +157,36 @@ perturbation_sparsity, noise_std, alpha, seed
         cp = _cupy()
         self._cp = cp
         self._cuda = cuda_module()
-        if not isinstance(mu, cp.ndarray) or mu.ndim != 2:
-            raise ValueError("mu: expected a (B, d) CuPy array")
-        B, d, M = int(mu.shape[0]), int(dim), int(ensemble_size)
-        if mu.dtype not in _DTYPE_CODES:
-            raise TypeError(f"mu: expected dtype float32 or float64, got {mu.dtype}")
-        self._dtype = np.dtype(mu.dtype)
-        self._check_state(mu, "mu", (B, d), self._dtype)
-        self._check_state(cov, "cov", (B, d, d), self._dtype)
+        if not isinstance(info, cp.ndarray) or info.ndim != 2:
+            raise ValueError("info: expected a (B, d) CuPy array")
+        self.config = self._cuda.LinearConfig(**config)
+        B, d, M = int(info.shape[0]), self.config.dim, self.config.ensemble_size
+        self._dtype = np.dtype(np.float32 if self.config.dtype == 0 else np.float64)
+        self._check_state(prec, "prec", (B, d, d), self._dtype)
+        self._check_state(info, "info", (B, d), self._dtype)
+        policy = self.config.policy
         if factor is not None:
             self._check_state(factor, "factor", (B, d, M), self._dtype)
         elif policy in (0, 2):
             raise ValueError("factor: this policy needs a (B, d, M) factor")
         self._check_state(steps, "steps", (B,), np.dtype(np.uint64))
         self._check_state(stream_ids, "stream_ids", (B,), np.dtype(np.uint64))
-        self.config = self._cuda.Config(
-            policy=int(policy), dim=d, ensemble_size=M, reference=int(reference),
-            perturbation=int(perturbation), reference_sparsity=int(reference_sparsity),
-            perturbation_sparsity=int(perturbation_sparsity), noise_std=float(noise_std),
-            alpha=float(alpha), seed=int(seed), dtype=_DTYPE_CODES[self._dtype],
-        )  # fmt: skip
+        self._config_kwargs = dict(config)
         self._policy = int(policy)
         self._B, self._d = B, d
-        self._mu, self._cov, self._factor, self._steps = mu, cov, factor, steps
+        self._prec, self._info, self._factor, self._steps = prec, info, factor, steps
         self._stream_ids = stream_ids
         width = self._cuda.workspace_size(self.config)
         self._work = cp.empty((B, width), self._dtype) if width else None
         self._state = self._cuda.State(
-            mu=_ptr(mu), cov=_ptr(cov), factor=_ptr(factor), steps=_ptr(steps), stream_ids=_ptr(stream_ids),
+            prec=_ptr(prec), info=_ptr(info), factor=_ptr(factor), steps=_ptr(steps), stream_ids=_ptr(stream_ids),
             work=_ptr(self._work), n_agents=B,
         )
         self._theta = cp.zeros((B, d), self._dtype)
         self._saved = cp.zeros(B, cp.uint64)
-        self._errors = cp.zeros(2, cp.uint64)
-        self._act1_buffer = cp.zeros(3, cp.uint64)  # error slots, then the choice (as int64)
+        self._errors = cp.zeros(3, cp.uint64)
+        self._act1_buffer = cp.zeros(4, cp.uint64)  # error slots, then the choice (as int64)
+        self._lock = threading.Lock()
         self.validate = bool(validate)
 
     def _check_state(self, a: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -274,17 +261,20 @@ perturbation_sparsity, noise_std, alpha, seed
                 raise ValueError(f"mask: expected shape ({K},) or ({B}, {K}), got {tuple(m.shape)}")
             mask = m
         out = self._cp.empty(B, self._cp.int64) if out is None else out
-        self._cuda.act(
-            self.config, self._state, _ptr(X), K, per_agent, _ptr(mask), mask_per_agent,
-            _ptr(out), _ptr(self._theta), _ptr(self._saved), _ptr(errors), self._stream(),
-        )  # fmt: skip
-        if self.validate and errors is self._errors:
-            self._raise_act_errors(self._errors.get())
+        with self._lock:
+            self._cuda.act(
+                self.config, self._state, _ptr(X), K, per_agent, _ptr(mask), mask_per_agent,
+                _ptr(out), _ptr(self._theta), _ptr(self._saved), _ptr(errors), self._stream(),
+            )  # fmt: skip
+            if self.validate and errors is self._errors:
+                self._raise_act_errors(self._errors.get())
         return out
 
     def _raise_act_errors(self, errors: np.ndarray) -> None:
         no = self._cuda.NO_ERROR
-        masked, nonfinite = int(errors[0]), int(errors[1])
+        masked, nonfinite, state = int(errors[0]), int(errors[1]), int(errors[2])
+        if state != no:
+            raise ValueError(f"state: agent {state} has a NaN or infinite state (its posterior draw is not finite)")
         if masked != no:
             raise ValueError(f"mask: every action of agent {masked} is masked out")
         if nonfinite != no:
@@ -298,15 +288,16 @@ perturbation_sparsity, noise_std, alpha, seed
         if self._B != 1:
             return int(self.act(actions, mask)[0])  # agent 0, as the CPU kernel's act1
         buf = self._act1_buffer
-        self.act(actions, mask, out=buf[2:].view(self._cp.int64), errors=buf)
+        self.act(actions, mask, out=buf[3:].view(self._cp.int64), errors=buf)
         host = buf.get()
         if self.validate:
             self._raise_act_errors(host)
-        return int(host[2:].view(np.int64)[0])
+        return int(host[3:].view(np.int64)[0])
 
     def _draw(self, unit_norm: bool) -> Any:
         out = self._cp.empty((self._B, self._d), self._dtype)
-        self._cuda.sample(self.config, self._state, _ptr(out), unit_norm, self._stream())
+        with self._lock:
+            self._cuda.sample(self.config, self._state, _ptr(out), unit_norm, self._stream())
         return out
 
     def act_sphere(self) -> Any:
@@ -346,16 +337,57 @@ perturbation_sparsity, noise_std, alpha, seed
             mask = self._input(mask, "mask", np.dtype(bool))
             if tuple(mask.shape) != (B, n):
                 raise ValueError(f"mask: expected shape ({B}, {n}), got {tuple(mask.shape)}")
-        self._cuda.update(
-            self.config, self._state, _ptr(X), _ptr(R), _ptr(mask), n, _ptr(self._errors), self._stream()
-        )
-        if self.validate and n > 0:
-            key = int(self._errors[:1].get()[0])
-            if key != self._cuda.NO_ERROR:
-                agent = (key // 2) // n
-                if key % 2 == 0:
-                    raise ValueError(f"r: reward of agent {agent} is NaN or infinite")
-                raise ValueError(f"x: features of agent {agent} contain NaN or infinite values")
+        with self._lock:
+            self._cuda.update(
+                self.config, self._state, _ptr(X), _ptr(R), _ptr(mask), n, _ptr(self._errors), self._stream()
+            )
+            key = int(self._errors[:1].get()[0]) if self.validate and n > 0 else self._cuda.NO_ERROR
+        if key != self._cuda.NO_ERROR:
+            agent = (key // 2) // n
+            bound = "2**38 for float32" if self._dtype == np.float32 else "2**480"
+            if key % 2 == 0:
+                raise ValueError(f"r: reward of agent {agent} is NaN, infinite or beyond the representable range "
+                                 f"(|r| / noise_std > {bound})")
+            raise ValueError(f"x: features of agent {agent} are NaN, infinite or beyond the representable range "
+                             f"(|x| / noise_std > {bound})")
+
+    # ---- initialisation and accessors ---------------------------------------------------
+    def initialize(self, prior_prec: Any, prior_info: Any, prior_root: Any, diagonal: bool, first: int = 0) -> None:
+        """Write the prior state of agents first, ..., B-1 (float64 prior arrays, as the CPU kernel)."""
+        cp, d = self._cp, self._d
+        arrays = []
+        for name, a, shape in (("prior_prec", prior_prec, (d, d)), ("prior_info", prior_info, (d,)),
+                               ("prior_root", prior_root, (d, d))):
+            dev = cp.ascontiguousarray(cp.asarray(a, dtype=cp.float64))
+            if tuple(dev.shape) != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {tuple(dev.shape)}")
+            arrays.append(dev)
+        with self._lock:
+            self._cuda.initialize(self.config, self._state, *(_ptr(a) for a in arrays), bool(diagonal), int(first),
+                                  self._stream())
+            self._cp.cuda.get_current_stream().synchronize()  # the prior arrays die with this call
+
+    def _host_kernel(self) -> Any:
+        """A CPU kernel over host copies of the state (for the accessors, computed on request)."""
+        from ensemblepp import _core  # noqa: PLC0415
+
+        kernel = _core.Kernel64 if self._dtype == np.float64 else _core.Kernel32
+        with self._lock:
+            host = [None if a is None else a.get() for a in (self._prec, self._info, self._factor, self._steps,
+                                                              self._stream_ids)]
+        return kernel(_core.LinearConfig(**self._config_kwargs), *host)
+
+    def mean(self) -> Any:
+        """Posterior means P^-1 b, (B, d) (computed in double on the host)."""
+        return self._cp.asarray(self._host_kernel().mean())
+
+    def covariance(self) -> Any:
+        """Posterior covariances U^-1 U^-T, (B, d, d)."""
+        return self._cp.asarray(self._host_kernel().covariance())
+
+    def factor(self) -> Any:
+        """P^-1 times the accumulator (A or the models), (B, d, M)."""
+        return self._cp.asarray(self._host_kernel().factor())
 
     def __repr__(self) -> str:
         return (

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
-_FORMAT = "ensemblepp-linear-1"
+_FORMAT = "ensemblepp-linear-2"
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -113,6 +113,30 @@ def _check_stream_ids(value: Any, n: int | None) -> Any:
     return ids
 
 
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+def _available_bytes(device: str) -> int | None:
+    """Memory a new allocation can use: MemAvailable on Linux, free GPU memory; None if unknown."""
+    if device == "cuda":
+        import cupy  # noqa: PLC0415
+
+        free, _total = cupy.cuda.runtime.memGetInfo()
+        return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _check_positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
@@ -184,8 +208,14 @@ class LinearPolicy:
             _check_stream_ids(stream_ids, self._n_agents))
         self._prior_mean = self._check_prior_mean(prior_mean)
         self._prior_cov = self._check_prior_var(prior_var)
-        state = self._initial_state(ids) if _state is None else dict(_state, stream_ids=ids)
-        self._set_state(state)
+        self._prior = self._prior_information()
+        if _state is None:
+            self._buffers = self._allocate(self._n_agents)
+            self._buffers["stream_ids"][:] = self._xp().asarray(ids)
+            self._attach()
+            self._initialize(0)
+        else:
+            self._set_state(dict(_state, stream_ids=ids))
 
     # ---- construction ------------------------------------------------------------------
     def _check_prior_mean(self, prior_mean: Any) -> np.ndarray:
@@ -218,48 +248,75 @@ class LinearPolicy:
             raise ValueError("prior_var: matrix is not positive definite") from None
         return 0.5 * (s + s.T)
 
-    def _draws(self, dist: str, length: int, sparsity: int, scale: float, steps: np.ndarray, count: int,
-               stream_ids: np.ndarray) -> np.ndarray:
-        return _core.draw_matrix(distribution_code(dist), length, sparsity, scale, self._seed, steps, count, stream_ids)
-
-    def _initial_state(self, stream_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """The prior state of the agents with these stream ids (one row per id)."""
-        B, d = len(stream_ids), self._dim
-        state = {
-            "mu": np.broadcast_to(self._prior_mean, (B, d)).copy(),
-            "cov": np.broadcast_to(self._prior_cov, (B, d, d)).copy(),
-            "steps": np.zeros(B, np.uint64),
-            "stream_ids": stream_ids,
-        }
-        return state
+    def _prior_information(self) -> dict[str, Any]:
+        """The prior in information form (float64, see linear.hpp ``Prior``): U_0, b_0 and R."""
+        S, mu0 = self._prior_cov, self._prior_mean
+        s = np.diag(S)
+        if np.array_equal(S, np.diag(s)):
+            U0 = np.diag(1.0 / np.sqrt(s))
+            return {"prec": U0, "info": mu0 / s, "root": U0.copy(), "diagonal": True}
+        L = np.linalg.cholesky(S)
+        R = np.linalg.inv(L).T  # upper triangular: P_0 = R R^T and P_0 L = R
+        P0 = R @ R.T
+        U0 = np.triu(np.linalg.cholesky(0.5 * (P0 + P0.T)).T)
+        return {"prec": U0, "info": P0 @ mu0, "root": np.triu(R), "diagonal": False}
 
     def _state_shapes(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """Per-agent shape and dtype of every state array (the keys of :meth:`_state_arrays`)."""
         d = self._dim
-        shapes = {"mu": ((d,), self._dtype), "cov": ((d, d), self._dtype), "steps": ((), np.uint64),
-                  "stream_ids": ((), np.uint64)}
+        shapes = {"prec": ((d, d), self._dtype), "info": ((d,), self._dtype)}
         if self._has_factor:
             shapes["factor"] = ((d, self._ensemble_size), self._dtype)
+        shapes["steps"] = ((), np.dtype(np.uint64))
+        shapes["stream_ids"] = ((), np.dtype(np.uint64))
         return shapes
 
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        # Each state array is a buffer of `capacity` rows of which the first B are the agents:
-        # add_agents then grows the batch in amortised O(1) per agent.
+    def _allocate(self, capacity: int) -> dict[str, Any]:
+        """Uninitialised buffers of ``capacity`` agents, after checking that they fit in memory."""
+        xp = self._xp()
+        shapes = self._state_shapes()
+        sizes = {k: capacity * math.prod(shape) * np.dtype(dt).itemsize for k, (shape, dt) in shapes.items()}
+        total = sum(sizes.values())
+        parts = ", ".join(f"{k} {_bytes(v)}" for k, v in sizes.items())
+        where = "GPU" if self._device == "cuda" else "memory"
+        need = f"{capacity} agents of {type(self).__name__} need {total} bytes ({_bytes(total)}: {parts})"
+        available = _available_bytes(self._device)
+        if available is not None and total > available:
+            raise MemoryError(f"n_agents: {need}, but only {available} bytes ({_bytes(available)}) of {where} are available")
+        try:
+            return {k: xp.empty((capacity, *shape), dt) for k, (shape, dt) in shapes.items()}
+        except MemoryError:
+            raise MemoryError(f"n_agents: {need}, which could not be allocated") from None
+
+    def _initialize(self, first: int) -> None:
+        """Writes the prior state of agents first, ..., B-1 (in the compiled core)."""
+        p = self._prior
+        self._kernel.initialize(p["prec"], p["info"], p["root"], p["diagonal"], first)
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        # Construction from arrays (load): exact shapes, converted once to the agent's dtype.
         xp = self._xp()
         B = self._n_agents
-        self._buffers = {}
-        for name, (shape, dt) in self._state_shapes().items():
-            self._buffers[name] = xp.ascontiguousarray(xp.asarray(state[name], dtype=dt).reshape(B, *shape))
-        self._capacity = B
+        bufs = self._allocate(B)
+        for name, (shape, _dt) in self._state_shapes().items():
+            if name not in state:
+                raise ValueError(f"{name}: missing from the state")
+            a = state[name]
+            if tuple(a.shape) != (B, *shape):
+                raise ValueError(f"{name}: expected shape {(B, *shape)}, got {tuple(a.shape)}")
+            bufs[name][...] = xp.asarray(a)
+        self._buffers = bufs
         self._attach()
 
     def _attach(self) -> None:
         """Views of the first B rows of every buffer, and a kernel over them."""
         B = self._n_agents
+        self._capacity = int(self._buffers["steps"].shape[0])
         v = {k: a[:B] for k, a in self._buffers.items()}
-        self._mu, self._cov, self._steps, self._stream_ids = v["mu"], v["cov"], v["steps"], v["stream_ids"]
+        self._prec, self._info, self._steps, self._stream_ids = v["prec"], v["info"], v["steps"], v["stream_ids"]
         self._factor = v.get("factor")
         self._kernel = self._make_kernel()
-        # Single CPU agents call the kernel directly with unconverted NumPy input.
+        # Single CPU agents call the kernel directly: it converts dtype, byte order and layout.
         self._fast = self._single and self._device == "cpu"
 
     def _xp(self) -> Any:
@@ -269,28 +326,19 @@ class LinearPolicy:
             return cupy
         return np
 
-    def _config(self) -> tuple:
-        return (
-            _core.POLICIES[self._policy],
-            self._dim,
-            getattr(self, "_ensemble_size", 1),
-            distribution_code(getattr(self, "_reference", "gaussian")),
-            distribution_code(getattr(self, "_perturbation", "sphere")),
-            getattr(self, "_reference_sparsity", 1),
-            getattr(self, "_perturbation_sparsity", 1),
-            self._noise_std,
-            getattr(self, "_alpha", 1.0),
-            self._seed,
-        )
+    def _config(self) -> dict[str, Any]:
+        """Keyword arguments of ``LinearConfig`` (the subclasses add theirs)."""
+        return {"policy": _core.POLICIES[self._policy], "dim": self._dim, "noise_std": self._noise_std,
+                "seed": self._seed, "dtype": 0 if self._dtype == np.float32 else 1}
 
     def _make_kernel(self) -> Any:
-        args = self._config() + (self._mu, self._cov, self._factor, self._steps, self._stream_ids)
+        state = (self._prec, self._info, self._factor, self._steps, self._stream_ids)
         if self._device == "cuda":
             from ensemblepp._cuda_backend import CudaKernel  # noqa: PLC0415
 
-            return CudaKernel(*args)
+            return CudaKernel(self._config(), *state)
         kernel = _core.Kernel64 if self._dtype == np.float64 else _core.Kernel32
-        return kernel(*args)
+        return kernel(_core.LinearConfig(**self._config()), *state)
 
     # ---- properties --------------------------------------------------------------------
     @property
@@ -349,20 +397,16 @@ class LinearPolicy:
         if np.intersect1d(ids, to_numpy(self._stream_ids)).size:
             raise ValueError("stream_ids: an id is already used by an agent of this policy")
         B, new_B = self._n_agents, self._n_agents + ids.size
-        rows = self._initial_state(ids)
         xp = self._xp()
         if new_B > self._capacity:
-            capacity = max(new_B, 2 * self._capacity)
-            grown = {}
+            grown = self._allocate(max(new_B, 2 * self._capacity))
             for name, a in self._buffers.items():
-                g = xp.empty((capacity, *a.shape[1:]), a.dtype)
-                g[:B] = a[:B]
-                grown[name] = g
-            self._buffers, self._capacity = grown, capacity
-        for name, a in self._buffers.items():
-            a[B:new_B] = xp.asarray(rows[name], dtype=a.dtype).reshape(ids.size, *a.shape[1:])
+                grown[name][:B] = a[:B]
+            self._buffers = grown
+        self._buffers["stream_ids"][B:new_B] = xp.asarray(ids)
         self._n_agents = new_B
         self._attach()
+        self._initialize(B)
 
     @property
     def noise_std(self) -> float:
@@ -379,13 +423,18 @@ class LinearPolicy:
 
     @property
     def mean(self) -> Any:
-        """Posterior mean mu, shape (d,) or (B, d) (a copy)."""
-        return self._out(self._mu.copy())
+        """Posterior mean mu = P^-1 b, shape (d,) or (B, d), computed from the state on request."""
+        return self._out(self._kernel.mean())
 
     @property
     def covariance(self) -> Any:
-        """Posterior covariance Sigma, shape (d, d) or (B, d, d) (a copy)."""
-        return self._out(self._cov.copy())
+        """Posterior covariance Sigma = U^-1 U^-T, shape (d, d) or (B, d, d), computed on request."""
+        return self._out(self._kernel.covariance())
+
+    @property
+    def precision_factor(self) -> Any:
+        """Upper Cholesky factor U of the posterior precision, P = U^T U; (d, d) or (B, d, d) (a copy)."""
+        return self._out(self._prec.copy())
 
     # ---- acting and learning -----------------------------------------------------------
     def act(self, actions: Any, mask: Any = None) -> Any:
@@ -405,12 +454,8 @@ class LinearPolicy:
             The chosen index (single agent) or one index per agent, shape (B,).
         """
         if self._fast and mask is None and type(actions) is np.ndarray:
-            # The kernel checks dtype, layout and shape itself; anything it refuses takes the
-            # general path below, which converts or raises a precise error.
-            try:
-                return self._kernel.act1(actions, None)
-            except (TypeError, ValueError):
-                pass
+            # The kernel converts dtype, byte order and layout itself (one visible copy).
+            return self._kernel.act1(actions, None)
         X = self._actions_in(actions)
         m = None if mask is None else self._mask_in(mask, X)
         if self._single:
@@ -481,12 +526,9 @@ class LinearPolicy:
             For shapes that do not match, or NaN or infinite features or rewards; the state is
             then left unchanged.
         """
-        if self._fast and mask is None and type(x) is np.ndarray and isinstance(r, float):
-            try:
-                self._kernel.update1(x, r)
-                return
-            except (TypeError, ValueError):
-                pass  # the general path below converts, or raises a precise error
+        if self._fast and mask is None and type(x) is np.ndarray and x.ndim == 1 and isinstance(r, float):
+            self._kernel.update1(x, r)  # converts dtype, byte order and layout itself
+            return
         d, B = self._dim, self._n_agents
         X = self._array_in(x, "x")
         R = self._array_in(r, "r")
@@ -533,11 +575,12 @@ class LinearPolicy:
         }
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
-        out = {"mu": to_numpy(self._mu), "cov": to_numpy(self._cov), "steps": to_numpy(self._steps),
-               "stream_ids": to_numpy(self._stream_ids)}
-        if self._factor is not None:
-            out["factor"] = to_numpy(self._factor)
-        return out
+        """The state as host arrays (copies), keyed as :meth:`_state_shapes`, with a batch axis.
+
+        Together with the hyperparameters, the prior and ``_state=`` of the constructor this is
+        the one seam through which model files read and write an agent.
+        """
+        return {name: np.array(to_numpy(self._buffers[name][: self._n_agents])) for name in self._state_shapes()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Save hyperparameters and state to a ``.npz`` file.
@@ -565,23 +608,8 @@ class _FactorPolicy(LinearPolicy):
     def _set_ensemble_size(self, ensemble_size: int) -> None:
         self._ensemble_size = _check_int(ensemble_size, "ensemble_size", 1, _core.MAX_VECTOR_LENGTH + 1)
 
-    def _factor_draws(self) -> tuple[str, int, float]:
-        """Distribution, sparsity and scale of the rows of the initial factor."""
-        raise NotImplementedError
-
-    def _initial_state(self, stream_ids: np.ndarray) -> dict[str, np.ndarray]:
-        state = super()._initial_state(stream_ids)
-        # Factor_0 = offset + Sigma_0^(1/2) Z_0, the d rows of Z_0 drawn at counter values
-        # 0, ..., d-1 of each agent's stream; the policy's steps then start at d.
-        L = np.linalg.cholesky(self._prior_cov)
-        name, sparsity, scale = self._factor_draws()
-        Z = self._draws(name, self._ensemble_size, sparsity, scale, state["steps"], self._dim, stream_ids)
-        state["factor"] = self._factor_offset()[None, :, None] + np.einsum("ij,bjm->bim", L, Z)
-        state["steps"] += np.uint64(self._dim)
-        return state
-
-    def _factor_offset(self) -> np.ndarray:
-        return np.zeros(self._dim)
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "ensemble_size": self._ensemble_size}
 
     @property
     def ensemble_size(self) -> int:
@@ -590,8 +618,8 @@ class _FactorPolicy(LinearPolicy):
 
     @property
     def factor(self) -> Any:
-        """The factor: A for Ensemble++, the models for ensemble sampling; (d, M) or (B, d, M) (a copy)."""
-        return self._out(self._factor.copy())
+        """A = P^-1 B for Ensemble++, the models for ensemble sampling; (d, M) or (B, d, M), computed on request."""
+        return self._out(self._kernel.factor())
 
     def _hyperparameters(self) -> dict[str, Any]:
         hp = super()._hyperparameters()
@@ -662,9 +690,10 @@ class LinearEnsemble(_FactorPolicy):
         super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
                          device=device, dtype=dtype, seed=seed, stream_ids=stream_ids, _state=_state)
 
-    def _factor_draws(self) -> tuple[str, int, float]:
-        # A_0 = Sigma_0^(1/2) Z_0 with rows at perturbation scale: E[A_0 A_0^T] = Sigma_0.
-        return self._perturbation, self._perturbation_sparsity, 1.0
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "reference": distribution_code(self._reference),
+                "perturbation": distribution_code(self._perturbation),
+                "reference_sparsity": self._reference_sparsity, "perturbation_sparsity": self._perturbation_sparsity}
 
     def _hyperparameters(self) -> dict[str, Any]:
         hp = super()._hyperparameters()
@@ -682,26 +711,6 @@ class LinearTS(LinearPolicy):
     """
 
     _policy = "thompson"
-
-    def _initial_state(self, stream_ids: np.ndarray) -> dict[str, np.ndarray]:
-        state = super()._initial_state(stream_ids)
-        precision = np.linalg.inv(self._prior_cov)
-        U = np.linalg.cholesky(0.5 * (precision + precision.T)).T
-        state["cov"] = np.broadcast_to(U, state["cov"].shape).copy()
-        return state
-
-    @property
-    def precision_factor(self) -> Any:
-        """Upper Cholesky factor U of the precision, P = U^T U; (d, d) or (B, d, d) (a copy)."""
-        return self._out(self._cov.copy())
-
-    @property
-    def covariance(self) -> Any:
-        """Posterior covariance Sigma = U^{-1} U^{-T}, computed from the factor on request."""
-        xp = self._xp()
-        eye = xp.broadcast_to(xp.eye(self._dim, dtype=self._dtype), self._cov.shape)
-        Uinv = xp.linalg.solve(self._cov, eye)
-        return self._out(Uinv @ xp.swapaxes(Uinv, -1, -2))
 
 
 class LinearEnsembleSampling(_FactorPolicy):
@@ -727,17 +736,10 @@ class LinearEnsembleSampling(_FactorPolicy):
         self._set_ensemble_size(ensemble_size)
         super().__init__(dim, **kwargs)
 
-    def _factor_draws(self) -> tuple[str, int, float]:
-        # Standard normal rows (reference-scale gaussian): theta_m,0 ~ N(mu_0, Sigma_0).
-        return "gaussian", 1, math.sqrt(self._ensemble_size)
-
-    def _factor_offset(self) -> np.ndarray:
-        return self._prior_mean
-
     @property
     def models(self) -> Any:
-        """The M models as columns, shape (d, M) or (B, d, M) (a copy)."""
-        return self._out(self._factor.copy())
+        """The M models theta_m = P^-1 C e_m as columns, shape (d, M) or (B, d, M), computed on request."""
+        return self._out(self._kernel.factor())
 
 
 class LinUCB(LinearPolicy):
@@ -767,6 +769,9 @@ class LinUCB(LinearPolicy):
     def alpha(self) -> float:
         """Width of the confidence bonus."""
         return self._alpha
+
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "alpha": self._alpha}
 
     def _hyperparameters(self) -> dict[str, Any]:
         hp = super()._hyperparameters()

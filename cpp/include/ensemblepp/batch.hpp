@@ -13,12 +13,12 @@
 
 namespace ensemblepp {
 
-/// State of B agents: mu (B, d), cov (B, d, d), factor (B, d, M) or nullptr, steps (B) and
-/// the agents' stream ids (B), which key their random streams (philox.hpp).
+/// State of B agents (layout of linear.hpp): prec (B, d, d), info (B, d), factor (B, d, M) or
+/// nullptr, steps (B) and the agents' stream ids (B), which key their random streams.
 template <class T>
 struct BatchState {
-  T* mu;
-  T* cov;
+  T* prec;
+  T* info;
   T* factor;
   std::uint64_t* steps;
   const std::uint64_t* stream_ids;
@@ -26,7 +26,7 @@ struct BatchState {
 
   AgentState<T> agent(const LinearConfig& c, long b) const {
     const long d = c.dim, M = c.ensemble_size;
-    return AgentState<T>{mu + b * d, cov + b * d * d, factor ? factor + b * d * M : nullptr,
+    return AgentState<T>{prec + b * d * d, info + b * d, factor ? factor + b * d * M : nullptr,
                          steps + b, stream_ids[b]};
   }
 };
@@ -42,8 +42,26 @@ struct ActionSet {
   bool mask_per_agent;
 };
 
+/// Writes the prior state of agents first, ..., B-1 (init_agent in linear.hpp).
+template <class T>
+void initialize(const LinearConfig& c, const BatchState<T>& s, const Prior& prior, long first);
+
+/// Posterior means mu = P^-1 b (B, d), computed in double from the state.
+template <class T>
+void posterior_mean(const LinearConfig& c, const BatchState<T>& s, T* out);
+
+/// Posterior covariances Sigma = U^-1 U^-T (B, d, d), computed in double, exactly symmetric.
+template <class T>
+void posterior_covariance(const LinearConfig& c, const BatchState<T>& s, T* out);
+
+/// P^-1 factor (B, d, M): A of Ensemble++ or the models of ensemble sampling, in double.
+template <class T>
+void posterior_factor(const LinearConfig& c, const BatchState<T>& s, T* out);
+
 /// Chooses one action per agent: argmax of the policy's score, ties to the lowest index.
-/// Writes the chosen indices to @p out (B) and the theta used to @p theta (B, d).
+/// Writes the chosen indices to @p out (B) and the theta used to @p theta (B, d). Throws, with
+/// every counter put back, when an agent's state gives a non-finite theta ("state: ...") or an
+/// available action a non-finite score ("actions: ...").
 template <class T>
 void act(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& actions,
          std::int64_t* out, T* theta);
@@ -58,6 +76,7 @@ void sample(const LinearConfig& c, const BatchState<T>& s, T* theta);
 
 /// Applies n_obs observations per agent in order: x (B, n_obs, d), r (B, n_obs) and an optional
 /// mask (B, n_obs) of the observations that happened (agents that saw nothing are skipped).
+/// Every observation is checked against input_bound (linear_config.hpp) before anything changes.
 template <class T>
 void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* r,
             const std::uint8_t* mask, long n_obs);

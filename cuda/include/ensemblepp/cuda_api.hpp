@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <string>
 
+#include "ensemblepp/linear_config.hpp"
+
 namespace ensemblepp::cuda {
 
 /// Number of CUDA devices visible to this process; 0 when there is no driver or no device.
@@ -33,34 +35,20 @@ struct DeviceInfo {
 /// Properties of device @p device; throws std::runtime_error on a CUDA error.
 DeviceInfo device_info(int device);
 
-/// Element type of the state and of every floating-point argument.
-enum class DType : int { float32 = 0, float64 = 1 };
+/// Hyperparameters of a batch of agents: the CPU's configuration (linear_config.hpp), so that
+/// both backends are configured, validated and bound to Python by the same code.
+using Config = ensemblepp::LinearConfig;
+using ensemblepp::DType;
 
 /// Value of an error slot that records no error (the buffers are reset to all ones bits).
 constexpr std::uint64_t kNoError = ~std::uint64_t{0};
 
-/// Hyperparameters of a batch of agents; the integer codes are those of ensemblepp::Policy and
-/// ensemblepp::Distribution (linear.hpp, distributions.hpp).
-struct Config {
-  int policy = 0;  ///< 0 ensemble, 1 thompson, 2 ensemble_sampling, 3 ucb, 4 greedy
-  int dim = 1;
-  int ensemble_size = 1;
-  int reference = 0;
-  int perturbation = 1;
-  int reference_sparsity = 1;
-  int perturbation_sparsity = 1;
-  double noise_std = 1.0;
-  double alpha = 1.0;
-  std::uint64_t seed = 0;
-  DType dtype = DType::float64;
-};
-
-/// Device state of B agents, laid out as in linear.hpp: mu (B, d), cov (B, d, d),
+/// Device state of B agents, laid out as in linear.hpp: prec (B, d, d), info (B, d),
 /// factor (B, d, M) or 0, steps (B) uint64, stream_ids (B) uint64 (the keys of the agents'
 /// random streams, philox.hpp) and work (B, workspace_size(config)) or 0.
 struct State {
-  std::uintptr_t mu = 0;
-  std::uintptr_t cov = 0;
+  std::uintptr_t prec = 0;
+  std::uintptr_t info = 0;
   std::uintptr_t factor = 0;
   std::uintptr_t steps = 0;
   std::uintptr_t stream_ids = 0;
@@ -69,11 +57,18 @@ struct State {
 };
 
 /// Throws std::invalid_argument naming the field when a configuration is out of range.
-void check_config(const Config& config);
+using ensemblepp::check_config;
 
 /// Elements of scratch per agent that State::work must hold: 0 when the per-agent vectors fit
-/// in shared memory (d and M up to about 1,700 in float64), else 3 max(d, M).
+/// in shared memory (d and M up to about 1,700 in float64), else 3 max(d, M) (plus 8 d for
+/// LinUCB, one vector per warp).
 long workspace_size(const Config& config);
+
+/// Writes the prior state of agents first, ..., B-1 (init_agent of linear.hpp, same order):
+/// prior_prec (d, d), prior_info (d) and prior_root (d, d) are float64 device arrays.
+void initialize(const Config& config, const State& state, std::uintptr_t prior_prec,
+                std::uintptr_t prior_info, std::uintptr_t prior_root, bool diagonal, long first,
+                std::uintptr_t stream);
 
 /// One posterior draw per agent into theta (B, d) (or theta / |theta|, e_1 for theta = 0, when
 /// @p unit_norm); advances the counters of the drawing policies.
@@ -92,19 +87,20 @@ struct Actions {
 /// Samples theta (written to theta (B, d)) and chooses argmax of the policy's score per agent
 /// (ties to the lowest index) into choice (B) int64.
 ///
-/// errors (2) uint64 receives the lowest agent whose actions are all masked out (slot 0) and
-/// the lowest agent with a NaN or infinite score among its available actions (slot 1). When
-/// either is set the counters are put back from saved_steps (B) uint64, so that the failed call
-/// leaves the state exactly as it was, and choice holds -1 for the agents without an answer.
+/// errors (3) uint64 receives the lowest agent whose actions are all masked out (slot 0), the
+/// lowest agent with a NaN or infinite score among its available actions (slot 1) and the
+/// lowest agent whose state gives a NaN or infinite theta (slot 2). When any is set the counters
+/// are put back from saved_steps (B) uint64, so that the failed call leaves the state exactly as
+/// it was, and choice holds -1 for the agents without an answer.
 void act(const Config& config, const State& state, const Actions& actions,
          std::uintptr_t choice, std::uintptr_t theta, std::uintptr_t saved_steps,
          std::uintptr_t errors, std::uintptr_t stream);
 
 /// Applies observations x (B, n, d), r (B, n), mask 0 or (B, n) bool, in order per agent.
 ///
-/// A first kernel writes to errors[0] the smallest key 2 i (r[i] not finite) or 2 i + 1 (a
-/// feature of x[i] not finite) over the unmasked observations i = b n + j; when a key is set
-/// the update kernel changes nothing.
+/// A first kernel writes to errors[0] the smallest key 2 i (r[i] out of bounds) or 2 i + 1 (a
+/// feature of x[i] out of bounds: NaN, infinite or beyond input_bound, linear_config.hpp) over
+/// the unmasked observations i = b n + j; when a key is set the update kernel changes nothing.
 void update(const Config& config, const State& state, std::uintptr_t x, std::uintptr_t r,
             std::uintptr_t mask, long n_obs, std::uintptr_t errors, std::uintptr_t stream);
 

@@ -1,6 +1,7 @@
 /// @file cuda_emulation.hpp
-/// Host emulation of one CUDA thread block, for testing the bodies of cuda_agent.hpp without a
-/// GPU (tests/test_cuda_emulated.py). Host-only; never compiled into the library.
+/// Host emulation of one CUDA thread block, for testing the bodies of cuda/src/cuda_agent.hpp
+/// without a GPU (tests/test_cuda_emulated.py). A test helper: host-only, never compiled into
+/// the library, and kept out of the public include folder.
 ///
 /// Each emulated thread is a coroutine run on one OS thread: its stack is made by makecontext
 /// and entered once with setcontext; every later switch is a _setjmp/_longjmp pair, which
@@ -35,7 +36,7 @@
 #include <string>
 #include <vector>
 
-#include "ensemblepp/cuda_agent.hpp"
+#include "cuda_agent.hpp"
 
 namespace ensemblepp::cuda::emulation {
 
@@ -214,6 +215,11 @@ class Kernels {
     s_.work = global_ ? work_.data() : nullptr;
   }
 
+  /// init_kernel: the prior state of agents first, ..., B-1.
+  void initialize(const double* U0, const double* b0, const double* R, bool diagonal, long first) {
+    grid([&](HostCtx& ctx) { detail::init_grid(ctx, c_, s_, U0, b0, R, diagonal, first, smem()); });
+  }
+
   void sample(T* out, bool unit_norm) {
     grid([&](HostCtx& ctx) { detail::sample_grid(ctx, c_, s_, out, unit_norm, smem(), red()); });
   }
@@ -222,9 +228,9 @@ class Kernels {
   void act(const T* X, long K, bool per_agent, const std::uint8_t* mask, bool mask_per_agent,
            T* theta, std::int64_t* choice, unsigned long long* errors) {
     std::vector<std::uint64_t> saved(static_cast<std::size_t>(s_.n_agents), 12345);
-    errors[0] = errors[1] = kNoError;
+    errors[0] = errors[1] = errors[2] = kNoError;
     grid([&](HostCtx& ctx) {
-      if (c_.policy == detail::kUcb)
+      if (c_.policy == ensemblepp::Policy::ucb)
         detail::act_grid<true>(ctx, c_, s_, X, K, per_agent, mask, mask_per_agent, theta, choice,
                                saved.data(), errors, smem(), red());
       else
@@ -241,9 +247,9 @@ class Kernels {
     errors[0] = kNoError;
     if (n == 0) return;
     elementwise(s_.n_agents * n, [&](HostCtx& ctx) {
-      detail::check_grid(ctx, x, r, mask, s_.n_agents * n, c_.dim, errors);
+      detail::check_grid(ctx, x, r, mask, s_.n_agents * n, c_.dim, c_.noise_std, errors);
     });
-    grid([&](HostCtx& ctx) { detail::update_grid(ctx, c_, s_, x, r, mask, n, errors, smem(), red()); });
+    grid([&](HostCtx& ctx) { detail::update_grid(ctx, c_, s_, x, r, mask, n, errors, smem()); });
   }
 
  private:

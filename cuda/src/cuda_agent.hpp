@@ -4,16 +4,17 @@
 /// Private to cuda/src (not part of the public API). The bodies are written against a small
 /// execution context `Ctx` (thread and block index, block and grid size, barrier, warp sum,
 /// atomic minimum) so that the CUDA kernels (cuda/src/linear_kernels.cu, thin wrappers) and a
-/// host emulation of thread blocks (cuda_emulation.hpp), used to test the index arithmetic and
+/// host emulation of thread blocks (tests/cuda_emulation.hpp), used to test the index arithmetic and
 /// the barriers without a GPU, run the same code.
 ///
-/// They reproduce ensemblepp/linear.hpp operation by operation: the same random draws from the
-/// same counters, the same formulas evaluated in T, only the order of the terms of the dot
-/// products differs (parallel reductions), which changes results at rounding level.
+/// They reproduce ensemblepp/linear.hpp operation by operation on the same information-form
+/// state (U, b and the factor accumulator): the same random draws from the same counters, the
+/// same formulas evaluated in T in the same order per element; only the order of the terms of
+/// the dot products differs (parallel reductions), which changes results at rounding level.
 ///
-/// Preconditions of every body: the block size is a multiple of 32, every thread of the block
-/// calls it with the same arguments, and `vec` points to 3 max(d, M) elements of scratch that
-/// no other block uses.
+/// Preconditions of every body: the block size is a multiple of 32 and at most 256, every thread
+/// of the block calls it with the same arguments, and `vec` points to scratch_width(config)
+/// elements that no other block uses.
 #pragma once
 
 #include <cmath>
@@ -37,12 +38,13 @@
 namespace ensemblepp::cuda::detail {
 
 constexpr int kWarp = 32;
-constexpr int kEnsemble = 0, kThompson = 1, kEnsembleSampling = 2, kUcb = 3, kGreedy = 4;
+constexpr int kMaxWarps = 8;  ///< blocks have at most 256 threads
 
 EPP_HD float m_sqrt(float x) { return sqrtf(x); }
 EPP_HD double m_sqrt(double x) { return sqrt(x); }
 EPP_HD float m_hypot(float a, float b) { return hypotf(a, b); }
 EPP_HD double m_hypot(double a, double b) { return hypot(a, b); }
+EPP_HD double m_abs(double x) { return fabs(x); }
 
 // Exponent bits all set means inf or NaN; a bit test cannot be optimised away.
 EPP_HD bool is_finite(double x) {
@@ -59,8 +61,8 @@ EPP_HD bool is_finite(float x) {
 /// Pointers to one agent's state (layout of linear.hpp).
 template <class T>
 struct Agent {
-  T* mu;
-  T* cov;
+  T* prec;
+  T* info;
   T* factor;
   std::uint64_t* step;
   std::uint64_t stream;  ///< the agent's stream id (philox.hpp)
@@ -69,8 +71,8 @@ struct Agent {
 /// Device pointers of the whole batch, typed.
 template <class T>
 struct Batch {
-  T* mu;
-  T* cov;
+  T* prec;
+  T* info;
   T* factor;
   std::uint64_t* steps;
   const std::uint64_t* stream_ids;
@@ -80,8 +82,8 @@ struct Batch {
 
   EPP_HD Agent<T> agent(const Config& c, long b) const {
     const long d = c.dim, M = c.ensemble_size;
-    return Agent<T>{mu + b * d, cov + b * d * d, factor ? factor + b * d * M : nullptr, steps + b,
-                    stream_ids[b]};
+    return Agent<T>{prec + b * d * d, info + b * d, factor ? factor + b * d * M : nullptr,
+                    steps + b, stream_ids[b]};
   }
 };
 
@@ -93,9 +95,11 @@ struct Reduce {
   int* flags;
 };
 
-/// Width of the per-agent scratch vector `vec`, in elements.
+/// Width of the per-agent scratch vector `vec`, in elements: theta and two work vectors, and for
+/// LinUCB one d-vector per warp (the triangular solves of the scores).
 inline long scratch_width(const Config& c) {
-  return 3L * (c.dim > c.ensemble_size ? c.dim : c.ensemble_size);
+  const long n = c.dim > c.ensemble_size ? c.dim : c.ensemble_size;
+  return 3L * n + (c.policy == Policy::ucb ? static_cast<long>(kMaxWarps) * c.dim : 0L);
 }
 
 /// Sum of v over the block, returned to every thread (same bits everywhere).
@@ -129,6 +133,7 @@ EPP_BODY void draw_gaussian(Ctx& c, int n, double scale, const Stream& stream, T
 
 /// Solves U sol = g for upper-triangular U (d, d) by back substitution; g is destroyed.
 /// Column-oriented: once sol[i] is known, every thread removes it from its rows j < i.
+/// Precondition: g is complete (a barrier since its last write). Ends with a barrier.
 template <class T, class Ctx>
 EPP_BODY void solve_upper(Ctx& c, const T* U, int d, T* g, T* sol) {
   for (int i = d - 1; i >= 0; --i) {
@@ -141,6 +146,7 @@ EPP_BODY void solve_upper(Ctx& c, const T* U, int d, T* g, T* sol) {
 }
 
 /// Solves U^T sol = g (forward substitution with the lower factor U^T); g is destroyed.
+/// Precondition: g is complete. Ends with a barrier.
 template <class T, class Ctx>
 EPP_BODY void solve_upper_transposed(Ctx& c, const T* U, int d, T* g, T* sol) {
   for (int i = 0; i < d; ++i) {
@@ -152,23 +158,68 @@ EPP_BODY void solve_upper_transposed(Ctx& c, const T* U, int d, T* g, T* sol) {
   }
 }
 
-/// U^T U + v v^T by Givens rotations, as cholesky_update_upper in linear.hpp; v is destroyed.
+/// theta <- P^-1 g: U^T w = g, U theta = w; g and w are destroyed (all three of length d).
+template <class T, class Ctx>
+EPP_BODY void solve_precision(Ctx& c, const T* U, int d, T* g, T* w, T* theta) {
+  solve_upper_transposed(c, U, d, g, w);
+  solve_upper(c, U, d, w, theta);
+}
+
+/// U^T U + v v^T by Givens rotations, as cholesky_update_upper in linear.hpp (same c and s,
+/// same skip of a zero v_k); v is destroyed. Precondition: v complete. Ends with a barrier.
 template <class T, class Ctx>
 EPP_BODY void cholesky_update_upper(Ctx& c, T* U, T* v, int d) {
   for (int k = 0; k < d; ++k) {
+    const T vk = v[k];  // the same value in every thread: the skip is uniform
+    if (vk == T(0)) continue;
     T* row = U + static_cast<long>(k) * d;
-    const T ukk = row[k], vk = v[k];
+    const T ukk = row[k];
     const T r = m_hypot(ukk, vk);
-    const T cs = r / ukk, sn = vk / ukk;
-    c.sync();  // every thread has read row[k] before it is overwritten
+    const T cs = ukk / r, sn = vk / r;
+    c.sync();  // every thread has read row[k] and v[k] before they are overwritten
     if (c.tid() == 0) row[k] = r;
     for (int i = k + 1 + c.tid(); i < d; i += c.nthreads()) {
-      const T ri = (row[i] + sn * v[i]) / cs;
-      row[i] = ri;
-      v[i] = cs * v[i] - sn * ri;
+      const T ri = row[i], wi = v[i];
+      row[i] = cs * ri + sn * wi;
+      v[i] = cs * wi - sn * ri;
     }
     c.sync();
   }
+}
+
+/// init_agent of linear.hpp: U = U_0, b = b_0 and the factor B_0 = R Z_0 (or C_0 = b_0 + R G),
+/// entry (i, m) accumulating R_ik z_km over k = i, ..., d-1 in increasing k; tmp holds M.
+template <class T, class Ctx>
+EPP_BODY void init_agent(Ctx& c, const Config& cfg, const Agent<T>& a, const double* U0,
+                         const double* b0, const double* R, bool diagonal, T* tmp) {
+  const int d = cfg.dim, M = cfg.ensemble_size;
+  const long dd = static_cast<long>(d) * d;
+  for (long i = c.tid(); i < dd; i += c.nthreads()) a.prec[i] = static_cast<T>(U0[i]);
+  for (int i = c.tid(); i < d; i += c.nthreads()) a.info[i] = static_cast<T>(b0[i]);
+  if (has_factor(cfg.policy)) {
+    const bool models = cfg.policy == Policy::ensemble_sampling;
+    const long dm = static_cast<long>(d) * M;
+    for (long e = c.tid(); e < dm; e += c.nthreads())
+      a.factor[e] = models ? static_cast<T>(b0[e / M]) : T(0);
+    for (int k = 0; k < d; ++k) {
+      c.sync();  // the previous row's readers of tmp are done
+      if (c.tid() == 0) {
+        const Stream st{cfg.seed, static_cast<std::uint64_t>(k), a.stream};
+        if (models)
+          draw<T>(Distribution::gaussian, M, 1, sqrt(static_cast<double>(M)), st, tmp);
+        else
+          draw<T>(cfg.perturbation, M, cfg.perturbation_sparsity, 1.0, st, tmp);
+      }
+      c.sync();
+      const int i0 = diagonal ? k : 0, rows = k - i0 + 1;
+      for (long e = c.tid(); e < static_cast<long>(rows) * M; e += c.nthreads()) {
+        const int i = i0 + static_cast<int>(e / M), m = static_cast<int>(e % M);
+        a.factor[static_cast<long>(i) * M + m] += static_cast<T>(R[static_cast<long>(i) * d + k]) * tmp[m];
+      }
+    }
+  }
+  c.sync();
+  if (c.tid() == 0) *a.step = has_factor(cfg.policy) ? static_cast<std::uint64_t>(d) : 0u;
 }
 
 /// theta of one agent (sample_theta in linear.hpp) into theta (d); tmp holds 2 max(d, M).
@@ -178,43 +229,53 @@ template <class T, class Ctx>
 EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step, T* theta,
                        T* tmp) {
   const int d = cfg.dim, M = cfg.ensemble_size;
+  const int n = d > M ? d : M;
+  T* t1 = tmp;
+  T* t2 = tmp + n;
   switch (cfg.policy) {
-    case kEnsemble: {
-      T* zeta = tmp;
+    case Policy::ensemble: {
+      // theta = P^-1 (b + B zeta).
       if (c.tid() == 0) {
         const Stream st{cfg.seed, step, a.stream};
-        draw<T>(static_cast<Distribution>(cfg.reference), M, cfg.reference_sparsity,
-                sqrt(static_cast<double>(M)), st, zeta);
+        draw<T>(cfg.reference, M, cfg.reference_sparsity, sqrt(static_cast<double>(M)), st, t1);
       }
       ++step;
       c.sync();
       for (int i = c.tid(); i < d; i += c.nthreads()) {
         const T* row = a.factor + static_cast<long>(i) * M;
         T acc = T(0);
-        for (int m = 0; m < M; ++m) acc += row[m] * zeta[m];
-        theta[i] = a.mu[i] + acc;
+        for (int m = 0; m < M; ++m) acc += row[m] * t1[m];
+        t2[i] = a.info[i] + acc;
       }
+      c.sync();
+      solve_precision(c, a.prec, d, t2, t1, theta);
       break;
     }
-    case kThompson: {
-      // theta = mu + U^{-1} g has covariance U^{-1} U^{-T} = P^{-1} = Sigma.
-      T* g = tmp;
-      T* sol = tmp + d;
-      draw_gaussian(c, d, sqrt(static_cast<double>(d)), Stream{cfg.seed, step, a.stream}, g);
+    case Policy::thompson: {
+      // theta = U^-1 (U^-T b + g).
+      draw_gaussian(c, d, sqrt(static_cast<double>(d)), Stream{cfg.seed, step, a.stream}, t1);
       ++step;
-      solve_upper(c, a.cov, d, g, sol);
-      for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = a.mu[i] + sol[i];
+      for (int i = c.tid(); i < d; i += c.nthreads()) t2[i] = a.info[i];
+      c.sync();
+      solve_upper_transposed(c, a.prec, d, t2, theta);
+      for (int i = c.tid(); i < d; i += c.nthreads()) t2[i] = theta[i] + t1[i];
+      c.sync();
+      solve_upper(c, a.prec, d, t2, theta);
       break;
     }
-    case kEnsembleSampling: {
+    case Policy::ensemble_sampling: {
       const std::uint32_t m =
           draw_index(Stream{cfg.seed, step, a.stream}, static_cast<std::uint32_t>(M));
       ++step;
-      for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = a.factor[static_cast<long>(i) * M + m];
+      for (int i = c.tid(); i < d; i += c.nthreads()) t2[i] = a.factor[static_cast<long>(i) * M + m];
+      c.sync();
+      solve_precision(c, a.prec, d, t2, t1, theta);
       break;
     }
-    default:  // ucb, greedy: the mean
-      for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = a.mu[i];
+    default:  // ucb, greedy: the mean P^-1 b
+      for (int i = c.tid(); i < d; i += c.nthreads()) t2[i] = a.info[i];
+      c.sync();
+      solve_precision(c, a.prec, d, t2, t1, theta);
       break;
   }
   c.sync();
@@ -243,23 +304,45 @@ EPP_BODY void sample_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec,
   if (c.tid() == 0) *a.step = step;
 }
 
+/// |U^-T x|^2 by one warp: forward substitution, lane l holding the residuals x_j - sum_i<j
+/// U_ij y_i of the coordinates j = l, l + 32, ... in y (its own entries only, so no barrier);
+/// each y_i reaches every lane by a warp sum of one nonzero term (exact).
+template <class T, class Ctx>
+EPP_BODY T warp_quadratic(Ctx& c, const T* U, int d, const T* x, T* y) {
+  const int lane = c.lane();
+  for (int j = lane; j < d; j += kWarp) y[j] = x[j];
+  T q = T(0);
+  for (int i = 0; i < d; ++i) {
+    const T* row = U + static_cast<long>(i) * d;
+    const T mine = (i % kWarp == lane) ? y[i] / row[i] : T(0);
+    const T yi = c.warp_sum(mine);
+    q += yi * yi;
+    for (int j = lane; j < d; j += kWarp)
+      if (j > i) y[j] -= row[j] * yi;
+  }
+  return q;
+}
+
 /// Samples theta, scores the actions X (K, d) of one agent and writes the argmax (ties to the
 /// lowest index, -1 when nothing was chosen) to *choice, the counter before the call to *saved,
-/// and the agent index @p b to errors[0] (every action masked out) or errors[1] (a NaN or
-/// infinite score) by atomic minimum.
-/// @tparam Ucb the LinUCB scoring (a separate instantiation, so that its registers do not lower
-///             the occupancy of the other policies' act kernels).
+/// and the agent index @p b to errors[0] (every action masked out), errors[1] (a NaN or
+/// infinite score) or errors[2] (a NaN or infinite theta: the state is not finite) by atomic
+/// minimum.
+/// @tparam Ucb the LinUCB scoring (a separate instantiation, so that its registers and its
+///             per-warp solves do not weigh on the other policies' act kernels).
 template <bool Ucb, class T, class Ctx>
 EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, const Reduce<T>& red,
                         const T* X, long K, const std::uint8_t* mask, T* theta_out,
                         std::int64_t* choice, std::uint64_t* saved, unsigned long long* errors,
                         long b) {
-  const int d = cfg.dim;
+  const int d = cfg.dim, M = cfg.ensemble_size;
   const std::uint64_t step0 = *a.step;
   std::uint64_t step = step0;
   T* theta = vec;
   theta_of(c, cfg, a, step, theta, vec + d);
   for (int i = c.tid(); i < d; i += c.nthreads()) theta_out[i] = theta[i];
+  bool theta_ok = true;
+  for (int i = 0; i < d; ++i) theta_ok = theta_ok && is_finite(theta[i]);
 
   // One warp per action: the lanes split the features, so every load of X is coalesced.
   // Each warp sees its actions in increasing k, so keeping the first maximum breaks ties to the
@@ -267,72 +350,23 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, co
   T best = T(0);
   long long best_k = -1;
   bool available = false, bad = false;
-  if (!Ucb) {
-    for (long k = c.warp(); k < K; k += c.nwarps()) {
-      if (mask && !mask[k]) continue;
-      available = true;
-      const T* xk = X + k * d;
-      T acc = T(0);
-      for (int i = c.lane(); i < d; i += kWarp) acc += xk[i] * theta[i];
-      const T s = c.warp_sum(acc);
-      if (!is_finite(s)) {
-        bad = true;
-        continue;
-      }
-      if (best_k < 0 || s > best) {
-        best = s;
-        best_k = k;
-      }
+  const T alpha = static_cast<T>(cfg.alpha);
+  T* y = vec + 3L * (d > M ? d : M) + static_cast<long>(c.warp()) * d;  // Ucb only
+  for (long k = c.warp(); k < K; k += c.nwarps()) {
+    if (mask && !mask[k]) continue;
+    available = true;
+    const T* xk = X + k * d;
+    T acc = T(0);
+    for (int i = c.lane(); i < d; i += kWarp) acc += xk[i] * theta[i];
+    T s = c.warp_sum(acc);
+    if (Ucb) s += alpha * m_sqrt(warp_quadratic(c, a.prec, d, xk, y));
+    if (!is_finite(s)) {
+      bad = true;
+      continue;
     }
-  } else {
-    // LinUCB: x^T Sigma x = sum_j (sum_i x_i Sigma_ij) x_j, lane-parallel over j, for kGroup
-    // actions k0, k0 + nwarps, ... at once so that each pass over Sigma serves all of them.
-    constexpr int kGroup = 4;
-    const T alpha = static_cast<T>(cfg.alpha);
-    const long nw = c.nwarps();
-    for (long k0 = c.warp(); k0 < K; k0 += kGroup * nw) {
-      const T* xs[kGroup];
-      bool on[kGroup];
-      T dot[kGroup], quad[kGroup];
-      EPP_UNROLL
-      for (int g = 0; g < kGroup; ++g) {
-        const long k = k0 + g * nw;
-        on[g] = k < K && !(mask && !mask[k]);
-        xs[g] = on[g] ? X + k * d : X;
-        T acc = T(0);
-        if (on[g])
-          for (int i = c.lane(); i < d; i += kWarp) acc += xs[g][i] * theta[i];
-        dot[g] = c.warp_sum(acc);
-        quad[g] = T(0);
-      }
-      for (int j = c.lane(); j < d; j += kWarp) {
-        T y[kGroup];
-        EPP_UNROLL
-        for (int g = 0; g < kGroup; ++g) y[g] = T(0);
-        for (int i = 0; i < d; ++i) {
-          const T sij = a.cov[static_cast<long>(i) * d + j];
-          EPP_UNROLL
-          for (int g = 0; g < kGroup; ++g) y[g] += xs[g][i] * sij;
-        }
-        EPP_UNROLL
-        for (int g = 0; g < kGroup; ++g) quad[g] += y[g] * xs[g][j];
-      }
-      EPP_UNROLL
-      for (int g = 0; g < kGroup; ++g) quad[g] = c.warp_sum(quad[g]);
-      for (int g = 0; g < kGroup; ++g) {
-        if (!on[g]) continue;
-        available = true;
-        T s = dot[g];
-        s += alpha * m_sqrt(quad[g] > T(0) ? quad[g] : T(0));
-        if (!is_finite(s)) {
-          bad = true;
-          continue;
-        }
-        if (best_k < 0 || s > best) {
-          best = s;
-          best_k = k0 + g * nw;
-        }
-      }
+    if (best_k < 0 || s > best) {
+      best = s;
+      best_k = k;
     }
   }
   c.sync();
@@ -357,7 +391,9 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, co
     *choice = kk;
     *saved = step0;
     *a.step = step;
-    if (!(flags & 1))
+    if (!theta_ok)
+      c.atomic_min(&errors[2], static_cast<unsigned long long>(b));
+    else if (!(flags & 1))
       c.atomic_min(&errors[0], static_cast<unsigned long long>(b));
     else if (flags & 2)
       c.atomic_min(&errors[1], static_cast<unsigned long long>(b));
@@ -365,131 +401,65 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, co
   c.sync();
 }
 
-/// observe() of linear.hpp for Ensemble++, ensemble sampling, LinUCB and greedy:
-/// u = Sigma x, rank-one updates of mu, Sigma and (for the first two) the factor.
+/// observe() of linear.hpp: U absorbs x / eta, b += x r / eta^2, and the factor gains x w^T
+/// with w = z / eta (Ensemble++) or w = (r + eta g) / eta^2 (ensemble sampling).
 template <class T, class Ctx>
-EPP_BODY void observe_gaussian(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step,
-                               T eta, const T* x, T r, T* vec, const Reduce<T>& red) {
+EPP_BODY void observe(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step,
+                      const T* x, T r, T* vec) {
   const int d = cfg.dim, M = cfg.ensemble_size;
-  const int tid = c.tid(), nt = c.nthreads(), lane = c.lane(), warp = c.warp(), nw = c.nwarps();
-  const bool has_factor = cfg.policy == kEnsemble || cfg.policy == kEnsembleSampling;
-  T* u = vec;
+  const int tid = c.tid(), nt = c.nthreads();
+  const T eta = static_cast<T>(cfg.noise_std);
+  const T inv_eta = T(1) / eta;
+  T* v = vec;
   T* w = vec + d;
-  for (int i = warp; i < d; i += nw) {
-    const T* row = a.cov + static_cast<long>(i) * d;
-    T acc = T(0);
-    for (int k = lane; k < d; k += kWarp) acc += row[k] * x[k];
-    acc = c.warp_sum(acc);
-    if (lane == 0) u[i] = acc;
-  }
-  if (has_factor) {
+  for (int i = tid; i < d; i += nt) v[i] = x[i] * inv_eta;
+  const T gain = (r * inv_eta) * inv_eta;
+  for (int i = tid; i < d; i += nt) a.info[i] += x[i] * gain;
+  if (has_factor(cfg.policy)) {
     if (tid == 0) {
       const Stream st{cfg.seed, step, a.stream};
-      if (cfg.policy == kEnsemble) {
-        // A <- A + k (eta z - A^T x)^T
-        draw<T>(static_cast<Distribution>(cfg.perturbation), M, cfg.perturbation_sparsity, 1.0, st, w);
-        for (int m = 0; m < M; ++m) w[m] = w[m] * eta;
+      if (cfg.policy == Policy::ensemble) {
+        draw<T>(cfg.perturbation, M, cfg.perturbation_sparsity, 1.0, st, w);
+        for (int m = 0; m < M; ++m) w[m] *= inv_eta;
       } else {
-        // theta_m <- theta_m + k (r + w_m - x.theta_m), w_m ~ N(0, eta^2)
         draw<T>(Distribution::gaussian, M, 1, sqrt(static_cast<double>(M)), st, w);
-        for (int m = 0; m < M; ++m) w[m] = w[m] * eta + r;
+        for (int m = 0; m < M; ++m) w[m] = ((r + eta * w[m]) * inv_eta) * inv_eta;
       }
     }
     ++step;
   }
-  c.sync();
-  T xu = T(0), xm = T(0);
-  for (int i = tid; i < d; i += nt) {
-    xu += x[i] * u[i];
-    xm += x[i] * a.mu[i];
+  c.sync();  // v and w complete
+  cholesky_update_upper(c, a.prec, v, d);
+  if (has_factor(cfg.policy)) {
+    const long dm = static_cast<long>(d) * M;
+    for (long e = tid; e < dm; e += nt) a.factor[e] += x[e / M] * w[e % M];
   }
-  xu = block_sum(c, xu, red.value);
-  xm = block_sum(c, xm, red.value);
-  const T denom = eta * eta + xu;
-  const T innovation = r - xm;
-  if (has_factor) {
-    for (int m = warp; m < M; m += nw) {
-      T acc = T(0);
-      for (int i = lane; i < d; i += kWarp) acc += a.factor[static_cast<long>(i) * M + m] * x[i];
-      acc = c.warp_sum(acc);
-      if (lane == 0) w[m] -= acc;
-    }
-    c.sync();  // w complete, and every read of the old factor done
-    for (int i = warp; i < d; i += nw) {
-      const T ki = u[i] / denom;
-      T* row = a.factor + static_cast<long>(i) * M;
-      for (int m = lane; m < M; m += kWarp) row[m] += ki * w[m];
-    }
-  }
-  const T gain = innovation / denom;
-  for (int i = tid; i < d; i += nt) a.mu[i] += u[i] * gain;
-  // (u_i u_j) / denom is the same number for (i, j) and (j, i): Sigma stays exactly symmetric.
-  const T inv = T(1) / denom;
-  for (int i = warp; i < d; i += nw) {
-    const T ui = u[i];
-    T* row = a.cov + static_cast<long>(i) * d;
-    for (int k = lane; k < d; k += kWarp) row[k] -= (ui * u[k]) * inv;
-  }
-  c.sync();  // the next observation overwrites u and w and reads the new state
-}
-
-/// observe() of linear.hpp for Thompson sampling: cov holds U with P = U^T U.
-template <class T, class Ctx>
-EPP_BODY void observe_thompson(Ctx& c, const Config& cfg, const Agent<T>& a, T eta, const T* x,
-                               T r, T* vec, const Reduce<T>& red) {
-  const int d = cfg.dim, tid = c.tid(), nt = c.nthreads();
-  T* g = vec;
-  T* u = vec + d;
-  T* v = vec + 2 * d;
-  for (int i = tid; i < d; i += nt) g[i] = x[i];
-  c.sync();
-  // Sigma x = U^{-1} U^{-T} x; s = eta^2 + x^T Sigma x = eta^2 + |U^{-T} x|^2.
-  solve_upper_transposed(c, a.cov, d, g, u);
-  T sq = T(0);
-  for (int i = tid; i < d; i += nt) sq += u[i] * u[i];
-  sq = block_sum(c, sq, red.value);
-  const T denom = eta * eta + sq;
-  for (int i = tid; i < d; i += nt) g[i] = u[i];
-  c.sync();
-  solve_upper(c, a.cov, d, g, v);  // v = Sigma x
-  T xm = T(0);
-  for (int i = tid; i < d; i += nt) xm += x[i] * a.mu[i];
-  xm = block_sum(c, xm, red.value);
-  const T gain = (r - xm) / denom;
-  for (int i = tid; i < d; i += nt) a.mu[i] += v[i] * gain;
-  c.sync();
-  for (int i = tid; i < d; i += nt) v[i] = x[i] / eta;
-  c.sync();
-  cholesky_update_upper(c, a.cov, v, d);
+  c.sync();  // the next observation overwrites v and w
 }
 
 /// Applies the unmasked observations x (n, d), r (n) of one agent in order.
 template <class T, class Ctx>
 EPP_BODY void update_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec,
-                           const Reduce<T>& red, const T* x, const T* r, const std::uint8_t* mask,
-                           long n) {
+                           const T* x, const T* r, const std::uint8_t* mask, long n) {
   const int d = cfg.dim;
-  const T eta = static_cast<T>(cfg.noise_std);
   std::uint64_t step = *a.step;
   for (long j = 0; j < n; ++j) {
     if (mask && !mask[j]) continue;
-    if (cfg.policy == kThompson)
-      observe_thompson(c, cfg, a, eta, x + j * d, r[j], vec, red);
-    else
-      observe_gaussian(c, cfg, a, step, eta, x + j * d, r[j], vec, red);
+    observe(c, cfg, a, step, x + j * d, r[j], vec);
   }
   c.sync();  // every thread has read *a.step
   if (c.tid() == 0) *a.step = step;
 }
 
-/// Validation of one observation i (thread-level): 2 i when r is not finite, else 2 i + 1 when
-/// a feature is not finite, else kNoError.
+/// Validation of one observation i (thread-level), as check_observation in linear.hpp: 2 i when
+/// |r| / eta is NaN or beyond input_bound, else 2 i + 1 when a feature is, else kNoError.
 template <class T>
-EPP_HD unsigned long long check_observation(const T* x, const T* r, long i, int d) {
-  if (!is_finite(r[i])) return 2ull * static_cast<unsigned long long>(i);
+EPP_HD unsigned long long check_observation(const T* x, const T* r, long i, int d, double eta) {
+  const double bound = input_bound<T>();
+  if (!(m_abs(static_cast<double>(r[i])) / eta <= bound)) return 2ull * static_cast<unsigned long long>(i);
   const T* xi = x + i * d;
   for (int k = 0; k < d; ++k)
-    if (!is_finite(xi[k])) return 2ull * static_cast<unsigned long long>(i) + 1ull;
+    if (!(m_abs(static_cast<double>(xi[k])) / eta <= bound)) return 2ull * static_cast<unsigned long long>(i) + 1ull;
   return kNoError;
 }
 
@@ -502,6 +472,14 @@ EPP_HD T* agent_scratch(const Batch<T>& s, long b, T* smem) {
   return smem ? smem : s.work + b * s.width;
 }
 
+/// init_kernel: the prior state of agents first, ..., B-1.
+template <class T, class Ctx>
+EPP_BODY void init_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const double* U0,
+                        const double* b0, const double* R, bool diagonal, long first, T* smem) {
+  for (long b = first + c.block(); b < s.n_agents; b += c.nblocks())
+    init_agent(c, cfg, s.agent(cfg, b), U0, b0, R, diagonal, agent_scratch(s, b, smem));
+}
+
 /// sample_kernel: one draw (or unit action) per agent into out (B, d).
 template <class T, class Ctx>
 EPP_BODY void sample_grid(Ctx& c, const Config& cfg, const Batch<T>& s, T* out, bool unit_norm,
@@ -512,7 +490,7 @@ EPP_BODY void sample_grid(Ctx& c, const Config& cfg, const Batch<T>& s, T* out, 
 }
 
 /// act_kernel: actions X (K, d) shared or (B, K, d) per agent, mask 0, (K) or (B, K); theta
-/// (B, d), choice (B), saved (B) and errors (2) as in cuda_api.hpp.
+/// (B, d), choice (B), saved (B) and errors (3) as in cuda_api.hpp.
 template <bool Ucb, class T, class Ctx>
 EPP_BODY void act_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const T* X, long K,
                        bool per_agent, const std::uint8_t* mask, bool mask_per_agent, T* theta,
@@ -531,7 +509,7 @@ EPP_BODY void act_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const T* X,
 template <class Ctx>
 EPP_BODY void restore_steps_grid(Ctx& c, std::uint64_t* steps, const std::uint64_t* saved,
                                  const unsigned long long* errors, long B) {
-  if (errors[0] == kNoError && errors[1] == kNoError) return;
+  if (errors[0] == kNoError && errors[1] == kNoError && errors[2] == kNoError) return;
   const long stride = static_cast<long>(c.nblocks()) * c.nthreads();
   for (long b = static_cast<long>(c.block()) * c.nthreads() + c.tid(); b < B; b += stride)
     steps[b] = saved[b];
@@ -540,11 +518,11 @@ EPP_BODY void restore_steps_grid(Ctx& c, std::uint64_t* steps, const std::uint64
 /// check_kernel (one thread per observation): the smallest error key into errors[0].
 template <class T, class Ctx>
 EPP_BODY void check_grid(Ctx& c, const T* x, const T* r, const std::uint8_t* mask, long n_total,
-                         int d, unsigned long long* errors) {
+                         int d, double eta, unsigned long long* errors) {
   const long stride = static_cast<long>(c.nblocks()) * c.nthreads();
   for (long i = static_cast<long>(c.block()) * c.nthreads() + c.tid(); i < n_total; i += stride) {
     if (mask && !mask[i]) continue;
-    const unsigned long long key = check_observation(x, r, i, d);
+    const unsigned long long key = check_observation(x, r, i, d, eta);
     if (key != kNoError) c.atomic_min(errors, key);
   }
 }
@@ -554,11 +532,11 @@ EPP_BODY void check_grid(Ctx& c, const T* x, const T* r, const std::uint8_t* mas
 template <class T, class Ctx>
 EPP_BODY void update_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const T* x, const T* r,
                           const std::uint8_t* mask, long n, const unsigned long long* errors,
-                          T* smem, const Reduce<T>& red) {
+                          T* smem) {
   if (errors[0] != kNoError) return;  // the same for every thread: no barrier is skipped
   const long d = cfg.dim;
   for (long b = c.block(); b < s.n_agents; b += c.nblocks())
-    update_agent(c, cfg, s.agent(cfg, b), agent_scratch(s, b, smem), red, x + b * n * d, r + b * n,
+    update_agent(c, cfg, s.agent(cfg, b), agent_scratch(s, b, smem), x + b * n * d, r + b * n,
                  mask ? mask + b * n : nullptr, n);
 }
 

@@ -1,8 +1,9 @@
-"""Plain NumPy implementation of the linear policies, one agent at a time.
+"""Plain NumPy implementation of the linear policies, one agent at a time (a test yardstick).
 
-It follows DESIGN.md line by line and is written for clarity, not speed: the test suite checks
-the compiled kernels against it step by step (given the same random draws), and the benchmark
-scripts time the kernels against it.
+It follows DESIGN.md line by line in the covariance form (Sigma, mu, A updated by rank-one
+downdates), independently of the compiled core's information form, and is written for clarity,
+not speed: the test suite checks the compiled kernels against it step by step (given the same
+random draws), and the benchmark scripts time the kernels against it.
 """
 
 from __future__ import annotations
