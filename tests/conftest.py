@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ DEVICES = [
     pytest.param("cuda", marks=pytest.mark.skipif(not has_cuda(), reason="no CUDA device or CuPy")),
 ]
 
-#: ../shared/data beside the checkout (real data sets, see its README).
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: ../shared/data beside the checkout (real data sets, see its README); ENSEMBLEPP_TEST_DATA
+#: points clones that live elsewhere at it.
+SHARED_DATA = Path(os.environ.get("ENSEMBLEPP_TEST_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(params=DEVICES)

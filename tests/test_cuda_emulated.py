@@ -508,6 +508,10 @@ class FakeCupyArray(np.ndarray):
     def get(self, stream: Any = None) -> np.ndarray:
         return np.array(self)
 
+    @property
+    def device(self) -> Any:  # type: ignore[override]
+        return types.SimpleNamespace(id=0)  # the one emulated device
+
 
 FakeCupyArray.__module__ = "cupy"
 
@@ -554,7 +558,8 @@ def _fake_cupy() -> types.ModuleType:
     cp = _FakeNamespace("cupy", np)
     cp.ndarray = FakeCupyArray
     cp.cuda = types.SimpleNamespace(get_current_stream=lambda: _FakeStream(), Stream=_FakeStream,
-                                    runtime=types.SimpleNamespace(memGetInfo=lambda: (2**40, 2**40)))
+                                    runtime=types.SimpleNamespace(memGetInfo=lambda: (2**40, 2**40),
+                                                                  getDevice=lambda: 0))
     cp.get_default_memory_pool = lambda: types.SimpleNamespace(free_bytes=lambda: 0)
     return cp
 
@@ -643,7 +648,7 @@ def install_emulated_cuda() -> None:
         real = None
     fake = EmulatedCuda(real, _build_library())
     sys.modules["cupy"] = _fake_cupy()
-    _backend._probe_cuda = lambda: (fake, "")
+    _backend._probe_cuda = lambda index=0: (fake, "")
 
 
 if os.environ.get("ENSEMBLEPP_EMULATE_CUDA") == "1":

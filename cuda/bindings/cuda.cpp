@@ -9,6 +9,11 @@
 
 #include "ensemblepp/cuda_api.hpp"
 #include "../../cpp/bindings/config_binding.hpp"
+#include "ensemblepp/cuda_probe.hpp"
+
+#ifndef EPP_CUDA_ARCHITECTURES
+#define EPP_CUDA_ARCHITECTURES "unknown"
+#endif
 
 namespace py = pybind11;
 namespace epc = ensemblepp::cuda;
@@ -31,6 +36,11 @@ PYBIND11_MODULE(_cuda, m) {
         return d;
       },
       py::arg("device") = 0, "Name, compute capability, memory and peak DRAM bandwidth of a device.");
+
+  m.def("probe_device", &epc::probe_device, py::arg("device"),
+        py::call_guard<py::gil_scoped_release>(),
+        "Run a one-thread test kernel on a device: '' when it works, else the CUDA runtime's reason.");
+  m.attr("ARCHITECTURES") = EPP_CUDA_ARCHITECTURES;
 
   m.attr("POLICIES") = py::dict(py::arg("ensemble") = 0, py::arg("thompson") = 1,
                                 py::arg("ensemble_sampling") = 2, py::arg("ucb") = 3,

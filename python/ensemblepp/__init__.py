@@ -34,8 +34,9 @@ _LAZY = {
     "get_num_threads": "ensemblepp._backend",
     "set_num_threads": "ensemblepp._backend",
     "available_backends": "ensemblepp._backend",
+    "backend_status": "ensemblepp._backend",
 }
-_SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions"}
+_SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions", "text"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -156,9 +156,11 @@ class CudaKernel:
     ) -> None:
         cp = _cupy()
         self._cp = cp
-        self._cuda = cuda_module()
         if not isinstance(mean, cp.ndarray) or mean.ndim != 2:
             raise ValueError("mean: expected a (B, d) CuPy array")
+        # Every launch goes to the device that holds the state (checked in _stream).
+        self._device_id = int(mean.device.id)
+        self._cuda = cuda_module(self._device_id)
         self.config = self._cuda.LinearConfig(**config)
         B, d, M = int(mean.shape[0]), self.config.dim, self.config.ensemble_size
         self._dtype = np.dtype(np.float32 if self.config.dtype == 0 else np.float64)
@@ -198,6 +200,11 @@ class CudaKernel:
             raise ValueError(f"{name}: expected shape {shape}, got {tuple(a.shape)}")
         if not a.flags.c_contiguous:
             raise ValueError(f"{name}: must be C-contiguous")
+        self._check_device_of(a, name)
+
+    def _check_device_of(self, a: Any, name: str) -> None:
+        if int(a.device.id) != self._device_id:
+            raise ValueError(f"{name}: is on cuda:{int(a.device.id)} but the agent's state is on cuda:{self._device_id}")
 
     def _input(self, a: Any, name: str, dtype: np.dtype) -> Any:
         if not isinstance(a, self._cp.ndarray):
@@ -206,13 +213,17 @@ class CudaKernel:
             raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
         if not a.flags.c_contiguous:
             raise ValueError(f"{name}: must be C-contiguous")
+        self._check_device_of(a, name)
         return a
 
-    @staticmethod
-    def _stream() -> int:
-        import cupy  # noqa: PLC0415
-
-        return int(cupy.cuda.get_current_stream().ptr)
+    def _stream(self) -> int:
+        """CuPy's current stream, once the current device is checked to hold the state."""
+        current = int(self._cp.cuda.runtime.getDevice())
+        if current != self._device_id:
+            raise ValueError(
+                f"device: the agent's state is on cuda:{self._device_id} but CuPy's current device is cuda:{current}; "
+                f"call it inside `with cupy.cuda.Device({self._device_id}):`")
+        return int(self._cp.cuda.get_current_stream().ptr)
 
     # ---- acting ------------------------------------------------------------------------
     def act(self, actions: Any, mask: Any = None, *, out: Any = None, errors: Any = None) -> Any:

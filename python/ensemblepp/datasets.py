@@ -1,40 +1,56 @@
-"""Real data sets: UCI Mushroom, UCI Statlog Shuttle and the Davidson et al. tweets.
+"""Real data sets: UCI Mushroom, UCI Statlog Shuttle, the Davidson et al. tweets and the Open Bandit Dataset.
 
-The package ships none of the data. Every loader looks for the raw files, in
-this order,
+The package ships none of the data. Every loader looks for the raw files under
+the same relative paths (``mushroom/agaricus-lepiota.data``,
+``shuttle/shuttle.trn``, ``obd/random/all/all.csv``, ..., the layout of the
+project's ``shared/data`` folder) in these folders, in this order:
 
-1. in ``data_dir`` when it is given,
-2. in the folder named by the environment variable ``ENSEMBLEPP_DATA``,
-3. in the cache (``ENSEMBLEPP_CACHE``, default ``~/.cache/ensemblepp``),
+1. ``data_dir`` when it is given,
+2. the folder named by the environment variable ``ENSEMBLEPP_DATA``,
+3. ``<cache_dir()>/data``, where downloads go.
 
-and, when none of them has the file and ``download`` is true, fetches it from
-the data set's official source into the cache. Every file is checked against
-the sha256 recorded in :data:`FILES` wherever it comes from, so a corrupt copy
-never reaches an experiment. Files are looked up under the same relative paths
-in every folder (``mushroom/agaricus-lepiota.data``, ``shuttle/shuttle.trn``,
-``shuttle/shuttle.tst``, ``hate_speech/labeled_data.csv``), which is the layout
-of the project's ``shared/data`` folder.
+Every copy found is checked against the sha256 recorded in :data:`FILES`. The
+first copy that matches is used; a copy that does not match (corrupt,
+truncated, another version) or cannot be read is skipped with a warning, so a
+damaged file in ``data_dir`` does not hide a valid one in ``ENSEMBLEPP_DATA``
+or the cache. When no folder has a valid copy and ``download`` is true, the
+file is downloaded into the cache (replacing a damaged cached copy); when
+``download`` is false, :class:`ChecksumError` names the damaged copies, or
+:class:`FileNotFoundError` the folders searched.
 
-UCI ships the Shuttle training set compressed with Unix ``compress``
-(``shuttle.trn.Z``); :func:`lzw_decompress` reads that format, so no external
-tool is needed. A folder that already holds the uncompressed ``shuttle.trn``
-is used as it is.
+Downloads go through `pooch <https://www.fatiando.org/pooch>`_ (temporary file
+in the cache folder, hash check, atomic move, retries) with a downloader that
+also enforces an overall wall-clock ``deadline`` (``requests``' ``timeout``
+bounds each socket read only, so a server trickling one byte at a time would
+otherwise keep a download alive indefinitely). Files served as they are carry
+their sha256 into pooch; members of zip archives (UCI) are checked after
+extraction, since the archives themselves have no recorded hash. UCI ships the
+Shuttle training set compressed with Unix ``compress`` (``shuttle.trn.Z``),
+decoded with `ncompress <https://pypi.org/project/ncompress/>`_. The cache
+folder is ``platformdirs.user_cache_dir("ensemblepp")`` (``~/.cache/ensemblepp``
+on Linux) unless ``ENSEMBLEPP_CACHE`` names another. Every download failure
+(network, HTTP status, deadline, unreadable archive, read-only cache) raises
+:class:`DownloadError` naming the URL tried and the destination path.
+
+The download helpers need the ``data`` extra (``pip install "ensemblepp[data]"``:
+pooch, requests, ncompress); reading local copies does not.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
-import shutil
+import socket
 import tempfile
-import urllib.error
-import urllib.request
+import threading
+import time
+import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,18 +60,26 @@ __all__ = [
     "RemoteFile",
     "TabularData",
     "TextData",
+    "BanditLog",
     "ChecksumError",
     "DownloadError",
+    "DownloadChecksumError",
+    "DeadlineDownloader",
     "cache_dir",
     "fetch",
     "fetch_file",
     "sha256sum",
-    "lzw_decompress",
     "load_mushroom",
     "load_shuttle",
     "load_hate_speech",
     "load_tabular",
     "encode_tabular",
+    "OBD_BEHAVIOURS",
+    "OBD_CAMPAIGNS",
+    "load_obd",
+    "obd_features",
+    "OBDFeatures",
+    "OBD_COMMIT",
 ]
 
 
@@ -64,7 +88,11 @@ class ChecksumError(ValueError):
 
 
 class DownloadError(RuntimeError):
-    """A data file could not be downloaded or extracted."""
+    """A data file could not be downloaded, extracted or stored in the cache."""
+
+
+class DownloadChecksumError(DownloadError, ChecksumError):
+    """A downloaded file does not have the recorded sha256 (both a download and a checksum error)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,8 @@ class RemoteFile:
         file itself.
     compression : str or None
         ``"Z"`` when the member is Unix-``compress``ed, else None.
+    mirrors : tuple of str
+        Further addresses serving the same content, tried in order after ``url``.
     """
 
     path: str
@@ -91,6 +121,7 @@ class RemoteFile:
     url: str
     member: str | None = None
     compression: str | None = None
+    mirrors: tuple[str, ...] = ()
 
 
 _UCI_MUSHROOM = "https://archive.ics.uci.edu/static/public/73/mushroom.zip"
@@ -99,6 +130,31 @@ _DAVIDSON = (
     "https://raw.githubusercontent.com/t-davidson/hate-speech-and-offensive-language/"
     "master/data/labeled_data.csv"
 )
+# The Open Bandit Dataset sample as shipped in the authors' obp repository, pinned to
+# the commit of its release tag 0.5.5 (every file there has the git blob of the copy
+# in shared/data, which came from the obp 0.5.7 sdist).
+OBD_COMMIT = "456a1ea652aafbabd73422413db0bbde4d8940aa"
+_OBD = f"https://raw.githubusercontent.com/st-tech/zr-obp/{OBD_COMMIT}/obp/dataset/obd/"
+
+#: Behaviour policies of the Open Bandit Dataset: uniform random and Bernoulli Thompson sampling.
+OBD_BEHAVIOURS = ("random", "bts")
+#: Campaigns of the Open Bandit Dataset and their number of items.
+OBD_CAMPAIGNS = {"all": 80, "men": 34, "women": 46}
+
+_OBD_SHA256 = {
+    "bts/all/all.csv": "0ad874e4dbf6902f0845dd478ad8dde5ef6903583d3ffaace78411bdad064106",
+    "bts/all/item_context.csv": "5d4359ba1cfa3ae88f0f1bae66bd633859fe6323817183632ee57b83539d9153",
+    "bts/men/item_context.csv": "3b411ed6b0471316321a6b93f4f756bb25888eac6218cd71d0b603d41d85732d",
+    "bts/men/men.csv": "db6d1f7ed2d591ba521533e45286d4c1fba7fe57a8ad2e80342210335f43c527",
+    "bts/women/item_context.csv": "a56295bad066a558eb783055afd9279f5f4e209a4776eafc22151c53f0ac89d4",
+    "bts/women/women.csv": "e5d1b49a39b608585a2f3014a3f54970430cd37a495c1b73fceb85cdf428a5b8",
+    "random/all/all.csv": "7168295b6e0a9eabcf3392320a5dd434e542b68e705d5cd9491499af589812f1",
+    "random/all/item_context.csv": "eba04cc23d5f130a93ff174c5392986882b94c3839433cb8143870eaa6221358",
+    "random/men/item_context.csv": "6d855c2b7e917d0448d71bbe62c023147495882c0fdc8c41e86fef86abf9fe09",
+    "random/men/men.csv": "ede6d08c6877f99cd3770f7d09e26c738e6aa6de4445ccccfb1356ba5d06b1eb",
+    "random/women/item_context.csv": "b1ca4905f97703d196004f2ad4552c1e90c2afad8b50688d333b0d2dc0b33147",
+    "random/women/women.csv": "e65f3bd3beb17664fa69cc129bf7bf852a775f8ffa630506e505fc905315bb34",
+}
 
 #: Every raw file the loaders use, by key, with its checksum and official source.
 FILES: dict[str, RemoteFile] = {
@@ -127,15 +183,20 @@ FILES: dict[str, RemoteFile] = {
         _DAVIDSON,
     ),
 }
+for _rel, _digest in _OBD_SHA256.items():
+    _b, _c, _f = _rel.split("/")
+    FILES[f"obd-{_b}-{_c}-" + ("items" if _f == "item_context.csv" else "log")] = RemoteFile(
+        f"obd/{_rel}", _digest, _OBD + _rel)
 
 #: Data set name -> keys of :data:`FILES` it needs.
 DATASETS: dict[str, tuple[str, ...]] = {
     "mushroom": ("mushroom",),
     "shuttle": ("shuttle-train", "shuttle-test"),
     "hate_speech": ("hate-speech",),
+    "obd": tuple(k for k in FILES if k.startswith("obd-")),
 }
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16
 
 
 def cache_dir() -> Path:
@@ -144,11 +205,16 @@ def cache_dir() -> Path:
     Returns
     -------
     pathlib.Path
-        ``$ENSEMBLEPP_CACHE`` when set, else ``~/.cache/ensemblepp``. It is not
-        created here.
+        ``$ENSEMBLEPP_CACHE`` when set, else the user cache folder of
+        ``platformdirs`` (``~/.cache/ensemblepp`` on Linux, ``~/Library/Caches/ensemblepp``
+        on macOS). It is not created here.
     """
     env = os.environ.get("ENSEMBLEPP_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ensemblepp"
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("ensemblepp", appauthor=False))
 
 
 def sha256sum(path: str | os.PathLike[str]) -> str:
@@ -166,20 +232,15 @@ def sha256sum(path: str | os.PathLike[str]) -> str:
     """
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _verify(path: Path, spec: RemoteFile) -> Path:
-    actual = sha256sum(path)
-    if actual != spec.sha256:
-        raise ChecksumError(
-            f"checksum mismatch for {path}: sha256 is {actual}, expected {spec.sha256} "
+def _mismatch(path: Path, actual: str, spec: RemoteFile) -> str:
+    return (f"checksum mismatch for {path}: sha256 is {actual}, expected {spec.sha256} "
             f"(the file is corrupt, truncated or a different version; delete it or point "
-            f"data_dir / ENSEMBLEPP_DATA at a verified copy)"
-        )
-    return path
+            f"data_dir / ENSEMBLEPP_DATA at a verified copy)")
 
 
 def _search_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
@@ -194,136 +255,156 @@ def _search_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------
-# Unix compress (.Z) decoding
-# ---------------------------------------------------------------------------
-
-
-def lzw_decompress(data: bytes) -> bytes:
-    """Decode a Unix ``compress`` (``.Z``, LZW) stream.
-
-    The format (magic ``1f 9d``, a flag byte with the maximum code width and
-    the block-mode bit, then variable-width codes packed least significant bit
-    first) is that of the ``compress`` utility, which ``gzip -d`` also reads.
-    The encoder writes codes in groups of eight, and when the code width grows
-    or the table is cleared it pads the current group to its full size; the
-    decoder skips that padding.
-
-    Parameters
-    ----------
-    data : bytes
-        The whole compressed file.
-
-    Returns
-    -------
-    bytes
-        The decompressed content.
-
-    Raises
-    ------
-    ValueError
-        If ``data`` is not a valid ``.Z`` stream.
-    """
-    if len(data) < 3 or data[0] != 0x1F or data[1] != 0x9D:
-        raise ValueError("data is not a Unix compress (.Z) stream: bad magic bytes")
-    flags = data[2]
-    max_bits = flags & 0x1F
-    block_mode = bool(flags & 0x80)
-    if not 9 <= max_bits <= 16:
-        raise ValueError(f"data is not a valid .Z stream: maximum code width {max_bits}")
-    clear_code = 256
-    first_free = 257 if block_mode else 256
-    payload = memoryview(data)[3:]
-    total_bits = len(payload) * 8
-    # The whole payload as one little-endian integer would be quadratic to
-    # slice; reading byte windows keeps every code extraction O(1).
-    out = bytearray()
-    prefixes: list[bytes] = [bytes([i]) for i in range(256)]
-    if block_mode:
-        prefixes.append(b"")
-    n_bits = 9
-    max_code = (1 << n_bits) - 1
-    pos = 0  # bit position in payload
-    group_start = 0  # bit position where codes of the current width began
-    previous: bytes | None = None
-    while pos + n_bits <= total_bits:
-        if len(prefixes) > max_code:
-            pos = _skip_to_group(pos, group_start, n_bits)
-            n_bits += 1
-            # At the maximum width the limit is the table size, so the width
-            # stops growing. With max_bits = 9 this grows the codes to 10 bits
-            # once the table is full, as gzip -d reads such files (ncompress
-            # 4.2.4 disagrees; no real data set uses 9-bit archives).
-            max_code = (1 << max_bits) if n_bits == max_bits else (1 << n_bits) - 1
-            group_start = pos
-            continue
-        byte = pos >> 3
-        window = int.from_bytes(payload[byte : byte + 3], "little")
-        code = (window >> (pos & 7)) & ((1 << n_bits) - 1)
-        pos += n_bits
-        if block_mode and code == clear_code:
-            del prefixes[first_free:]
-            pos = _skip_to_group(pos, group_start, n_bits)
-            n_bits = 9
-            max_code = (1 << n_bits) - 1
-            group_start = pos
-            previous = None
-            continue
-        if code < len(prefixes) and not (block_mode and code == clear_code):
-            entry = prefixes[code]
-        elif code == len(prefixes) and previous is not None:
-            entry = previous + previous[:1]  # the KwKwK case
-        else:
-            raise ValueError(f"corrupt .Z stream: code {code} at bit {pos - n_bits} is undefined")
-        out += entry
-        if previous is not None and len(prefixes) < (1 << max_bits):
-            prefixes.append(previous + entry[:1])
-        previous = entry
-    return bytes(out)
-
-
-def _skip_to_group(pos: int, group_start: int, n_bits: int) -> int:
-    # Codes of one width come in groups of 8, i.e. n_bits bytes; a partial
-    # group is padded to its full length by the encoder.
-    group = n_bits * 8
-    used = (pos - group_start) % group
-    return pos if used == 0 else pos + group - used
-
-
-# ---------------------------------------------------------------------------
 # Fetching
 # ---------------------------------------------------------------------------
 
 
-def _download(url: str, destination: Path, timeout: float) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "ensemblepp"})
+def _require(module: str) -> Any:
+    import importlib
+
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(destination, "wb") as out:
-            shutil.copyfileobj(response, out, _CHUNK)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        raise DownloadError(
-            f"could not download {url}: {err}. Without network access, download the file by "
-            f"hand and pass its folder as data_dir= or in ENSEMBLEPP_DATA"
-        ) from err
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"downloading data needs {module}: pip install \"ensemblepp[data]\" "
+                          f"(or put the files in data_dir / ENSEMBLEPP_DATA)") from err
 
 
-def _extract(archive: Path, spec: RemoteFile) -> bytes:
-    if spec.member is None:
-        return archive.read_bytes()
+class _DeadlineExceeded(Exception):
+    pass
+
+
+class DeadlineDownloader:
+    """A pooch downloader with a per-read timeout and an overall wall-clock deadline.
+
+    ``requests`` applies its timeout to each socket read, so a server that
+    sends one byte just before every timeout keeps a download going for ever.
+    This downloader reads whatever has arrived (``read1``), checks the clock
+    after every read, and a watchdog timer shuts the socket down at the deadline
+    so that a read blocked at that moment returns at once.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds one connect or read may wait for data.
+    deadline : float
+        Absolute :func:`time.monotonic` time by which the whole download must end.
+    """
+
+    def __init__(self, timeout: float, deadline: float) -> None:
+        self.timeout = float(timeout)
+        self.deadline = float(deadline)
+
+    def __call__(self, url: str, output_file: Any, pooch: Any, check_only: bool = False) -> Any:
+        """Download ``url`` into ``output_file`` (a path or a binary file object)."""
+        requests = _require("requests")
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _DeadlineExceeded
+        wait = min(self.timeout, remaining)
+        fired = threading.Event()
+        with requests.get(url, stream=True, timeout=(wait, wait), headers={"User-Agent": "ensemblepp"}) as response:
+            response.raise_for_status()
+            if check_only:
+                return True
+            raw = response.raw
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+
+            def expire() -> None:
+                fired.set()
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+            watchdog = threading.Timer(max(0.0, self.deadline - time.monotonic()), expire)
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                out = open(output_file, "wb") if isinstance(output_file, (str, os.PathLike)) else output_file
+                try:
+                    read = getattr(raw, "read1", None) or raw.read
+                    while True:
+                        chunk = read(_CHUNK, decode_content=True)
+                        if fired.is_set() or time.monotonic() > self.deadline:
+                            raise _DeadlineExceeded
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                finally:
+                    if out is not output_file:
+                        out.close()
+            except _DeadlineExceeded:
+                raise
+            except Exception:
+                if fired.is_set():
+                    raise _DeadlineExceeded from None
+                raise
+            finally:
+                watchdog.cancel()
+        return None
+
+
+def _fetch_one(url: str, spec: RemoteFile, target: Path, timeout: float, deadline: float, retries: int,
+               seconds: float) -> None:
+    """Download ``url`` and leave the verified file at ``target``; raise DownloadError otherwise."""
+    pooch = _require("pooch")
+    requests = _require("requests")
+    downloader = DeadlineDownloader(timeout, deadline)
     try:
-        with zipfile.ZipFile(archive) as zf:
-            names = {Path(n).name: n for n in zf.namelist()}
-            if spec.member not in names:
-                raise DownloadError(
-                    f"{spec.url} has no member {spec.member!r} (members: {sorted(names)})"
-                )
-            raw = zf.read(names[spec.member])
-    except zipfile.BadZipFile as err:
-        raise DownloadError(f"{spec.url} is not a valid zip archive: {err}") from err
-    if spec.compression == "Z":
         try:
-            raw = lzw_decompress(raw)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if spec.member is None and spec.compression is None:
+                # pooch downloads to a temporary file beside the target, checks the
+                # hash, then moves it into place; a damaged cached copy is replaced.
+                store = pooch.create(path=target.parent, base_url="", registry={target.name: f"sha256:{spec.sha256}"},
+                                     urls={target.name: url}, retry_if_failed=retries)
+                store.fetch(target.name, downloader=downloader)
+                return
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+                store = pooch.create(path=tmp, base_url="", registry={"archive": None}, urls={"archive": url},
+                                     retry_if_failed=retries)
+                archive = Path(store.fetch("archive", downloader=downloader))
+                staged = Path(tmp) / target.name
+                staged.write_bytes(_extract(archive, spec, url, target))
+                actual = sha256sum(staged)
+                if actual != spec.sha256:
+                    raise DownloadChecksumError(f"downloaded from {url}: {_mismatch(target, actual, spec)}")
+                # Atomic, so that an interrupted run never leaves a half-written file.
+                os.replace(staged, target)
+        except _DeadlineExceeded:
+            raise DownloadError(f"could not download {url} to {target}: the deadline of {seconds:g} s passed "
+                                f"before the download finished") from None
         except ValueError as err:
-            raise DownloadError(f"could not decompress {spec.member} from {spec.url}: {err}") from err
+            if "hash" in str(err).lower() and not isinstance(err, DownloadError):
+                raise DownloadChecksumError(f"downloaded from {url} to {target}: checksum mismatch, expected "
+                                            f"sha256 {spec.sha256} ({err})") from err
+            raise
+    except DownloadError:
+        raise
+    except (OSError, requests.exceptions.RequestException, zipfile.BadZipFile) as err:
+        raise DownloadError(f"could not download {url} to {target}: {type(err).__name__}: {err}") from err
+
+
+def _extract(archive: Path, spec: RemoteFile, url: str, target: Path) -> bytes:
+    where = f"(downloading {url} to {target})"
+    if spec.member is None:
+        raw = archive.read_bytes()
+    else:
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                names = {Path(n).name: n for n in zf.namelist()}
+                if spec.member not in names:
+                    raise DownloadError(f"{url} has no member {spec.member!r} (members: {sorted(names)}) {where}")
+                raw = zf.read(names[spec.member])
+        except zipfile.BadZipFile as err:
+            raise DownloadError(f"{url} is not a valid zip archive: {err} {where}") from err
+    if spec.compression == "Z":
+        ncompress = _require("ncompress")
+        try:
+            raw = ncompress.decompress(raw)
+        except ValueError as err:
+            raise DownloadError(f"could not decompress {spec.member} from {url}: {err} {where}") from err
     return raw
 
 
@@ -332,8 +413,10 @@ def fetch_file(
     data_dir: str | os.PathLike[str] | None = None,
     *,
     download: bool = True,
-    url: str | None = None,
-    timeout: float = 60.0,
+    url: str | Sequence[str] | None = None,
+    timeout: float = 30.0,
+    deadline: float = 600.0,
+    retries: int = 2,
 ) -> Path:
     """Path of one verified raw file, downloading it into the cache if needed.
 
@@ -341,17 +424,21 @@ def fetch_file(
     ----------
     key : str
         A key of :data:`FILES` (``"mushroom"``, ``"shuttle-train"``,
-        ``"shuttle-test"``, ``"hate-speech"``).
+        ``"shuttle-test"``, ``"hate-speech"``, ``"obd-random-all-log"``, ...).
     data_dir : path-like, optional
         Folder to look in first (layout as in :data:`FILES`).
     download : bool, default True
-        Fetch from the official source when no folder has the file.
-    url : str, optional
-        Address to download from instead of the official one (a mirror, or a
-        local server in tests). It must serve the same content: a zip archive
-        when the official source is one.
-    timeout : float, default 60
-        Seconds before a stalled download is abandoned.
+        Fetch from the official source when no folder has a valid copy.
+    url : str or sequence of str, optional
+        Address(es) to download from instead of the official one and its
+        mirrors (a mirror, or a local server in tests), tried in order. They
+        must serve the same content: a zip archive when the official source is one.
+    timeout : float, default 30
+        Seconds one connection attempt or socket read may wait.
+    deadline : float, default 600
+        Seconds the whole download (every address and retry) may take.
+    retries : int, default 2
+        Further attempts per address after a failed one (pooch waits 1 s, 2 s, ...).
 
     Returns
     -------
@@ -361,43 +448,67 @@ def fetch_file(
     Raises
     ------
     ValueError
-        If ``key`` is unknown.
+        If ``key`` is unknown or a numeric argument is out of range.
     ChecksumError
-        If a file found or downloaded has the wrong checksum.
+        If ``download`` is false and every copy found is damaged.
     FileNotFoundError
         If no folder has the file and ``download`` is false.
     DownloadError
-        If the download or extraction fails.
+        If every address fails (its message names each URL tried, the reason,
+        and the destination); :class:`DownloadChecksumError` when the content
+        was downloaded but has the wrong checksum.
     """
     if key not in FILES:
         raise ValueError(f"unknown data file key={key!r}; known: {sorted(FILES)}")
+    for name, value in (("timeout", timeout), ("deadline", deadline)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        raise ValueError(f"retries must be an int in [0, 10], got {retries!r}")
     spec = FILES[key]
     dirs = _search_dirs(data_dir)
+    damaged: list[str] = []
     for folder in dirs:
         candidate = folder / spec.path
-        if candidate.is_file():
-            return _verify(candidate, spec)
+        if not candidate.is_file():
+            continue
+        try:
+            actual = sha256sum(candidate)
+        except OSError as err:
+            damaged.append(f"{candidate} cannot be read ({err})")
+            warnings.warn(f"skipping {candidate}: cannot be read ({err})", stacklevel=2)
+            continue
+        if actual == spec.sha256:
+            return candidate
+        damaged.append(_mismatch(candidate, actual, spec))
+        warnings.warn(f"skipping {candidate}: sha256 {actual} is not the recorded {spec.sha256}", stacklevel=2)
     if not download:
+        if damaged:
+            raise ChecksumError("; ".join(damaged) + " (and download=False)")
         raise FileNotFoundError(
             f"{spec.path} not found in {', '.join(str(d) for d in dirs)} and download=False"
         )
     target = cache_dir() / "data" / spec.path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    source = url or spec.url
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        fetched = Path(tmp) / "download"
-        _download(source, fetched, timeout)
-        content = _extract(fetched, spec) if spec.member or spec.compression else fetched.read_bytes()
-        staged = Path(tmp) / Path(spec.path).name
-        staged.write_bytes(content)
+    if url is None:
+        sources = [spec.url, *spec.mirrors]
+    elif isinstance(url, str):
+        sources = [url]
+    else:
+        sources = [str(u) for u in url]
+        if not sources:
+            raise ValueError("url: expected at least one address")
+    end = time.monotonic() + float(deadline)
+    failures: list[DownloadError] = []
+    for source in sources:
         try:
-            _verify(staged, spec)
-        except ChecksumError as err:
-            raise ChecksumError(f"downloaded from {source}: {err}") from None
-        # Atomic so that an interrupted run never leaves a half-written file
-        # that a later run would find.
-        os.replace(staged, target)
-    return target
+            _fetch_one(source, spec, target, float(timeout), end, retries, float(deadline))
+            return target
+        except DownloadError as err:
+            failures.append(err)
+    if len(failures) == 1:
+        raise failures[0]
+    kind = DownloadChecksumError if all(isinstance(f, ChecksumError) for f in failures) else DownloadError
+    raise kind(f"every address for {spec.path} failed: " + "; ".join(str(f) for f in failures))
 
 
 def fetch(
@@ -405,23 +516,26 @@ def fetch(
     data_dir: str | os.PathLike[str] | None = None,
     *,
     download: bool = True,
-    urls: dict[str, str] | None = None,
-    timeout: float = 60.0,
+    urls: dict[str, str | Sequence[str]] | None = None,
+    timeout: float = 30.0,
+    deadline: float = 600.0,
 ) -> dict[str, Path]:
     """Verified paths of every raw file of a data set.
 
     Parameters
     ----------
-    name : {"mushroom", "shuttle", "hate_speech"}
+    name : {"mushroom", "shuttle", "hate_speech", "obd"}
         Data set.
     data_dir : path-like, optional
         Folder to look in first.
     download : bool, default True
         Fetch missing files from the official sources.
     urls : dict, optional
-        Replacement download address per file key (see :func:`fetch_file`).
-    timeout : float, default 60
-        Seconds before a stalled download is abandoned.
+        Replacement download address(es) per file key (see :func:`fetch_file`).
+    timeout : float, default 30
+        Seconds one socket read may wait.
+    deadline : float, default 600
+        Seconds each file's download may take in all.
 
     Returns
     -------
@@ -432,7 +546,7 @@ def fetch(
         raise ValueError(f"unknown data set name={name!r}; known: {sorted(DATASETS)}")
     urls = urls or {}
     return {
-        key: fetch_file(key, data_dir, download=download, url=urls.get(key), timeout=timeout)
+        key: fetch_file(key, data_dir, download=download, url=urls.get(key), timeout=timeout, deadline=deadline)
         for key in DATASETS[name]
     }
 
@@ -737,3 +851,279 @@ def encode_tabular(
     if not blocks:
         raise ValueError("every column of features is constant; nothing to encode")
     return np.concatenate(blocks, axis=1), names
+
+
+# ---------------------------------------------------------------------------
+# Open Bandit Dataset
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class BanditLog:
+    """One logged bandit data set: who was shown what, with which probability, and the reward.
+
+    Attributes
+    ----------
+    behaviour : str
+        The logging policy (``"random"`` or ``"bts"`` for the Open Bandit Dataset).
+    campaign : str
+        Campaign (``"all"``, ``"men"``, ``"women"``).
+    n_actions : int
+        Number of items ``K``.
+    action : numpy.ndarray
+        (n,) int64 item shown, in ``0 .. K - 1``.
+    position : numpy.ndarray
+        (n,) int64 slot of the page it was shown in, 0-based (the file's 1, 2, 3 minus one).
+    reward : numpy.ndarray
+        (n,) float64 click (0 or 1).
+    propensity : numpy.ndarray
+        (n,) float64 probability that the logging policy showed that item in that slot, in (0, 1].
+    timestamp : numpy.ndarray
+        (n,) ``datetime64[us]`` (UTC).
+    user_features : numpy.ndarray
+        (n, 4) strings: the four hashed categorical user features.
+    affinity : numpy.ndarray
+        (n, K) float64 user-item affinities.
+    item_numeric : numpy.ndarray
+        (K,) float64 ``item_feature_0``.
+    item_categorical : numpy.ndarray
+        (K, 3) strings: hashed ``item_feature_1..3``.
+    """
+
+    behaviour: str
+    campaign: str
+    n_actions: int
+    action: np.ndarray
+    position: np.ndarray
+    reward: np.ndarray
+    propensity: np.ndarray
+    timestamp: np.ndarray
+    user_features: np.ndarray
+    affinity: np.ndarray
+    item_numeric: np.ndarray
+    item_categorical: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.action.shape[0])
+
+    def validate(self) -> BanditLog:
+        """Check shapes, ranges and finiteness; return ``self`` or raise ValueError naming the field."""
+        n, K = len(self), self.n_actions
+        want = {"action": (n,), "position": (n,), "reward": (n,), "propensity": (n,), "timestamp": (n,),
+                "affinity": (n, K), "item_numeric": (K,)}
+        for name, shape in want.items():
+            if np.shape(getattr(self, name)) != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {np.shape(getattr(self, name))}")
+        if np.ndim(self.user_features) != 2 or np.shape(self.user_features)[0] != n:
+            raise ValueError(f"user_features: expected shape ({n}, p), got {np.shape(self.user_features)}")
+        if np.ndim(self.item_categorical) != 2 or np.shape(self.item_categorical)[0] != K:
+            raise ValueError(f"item_categorical: expected shape ({K}, q), got {np.shape(self.item_categorical)}")
+        if not np.issubdtype(np.asarray(self.action).dtype, np.integer) or n and (
+                self.action.min() < 0 or self.action.max() >= K):
+            raise ValueError(f"action: expected integer item indices in [0, {K})")
+        for name in ("reward", "affinity", "item_numeric"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise ValueError(f"{name}: contains NaN or infinite values")
+        p = np.asarray(self.propensity, dtype=np.float64)
+        if not (np.all(np.isfinite(p)) and np.all(p > 0) and np.all(p <= 1)):
+            raise ValueError("propensity: every value must lie in (0, 1]")
+        return self
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="ascii") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValueError(f"{path}: empty file") from None
+        rows = list(reader)
+    bad = next((i for i, r in enumerate(rows) if len(r) != len(header)), None)
+    if bad is not None:
+        raise ValueError(f"{path}: row {bad + 1} has {len(rows[bad])} fields, the header {len(header)}")
+    return header, rows
+
+
+def load_obd(
+    behaviour: str = "random",
+    campaign: str = "all",
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+) -> BanditLog:
+    """The small Open Bandit Dataset (Saito et al. 2021): 10,000 ZOZOTOWN impressions per file.
+
+    Each campaign was logged once by a uniform random policy (propensity
+    exactly ``1 / K``) and once by Bernoulli Thompson sampling (logged
+    propensities). The files come from ``data_dir``, ``ENSEMBLEPP_DATA`` or
+    the cache, else from the authors' ``obp`` repository on GitHub (pinned
+    commit :data:`OBD_COMMIT`), checked against their sha256 (module docstring).
+
+    Parameters
+    ----------
+    behaviour : {"random", "bts"}, default "random"
+        Logging policy.
+    campaign : {"all", "men", "women"}, default "all"
+        Campaign (80, 34 and 46 items).
+    data_dir : path-like, optional
+        Folder holding ``obd/{behaviour}/{campaign}/{campaign}.csv`` and ``item_context.csv``.
+    download : bool, default True
+        Download when no folder has a valid copy.
+
+    Returns
+    -------
+    BanditLog
+        Rows in the file's (time) order.
+
+    Raises
+    ------
+    ValueError
+        For an unknown behaviour or campaign, or a file whose content breaks the
+        format (unknown column layout, item or propensity out of range, non-finite values).
+    """
+    if behaviour not in OBD_BEHAVIOURS:
+        raise ValueError(f"behaviour must be one of {list(OBD_BEHAVIOURS)}, got behaviour={behaviour!r}")
+    if campaign not in OBD_CAMPAIGNS:
+        raise ValueError(f"campaign must be one of {list(OBD_CAMPAIGNS)}, got campaign={campaign!r}")
+    K = OBD_CAMPAIGNS[campaign]
+    log_path = fetch_file(f"obd-{behaviour}-{campaign}-log", data_dir, download=download)
+    item_path = fetch_file(f"obd-{behaviour}-{campaign}-items", data_dir, download=download)
+    with open(log_path, newline="", encoding="ascii") as handle:
+        header = next(csv.reader(handle), [])
+    expected = ["", "timestamp", "item_id", "position", "click", "propensity_score",
+                *(f"user_feature_{i}" for i in range(4)), *(f"user-item_affinity_{k}" for k in range(K))]
+    if header != expected:
+        raise ValueError(f"{log_path}: unexpected columns {header[:12]}... (expected {expected[:12]}...)")
+    try:
+        # NumPy's C parser: ten times faster than converting csv-module strings.
+        numbers = np.loadtxt(log_path, delimiter=",", skiprows=1, ndmin=2,
+                             usecols=[2, 3, 4, 5, *range(10, 10 + K)], dtype=np.float64)
+        text = np.loadtxt(log_path, delimiter=",", skiprows=1, ndmin=2, usecols=[1, 6, 7, 8, 9], dtype=str,
+                          encoding="ascii")
+    except ValueError as err:
+        raise ValueError(f"{log_path}: malformed row ({err})") from None
+    if numbers.shape[0] == 0:
+        raise ValueError(f"{log_path}: no rows")
+    if not np.all(numbers[:, :2] == np.round(numbers[:, :2])):
+        raise ValueError(f"{log_path}: item_id and position must be integers")
+    action = numbers[:, 0].astype(np.int64)
+    position = numbers[:, 1].astype(np.int64) - 1
+    reward = numbers[:, 2].copy()
+    propensity = numbers[:, 3].copy()
+    affinity = numbers[:, 4:].copy()
+    table = text
+    if action.min() < 0 or action.max() >= K:
+        raise ValueError(f"{log_path}: item_id outside 0..{K - 1}")
+    if not np.isin(reward, (0.0, 1.0)).all():
+        raise ValueError(f"{log_path}: click must be 0 or 1")
+    if not (np.isfinite(propensity).all() and (propensity > 0).all() and (propensity <= 1).all()):
+        raise ValueError(f"{log_path}: propensity_score must lie in (0, 1]")
+    if not np.isfinite(affinity).all():
+        raise ValueError(f"{log_path}: user-item affinities must be finite")
+    # "2019-11-24 00:00:17.004101+00:00": every stamp is UTC, so the offset is dropped.
+    stamps = np.char.replace(np.char.replace(table[:, 0], "+00:00", ""), " ", "T")
+    try:
+        timestamp = stamps.astype("datetime64[us]")
+    except ValueError as err:
+        raise ValueError(f"{log_path}: malformed timestamp ({err})") from None
+    iheader, irows = _read_csv(item_path)
+    iexpected = ["", "item_id", "item_feature_0", "item_feature_1", "item_feature_2", "item_feature_3"]
+    if iheader != iexpected:
+        raise ValueError(f"{item_path}: unexpected columns {iheader} (expected {iexpected})")
+    items = np.array(irows, dtype=str)
+    if items.shape[0] != K or not np.array_equal(items[:, 1].astype(np.int64), np.arange(K)):
+        raise ValueError(f"{item_path}: expected item_id 0..{K - 1} in order")
+    item_numeric = items[:, 2].astype(np.float64)
+    if not np.isfinite(item_numeric).all():
+        raise ValueError(f"{item_path}: item_feature_0 must be finite")
+    return BanditLog(
+        behaviour=behaviour, campaign=campaign, n_actions=K, action=action, position=position,
+        reward=reward, propensity=propensity, timestamp=timestamp, user_features=table[:, 1:5].copy(),
+        affinity=affinity, item_numeric=item_numeric, item_categorical=items[:, 3:6].copy(),
+    )
+
+
+@dataclass
+class OBDFeatures:
+    """Encoded Open Bandit Dataset features.
+
+    Categorical features (the hashed strings) become one indicator per value
+    seen in the log, sorted; the numeric ``item_feature_0`` is standardised
+    over the items; affinities stay as they are (small non-negative counts,
+    mostly 0). User features are the same for every item of an impression, so
+    in a linear score they shift every item equally and cannot change which one
+    is chosen: :meth:`actions` leaves them out unless ``with_user=True`` (they
+    matter for a reward model's level, not for the choice).
+
+    Attributes
+    ----------
+    user : numpy.ndarray
+        (n, p_u) one-hot user features.
+    item : numpy.ndarray
+        (K, p_v): a constant 1, standardised ``item_feature_0``, one-hot ``item_feature_1..3``.
+    affinity : numpy.ndarray
+        (n, K) user-item affinities.
+    user_names, item_names : list of str
+        Column names.
+    """
+
+    user: np.ndarray
+    item: np.ndarray
+    affinity: np.ndarray
+    user_names: list[str]
+    item_names: list[str]
+
+    def dim(self, with_user: bool = False) -> int:
+        """Width ``d`` of one action's feature vector from :meth:`actions`."""
+        return self.item.shape[1] + 1 + (self.user.shape[1] if with_user else 0)
+
+    def actions(self, row: int, with_user: bool = False) -> np.ndarray:
+        """Feature vectors of every item for impression ``row``: ``(K, d)`` float64.
+
+        Columns: the item block, the user-item affinity, then (``with_user``)
+        the user's one-hot block repeated on every item.
+        """
+        n = self.affinity.shape[0]
+        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not -n <= row < n:
+            raise IndexError(f"row must be an int in [0, {n}), got {row!r}")
+        parts = [self.item, self.affinity[row][:, None]]
+        if with_user:
+            parts.append(np.broadcast_to(self.user[row], (self.item.shape[0], self.user.shape[1])))
+        return np.concatenate(parts, axis=1)
+
+
+def _one_hot(column: np.ndarray, prefix: str) -> tuple[np.ndarray, list[str]]:
+    values, codes = np.unique(column, return_inverse=True)
+    return np.eye(len(values))[codes.reshape(-1)], [f"{prefix}={v}" for v in values]
+
+
+def obd_features(log: BanditLog) -> OBDFeatures:
+    """Encode a :class:`BanditLog` of the Open Bandit Dataset (see :class:`OBDFeatures`).
+
+    Parameters
+    ----------
+    log : BanditLog
+        From :func:`load_obd`.
+
+    Returns
+    -------
+    OBDFeatures
+    """
+    if not isinstance(log, BanditLog):
+        raise TypeError(f"log must be a BanditLog, got {type(log).__name__}")
+    log.validate()
+    user_blocks, user_names = [], []
+    for j in range(log.user_features.shape[1]):
+        block, names = _one_hot(log.user_features[:, j], f"user_feature_{j}")
+        user_blocks.append(block)
+        user_names += names
+    num = log.item_numeric
+    std = num.std()
+    item_blocks = [np.ones((log.n_actions, 1)), ((num - num.mean()) / (std if std > 0 else 1.0))[:, None]]
+    item_names = ["bias", "item_feature_0"]
+    for j in range(log.item_categorical.shape[1]):
+        block, names = _one_hot(log.item_categorical[:, j], f"item_feature_{j + 1}")
+        item_blocks.append(block)
+        item_names += names
+    return OBDFeatures(user=np.concatenate(user_blocks, axis=1), item=np.concatenate(item_blocks, axis=1),
+                       affinity=log.affinity, user_names=user_names, item_names=item_names)

@@ -242,23 +242,3 @@ class ClassificationBandit(Environment):
                 "n_rows": self.n_rows, "n_instances": self.n_instances,
                 "seed": self.seeds if self.n_instances is not None else self.seeds[0]}
 
-
-def _register() -> None:
-    from . import register_environment, ENVIRONMENTS
-
-    if "mushroom" not in ENVIRONMENTS:
-        register_environment(
-            "mushroom", ClassificationBandit,
-            "UCI Mushroom (8124 rows, 2 classes), disjoint encoding, reward 1{a = y}",
-            defaults={"dataset": "mushroom"})
-    if "shuttle" not in ENVIRONMENTS:
-        register_environment(
-            "shuttle", ClassificationBandit,
-            "UCI Statlog Shuttle (58000 rows, 7 classes), disjoint encoding, reward 1{a = y}",
-            defaults={"dataset": "shuttle"})
-
-
-try:
-    _register()
-except ImportError:  # pragma: no cover - imported before envs/__init__ finished
-    pass

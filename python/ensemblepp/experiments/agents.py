@@ -2,29 +2,30 @@
 
 A *batched* agent holds all ``B`` seeds of a run in one object (the linear
 policies of the compiled core, ``n_agents=B``); an unbatched agent (the
-PyTorch ones) is built once per seed. Other modules add agents with
-:func:`register_agent`.
+PyTorch ones) is built once per seed. Agents are registered as import strings
+(``"ensemblepp.linear:LinearTS"``), so the registry loads neither the compiled
+core nor torch by itself; other code adds agents with :func:`register_agent`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..envs import check_options
+from .._registry import Entry, Registry, check_options
 
-__all__ = ["AgentSpec", "AGENTS", "register_agent", "make_agent", "agent_label", "RandomAgent"]
+__all__ = ["AgentSpec", "AGENTS", "register_agent", "make_agent", "agent_label", "RandomAgent",
+           "make_text_agent"]
 
 # Short names accepted in configurations and on the command line.
 ALIASES = {"M": "ensemble_size"}
 
 
 @dataclass(frozen=True)
-class AgentSpec:
+class AgentSpec(Entry):
     """A named agent constructor.
 
     Attributes
@@ -32,34 +33,23 @@ class AgentSpec:
     name : str
         Registry name.
     target : str or callable
-        The class, or ``"module:attribute"`` imported on first use (so that the
-        registry loads neither the compiled core nor torch by itself).
-    batched : bool
-        Built once for all seeds with ``n_agents=B`` (True) or once per seed.
+        The class, or ``"module:attribute"`` imported on first use.
     description : str
         One line for ``ensemblepp agents``.
     defaults : dict
         Options applied before the user's.
+    batched : bool
+        Built once for all seeds with ``n_agents=B`` (True) or once per seed.
     """
 
-    name: str
-    target: str | Callable[..., Any]
-    batched: bool
-    description: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
+    batched: bool = True
 
     def resolve(self) -> Callable[..., Any]:
-        """Import and return the constructor."""
-        if callable(self.target):
-            return self.target
-        module, _, attr = self.target.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise RuntimeError(f"agent {self.name!r} needs {self.target}, which is not available: {exc}") from exc
+        """Import and return the constructor (see :meth:`Entry.load`)."""
+        return self.load()
 
 
-AGENTS: dict[str, AgentSpec] = {}
+AGENTS: Registry[AgentSpec] = Registry("agent")
 
 
 def register_agent(name: str, target: str | Callable[..., Any], *, batched: bool,
@@ -84,11 +74,7 @@ def register_agent(name: str, target: str | Callable[..., Any], *, batched: bool
     replace : bool, default False
         Allow overwriting an existing name.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError("name must be a non-empty string")
-    if name in AGENTS and not replace:
-        raise ValueError(f"agent {name!r} is already registered")
-    AGENTS[name] = AgentSpec(name, target, batched, description, dict(defaults or {}))
+    AGENTS.add(AgentSpec(name, target, description, dict(defaults or {}), batched), replace=replace)
 
 
 def normalize_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -104,8 +90,6 @@ def normalize_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def agent_spec(name: str) -> AgentSpec:
     """Return the registered spec or raise ValueError listing the known names."""
-    if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; known: {', '.join(sorted(AGENTS))}")
     return AGENTS[name]
 
 
@@ -188,19 +172,66 @@ class RandomAgent:
         """Nothing to learn."""
 
 
-_LIN = "ensemblepp.linear"
-_NN = "ensemblepp.neural"
-register_agent("ensemble++", f"{_LIN}:LinearEnsemble", batched=True,
-               description="linear Ensemble++ (shared-factor ensemble, closed-form updates)")
-register_agent("ts", f"{_LIN}:LinearTS", batched=True, description="exact linear Thompson sampling")
-register_agent("es", f"{_LIN}:LinearEnsembleSampling", batched=True,
-               description="ensemble sampling (Lu and Van Roy 2017)")
-register_agent("linucb", f"{_LIN}:LinUCB", batched=True, description="LinUCB")
-register_agent("greedy", f"{_LIN}:LinearGreedy", batched=True, description="greedy on the posterior mean")
-register_agent("random", RandomAgent, batched=True, description="uniformly random actions")
-register_agent("neural-ensemble++", f"{_NN}:NeuralEnsemble", batched=False,
-               description="neural Ensemble++ (PyTorch)")
-register_agent("ensemble+", f"{_NN}:EnsemblePlus", batched=False,
-               description="Ensemble+ (Osband et al.), randomized prior ensemble")
-register_agent("epinet", f"{_NN}:EpiNet", batched=False, description="EpiNet (Osband et al. 2023)")
-register_agent("neural-greedy", f"{_NN}:NeuralGreedy", batched=False, description="greedy neural network")
+def make_text_agent(kind: str, dim: int | None = None, *, seed: int = 0, fine_tune: bool = True,
+                    device: str = "cpu", **options: Any) -> Any:
+    """A neural agent whose feature network is the MiniLM text encoder.
+
+    Parameters
+    ----------
+    kind : {"ensemble++", "greedy"}
+        :class:`~ensemblepp.neural.NeuralEnsemble` or
+        :class:`~ensemblepp.neural.NeuralGreedy`.
+    dim : int, optional
+        Ignored (the runner passes the environment's width; the agent takes
+        ``(text, action)`` pairs).
+    seed : int, default 0
+        Agent seed.
+    fine_tune : bool, default True
+        Train the encoder with the agent (False freezes its weights).
+    device : str, default "cpu"
+        Device of the agent and the encoder.
+    **options
+        Further agent options (``ensemble_size``, ``prior_scale``, ...).
+
+    Returns
+    -------
+    NeuralEnsemble or NeuralGreedy
+    """
+    from ..neural import NeuralEnsemble, NeuralGreedy
+    from ..text import TextActionEncoder
+
+    classes = {"ensemble++": NeuralEnsemble, "greedy": NeuralGreedy}
+    if kind not in classes:
+        raise ValueError(f"kind must be one of {sorted(classes)}, got {kind!r}")
+    net = TextActionEncoder(device=device, trainable=bool(fine_tune))
+    return classes[kind](None, feature_net=net, seed=seed, device=device, **options)
+
+
+def _text_ensemble(dim: int | None = None, *, seed: int = 0, **options: Any) -> Any:
+    return make_text_agent("ensemble++", dim, seed=seed, **options)
+
+
+def _text_greedy(dim: int | None = None, *, seed: int = 0, **options: Any) -> Any:
+    return make_text_agent("greedy", dim, seed=seed, **options)
+
+
+# name, target, batched, description: the built-in agents.
+_HERE, _LIN, _NN = "ensemblepp.experiments.agents", "ensemblepp.linear", "ensemblepp.neural"
+for _name, _target, _batched, _description in [
+    ("ensemble++", f"{_LIN}:LinearEnsemble", True, "linear Ensemble++ (shared-factor ensemble, closed-form updates)"),
+    ("ts", f"{_LIN}:LinearTS", True, "exact linear Thompson sampling"),
+    ("es", f"{_LIN}:LinearEnsembleSampling", True, "ensemble sampling (Lu and Van Roy 2017)"),
+    ("linucb", f"{_LIN}:LinUCB", True, "LinUCB"),
+    ("greedy", f"{_LIN}:LinearGreedy", True, "greedy on the posterior mean"),
+    ("random", f"{_HERE}:RandomAgent", True, "uniformly random actions"),
+    ("neural-ensemble++", f"{_NN}:NeuralEnsemble", False, "neural Ensemble++ (PyTorch)"),
+    ("ensemble+", f"{_NN}:EnsemblePlus", False, "Ensemble+ (Osband et al.), randomized prior ensemble"),
+    ("epinet", f"{_NN}:EpiNet", False, "EpiNet (Osband et al. 2023)"),
+    ("neural-greedy", f"{_NN}:NeuralGreedy", False, "greedy neural network"),
+    ("text-ensemble++", f"{_HERE}:_text_ensemble", False,
+     "neural Ensemble++ on (text, action) pairs through MiniLM (fine_tune=True|False)"),
+    ("text-greedy", f"{_HERE}:_text_greedy", False,
+     "greedy network on (text, action) pairs through MiniLM (fine_tune=True|False)"),
+]:
+    register_agent(_name, _target, batched=_batched, description=_description)
+del _name, _target, _batched, _description

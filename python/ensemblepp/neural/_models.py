@@ -66,6 +66,22 @@ def _linear_init_(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int,
             bias.uniform_(-bound, bound, generator=generator)
 
 
+STYLES: tuple[str, ...] = ("ensemblepp", "official")
+
+
+def check_style(style: Any) -> str:
+    """Return ``style`` if it is one of :data:`STYLES`, else raise ValueError."""
+    if not isinstance(style, str) or style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    return style
+
+
+def _uniform(shape: tuple[int, ...], fan_in: int, generator: torch.Generator) -> torch.Tensor:
+    # torch.nn.Linear's default law for weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    bound = 1.0 / math.sqrt(fan_in)
+    return torch.empty(shape).uniform_(-bound, bound, generator=generator)
+
+
 def _xavier_normal(shape: tuple[int, ...], fan_in: int, fan_out: int,
                    generator: torch.Generator) -> torch.Tensor:
     std = math.sqrt(2.0 / (fan_in + fan_out))
@@ -74,7 +90,7 @@ def _xavier_normal(shape: tuple[int, ...], fan_in: int, fan_out: int,
 
 def _unit_rows(n_rows: int, n_outputs: int, index_dim: int, generator: torch.Generator) -> torch.Tensor:
     """(n_rows, n_outputs * index_dim) with every (row, output) M-vector uniform on the unit sphere."""
-    rows = draw("sphere", (n_rows, n_outputs), index_dim, generator)
+    rows = draw("sphere", (n_rows, n_outputs), index_dim, generator=generator)
     return rows.reshape(n_rows, n_outputs * index_dim)
 
 
@@ -237,17 +253,22 @@ class EnsemblePlusPlusNet(nn.Module):
         ``s_prior`` and ``s_post``.
     generator : torch.Generator, optional
         Source of the initial weights.
+    style : {"ensemblepp", "official"}
+        Initial law of the base head ``w_b``: xavier-normal (``"ensemblepp"``)
+        or torch's ``nn.Linear`` default ``U(+-1/sqrt(F))`` as in the authors'
+        code (``"official"``). Everything else is the same in both.
     """
 
     def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, prior_net: nn.Module | None = None,
                  feature_dim: int | None = None, prior_feature_dim: int | None = None,
                  n_outputs: int = 1, prior_scale: float = 1.0, posterior_scale: float = 1.0,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, style: str = "ensemblepp") -> None:
         super().__init__()
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         M = _check_positive_int(ensemble_size, "ensemble_size")
         n_out = _check_positive_int(n_outputs, "n_outputs")
+        self.style = check_style(style)
         self.prior_scale = _check_scale(prior_scale, "prior_scale")
         self.posterior_scale = _check_scale(posterior_scale, "posterior_scale")
         self.feature_net, F = _feature_network(dim, hidden, feature_net, feature_dim, gen)
@@ -262,8 +283,14 @@ class EnsemblePlusPlusNet(nn.Module):
         self.index_dim = M
         self.n_outputs = n_out
         self.feature_dim = F
-        self.base_weight = nn.Parameter(_xavier_normal((F, n_out), F, n_out, gen))
-        self.ensemble_weight = nn.Parameter(_xavier_normal((F, n_out * M), F, M, gen))
+        if self.style == "official":
+            # The authors' base head is nn.Linear(F, n_out, bias=False) at torch's default law,
+            # and their ensemble layer maps z (M) to all F * n_out weights: xavier fans (M, F n_out).
+            self.base_weight = nn.Parameter(_uniform((F, n_out), F, gen))
+            self.ensemble_weight = nn.Parameter(_xavier_normal((F, n_out * M), F * n_out, M, gen))
+        else:
+            self.base_weight = nn.Parameter(_xavier_normal((F, n_out), F, n_out, gen))
+            self.ensemble_weight = nn.Parameter(_xavier_normal((F, n_out * M), F, M, gen))
         self.register_buffer("prior_weight", _unit_rows(Fp, n_out, M, gen))
 
     def features(self, x: Any) -> torch.Tensor:
@@ -305,33 +332,46 @@ class EnsemblePlusNet(nn.Module):
     r"""Ensemble+ (Osband et al. 2018, randomized prior functions) as an index network.
 
     A shared trunk ``h`` (trained end to end, no stop-gradient) with M linear
-    heads ``W`` (columns), plus a separate frozen prior trunk ``h_p`` with M
-    frozen heads ``W0``. With ``zeta = sqrt(M) e_k`` (a reference-scale
-    coordinate vector) ``f(x, zeta)`` is head ``k``:
+    heads ``W`` (columns, biases ``b``), plus a separate frozen prior trunk
+    ``h_p`` with M frozen heads ``W0``:
 
     .. math::
 
-        f(x, \zeta) = \langle W^\top h(x), \zeta\rangle + s_{prior} \langle W_0^\top h_p(x), \zeta\rangle
+        f(x, \zeta) = s_{post} \langle W^\top h(x) + b, \zeta\rangle
+                      + s_{prior} \langle W_0^\top h_p(x), \zeta\rangle
 
-    ``W0`` has unit rows as in :class:`EnsemblePlusPlusNet`, so ``prior_scale``
-    means the same in both. Without ``prior_net`` the prior trunk is a frozen,
-    independently initialised copy of the default MLP; with a user
-    ``feature_net`` it is a frozen deep copy of it at construction (or the
-    network itself when all its parameters are already frozen).
+    so that ``f(x, e_k)`` is head ``k`` (times ``sqrt(M)`` for the
+    reference-scale index ``sqrt(M) e_k``).
 
-    Parameters are those of :class:`EnsemblePlusPlusNet` without ``posterior_scale``.
+    ``style="ensemblepp"``: ``W0`` has unit rows as in
+    :class:`EnsemblePlusPlusNet` (so ``prior_scale`` means the same in both),
+    ``W`` is xavier-normal over the whole ``F x M`` matrix and there is no
+    bias. ``style="official"``: as the authors' code, every head (trained and
+    prior) is an ``nn.Linear(F, 1)`` with xavier-normal weight (standard
+    deviation ``sqrt(2 / (F + 1))``) and a zero bias; the trained biases are
+    learnt, the prior ones stay zero and are left out.
+
+    Without ``prior_net`` the prior trunk is a frozen, independently
+    initialised copy of the default MLP; with a user ``feature_net`` it is a
+    frozen deep copy of it at construction (or the network itself when all its
+    parameters are already frozen).
+
+    Parameters are those of :class:`EnsemblePlusPlusNet`; ``posterior_scale``
+    multiplies the trained heads.
     """
 
     def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, prior_net: nn.Module | None = None,
                  feature_dim: int | None = None, prior_feature_dim: int | None = None,
-                 n_outputs: int = 1, prior_scale: float = 1.0,
-                 generator: torch.Generator | None = None) -> None:
+                 n_outputs: int = 1, prior_scale: float = 1.0, posterior_scale: float = 1.0,
+                 generator: torch.Generator | None = None, style: str = "ensemblepp") -> None:
         super().__init__()
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         M = _check_positive_int(ensemble_size, "ensemble_size")
         n_out = _check_positive_int(n_outputs, "n_outputs")
+        self.style = check_style(style)
         self.prior_scale = _check_scale(prior_scale, "prior_scale")
+        self.posterior_scale = _check_scale(posterior_scale, "posterior_scale")
         self.feature_net, F = _feature_network(dim, hidden, feature_net, feature_dim, gen)
         if prior_net is None:
             if feature_net is None:
@@ -351,8 +391,15 @@ class EnsemblePlusNet(nn.Module):
         self.index_dim = M
         self.n_outputs = n_out
         self.feature_dim = F
-        self.ensemble_weight = nn.Parameter(_xavier_normal((F, n_out * M), F, M, gen))
-        self.register_buffer("prior_weight", _unit_rows(Fp, n_out, M, gen))
+        if self.style == "official":
+            # One nn.Linear(F, 1) per head and output: xavier-normal with fan (F, 1).
+            self.ensemble_weight = nn.Parameter(_xavier_normal((F, n_out * M), F, 1, gen))
+            self.ensemble_bias = nn.Parameter(torch.zeros(n_out * M))
+            self.register_buffer("prior_weight", _xavier_normal((Fp, n_out * M), Fp, 1, gen))
+        else:
+            self.ensemble_weight = nn.Parameter(_xavier_normal((F, n_out * M), F, M, gen))
+            self.ensemble_bias = None
+            self.register_buffer("prior_weight", _unit_rows(Fp, n_out, M, gen))
 
     def forward(self, x: Any, zeta: torch.Tensor) -> torch.Tensor:
         """``f(x, zeta)``, shape ``(B, n_zeta, n_outputs)``."""
@@ -364,7 +411,10 @@ class EnsemblePlusNet(nn.Module):
         else:
             with torch.no_grad():
                 hp = self.prior_net(x)
-        g = h @ self.ensemble_weight + self.prior_scale * (hp @ self.prior_weight)
+        post = h @ self.ensemble_weight
+        if self.ensemble_bias is not None:
+            post = post + self.ensemble_bias
+        g = self.posterior_scale * post + self.prior_scale * (hp @ self.prior_weight)
         return _contract(g.reshape(B, self.n_outputs, self.index_dim), zeta)
 
 
@@ -393,13 +443,19 @@ class EpiNetNet(nn.Module):
         Hidden widths of ``sigma_L`` (default ``(15, 15)``).
     prior_hidden : sequence of int
         Hidden widths of every prior MLP (default ``(5, 5)``).
+    style : {"ensemblepp", "official"}
+        Initial laws. ``"ensemblepp"``: xavier-normal base head without bias,
+        torch's ``nn.Linear`` default law for the epinet and the prior MLPs.
+        ``"official"`` (the authors' code): base head ``nn.Linear(F, n_out)``
+        with a bias at torch's default law; epinet and prior MLPs
+        xavier-normal with zero biases.
     """
 
     def __init__(self, dim: int | None, ensemble_size: int = 8, hidden: Sequence[int] = (64, 64),
                  feature_net: nn.Module | None = None, feature_dim: int | None = None,
                  n_outputs: int = 1, prior_scale: float = 1.0, posterior_scale: float = 1.0,
                  epinet_hidden: Sequence[int] = (15, 15), prior_hidden: Sequence[int] = (5, 5),
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, style: str = "ensemblepp") -> None:
         super().__init__()
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         M = _check_positive_int(ensemble_size, "ensemble_size")
@@ -408,6 +464,8 @@ class EpiNetNet(nn.Module):
         prior_hidden = _check_hidden(prior_hidden, "prior_hidden")
         if not epinet_hidden:
             raise ValueError("epinet_hidden must hold at least one width")
+        self.style = check_style(style)
+        official = self.style == "official"
         self.prior_scale = _check_scale(prior_scale, "prior_scale")
         self.posterior_scale = _check_scale(posterior_scale, "posterior_scale")
         self.feature_net, F = _feature_network(dim, hidden, feature_net, feature_dim, gen)
@@ -416,31 +474,50 @@ class EpiNetNet(nn.Module):
         self.feature_dim = F
         self.uses_x = dim is not None
         x_dim = dim if dim is not None else F
-        self.base_weight = nn.Parameter(_xavier_normal((F, n_out), F, n_out, gen))
+        if official:
+            self.base_weight = nn.Parameter(_uniform((F, n_out), F, gen))
+            self.base_bias = nn.Parameter(_uniform((n_out,), F, gen))
+        else:
+            self.base_weight = nn.Parameter(_xavier_normal((F, n_out), F, n_out, gen))
+            self.base_bias = None
         # First epinet layer split by input block so that the x and h parts are
         # computed once per input and the z part once per index, then broadcast.
         e1 = epinet_hidden[0]
         fan_in = (x_dim if self.uses_x else 0) + F + M
-        bound = 1.0 / math.sqrt(fan_in)
-        self.epi_x = nn.Parameter(torch.empty(x_dim, e1).uniform_(-bound, bound, generator=gen)) \
-            if self.uses_x else None
-        self.epi_h = nn.Parameter(torch.empty(F, e1).uniform_(-bound, bound, generator=gen))
-        self.epi_z = nn.Parameter(torch.empty(M, e1).uniform_(-bound, bound, generator=gen))
-        self.epi_b = nn.Parameter(torch.empty(e1).uniform_(-bound, bound, generator=gen))
+
+        def first(rows: int) -> torch.Tensor:
+            if official:
+                return _xavier_normal((rows, e1), fan_in, e1, gen)
+            return _uniform((rows, e1), fan_in, gen)
+
+        self.epi_x = nn.Parameter(first(x_dim)) if self.uses_x else None
+        self.epi_h = nn.Parameter(first(F))
+        self.epi_z = nn.Parameter(first(M))
+        self.epi_b = nn.Parameter(torch.zeros(e1) if official else _uniform((e1,), fan_in, gen))
         layers: list[nn.Module] = []
         width = e1
         for w in list(epinet_hidden[1:]) + [M * n_out]:
             lin = nn.Linear(width, w)
-            _linear_init_(lin.weight, lin.bias, width, gen)
+            if official:
+                with torch.no_grad():
+                    lin.weight.copy_(_xavier_normal((w, width), width, w, gen))
+                    lin.bias.zero_()
+            else:
+                _linear_init_(lin.weight, lin.bias, width, gen)
             layers += [nn.ReLU(), lin]
             width = w
         self.epi_rest = nn.Sequential(*layers)
         # M frozen prior MLPs stored as stacked weights: one batched product per layer.
         widths = [x_dim] + list(prior_hidden) + [n_out]
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            bound = 1.0 / math.sqrt(a)
-            self.register_buffer(f"prior_w{i}", torch.empty(M, a, b).uniform_(-bound, bound, generator=gen))
-            self.register_buffer(f"prior_b{i}", torch.empty(M, 1, b).uniform_(-bound, bound, generator=gen))
+            if official:
+                w_i = _xavier_normal((M, a, b), a, b, gen)
+                b_i = torch.zeros(M, 1, b)
+            else:
+                w_i = _uniform((M, a, b), a, gen)
+                b_i = _uniform((M, 1, b), a, gen)
+            self.register_buffer(f"prior_w{i}", w_i)
+            self.register_buffer(f"prior_b{i}", b_i)
         self._n_prior_layers = len(widths) - 1
 
     def _prior(self, xp: torch.Tensor) -> torch.Tensor:
@@ -458,6 +535,8 @@ class EpiNetNet(nn.Module):
         _check_zeta(zeta, B, self.index_dim)
         h = self.feature_net(x)
         base = h @ self.base_weight
+        if self.base_bias is not None:
+            base = base + self.base_bias
         hs = h.detach()
         xin = x if self.uses_x else hs
         a = hs @ self.epi_h + self.epi_b

@@ -62,22 +62,28 @@ def _random_signs(shape: tuple[int, ...], generator: torch.Generator, device: to
     return (2 * bits - 1).to(dtype)
 
 
-def draw(name: str, shape: tuple[int, ...] | int, dim: int, generator: torch.Generator, *,
-         scale: str = "perturbation", sparsity: int | None = None,
+def draw(name: str, size: tuple[int, ...] | int, dim: int, *, generator: torch.Generator,
+         scaling: str = "perturbation", sparsity: int | None = None,
          dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Draw vectors of length ``dim`` from one of the five distributions.
+
+    The signature follows :func:`ensemblepp.draw` (``name, size, dim`` and
+    keyword ``scaling`` and ``sparsity``); the random source is a
+    :class:`torch.Generator` instead of the Philox counter (``seed``,
+    ``agent``, ``step``), and ``size`` may also be a tuple of leading dimensions.
 
     Parameters
     ----------
     name : {"gaussian", "sphere", "cube", "coordinate", "sparse"}
         The distribution.
-    shape : int or tuple of int
-        Leading (batch) shape; the result has shape ``(*shape, dim)``.
+    size : int or tuple of int
+        Number of vectors, or their leading (batch) shape; the result has
+        shape ``(size, dim)`` or ``(*size, dim)``.
     dim : int
         Length M of each vector (the ensemble size), at least 1.
     generator : torch.Generator
         Source of randomness; the draws live on ``generator.device``.
-    scale : {"perturbation", "reference"}
+    scaling : {"perturbation", "reference"}
         ``"perturbation"`` gives unit second moment ``E|v|^2 = 1``;
         ``"reference"`` multiplies that by ``sqrt(dim)`` so ``E[v v^T] = I``.
     sparsity : int, optional
@@ -96,13 +102,15 @@ def draw(name: str, shape: tuple[int, ...] | int, dim: int, generator: torch.Gen
         If ``name``, ``scale``, ``dim`` or ``sparsity`` is invalid.
     """
     check_distribution(name, "name")
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if scaling not in SCALES:
+        raise ValueError(f"scaling must be one of {SCALES}, got {scaling!r}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim must be a positive int, got {dim!r}")
-    lead = (shape,) if isinstance(shape, int) else tuple(shape)
-    if any((not isinstance(n, int)) or n < 0 for n in lead):
-        raise ValueError(f"shape must hold non-negative ints, got {shape!r}")
+    lead = (size,) if isinstance(size, int) else tuple(size)
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in lead):
+        raise ValueError(f"size must be a non-negative int or a tuple of them, got {size!r}")
     if name == "sparse":
         s = min(2, dim) if sparsity is None else sparsity
         if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= dim:
@@ -127,12 +135,12 @@ def draw(name: str, shape: tuple[int, ...] | int, dim: int, generator: torch.Gen
         idx = keys.topk(s, dim=-1, largest=False).indices
         signs = _random_signs(lead + (s,), generator, device, dtype) / math.sqrt(s)
         v = torch.zeros(full, device=device, dtype=dtype).scatter_(-1, idx, signs)
-    if scale == "reference":
+    if scaling == "reference":
         v = v * math.sqrt(dim)
     return v
 
 
-def coordinate_support(dim: int, *, scale: str = "reference", device: torch.device | str = "cpu",
+def coordinate_support(dim: int, *, scaling: str = "reference", device: torch.device | str = "cpu",
                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """All 2M points of the ``coordinate`` distribution, ``+-e_j`` (times sqrt(M) at reference scale).
 
@@ -143,7 +151,7 @@ def coordinate_support(dim: int, *, scale: str = "reference", device: torch.devi
     ----------
     dim : int
         Ensemble size M.
-    scale : {"perturbation", "reference"}
+    scaling : {"perturbation", "reference"}
         Scaling of the points.
     device, dtype
         Where and how to allocate the result.
@@ -153,9 +161,9 @@ def coordinate_support(dim: int, *, scale: str = "reference", device: torch.devi
     torch.Tensor
         Shape ``(2 * dim, dim)``: rows ``e_0, ..., e_{M-1}, -e_0, ..., -e_{M-1}`` (scaled).
     """
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if scaling not in SCALES:
+        raise ValueError(f"scaling must be one of {SCALES}, got {scaling!r}")
     eye = torch.eye(dim, device=device, dtype=dtype)
-    if scale == "reference":
+    if scaling == "reference":
         eye = eye * math.sqrt(dim)
     return torch.cat([eye, -eye], dim=0)

@@ -1,0 +1,403 @@
+"""Many independent neural agents (seeds) stepped as one batched computation.
+
+:class:`MultiSeed` builds ``S`` ordinary agents, one per seed, stacks their
+parameters and buffers along a new leading axis and evaluates the network of
+all seeds with :func:`torch.func.vmap` over :func:`torch.func.functional_call`;
+one backward pass and one fused Adam step update every seed. Each seed keeps
+its own generator and draws from it in exactly the order the single agent
+does (acting index, then ``xi`` at update, then minibatch slots and training
+indices per optimiser step), so seed ``s`` of a batch follows the trajectory
+of ``cls(dim, seed=s, ...)`` alone, up to float rounding of the batched
+products.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call, vmap
+
+from ._agents import _MODE_DEPENDENT, NeuralAgent
+from ._models import MLP, EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet
+
+__all__ = ["MultiSeed"]
+
+def _blinear(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """``a @ w^T + b`` per seed: ``a`` (S, ..., in) or shared (..., in), ``w`` (S, out, in), ``b`` (S, out)."""
+    S = w.shape[0]
+    lead = max(a.dim() - 2, 1) if a.shape[0] == S and a.dim() >= 3 else a.dim() - 1
+    shape = (S,) + (1,) * (lead - 1) + tuple(w.shape[1:])
+    out = torch.matmul(a, w.transpose(-1, -2).reshape(shape[:-2] + (w.shape[2], w.shape[1])))
+    if b is not None:
+        out = out + b.reshape((S,) + (1,) * (out.dim() - 2) + (b.shape[-1],))
+    return out
+
+
+def _bmlp(params: dict[str, torch.Tensor], prefix: str, layers: torch.nn.Sequential,
+          x: torch.Tensor) -> torch.Tensor:
+    """The default MLP (Linear/ReLU layers) of every seed at once."""
+    a = x
+    for i, mod in enumerate(layers):
+        if isinstance(mod, torch.nn.Linear):
+            a = _blinear(a, params[f"{prefix}.{i}.weight"], params.get(f"{prefix}.{i}.bias"))
+        elif isinstance(mod, torch.nn.ReLU):
+            a = torch.relu(a)
+        else:  # pragma: no cover - guarded by _native_ok
+            raise TypeError(f"unsupported layer {type(mod).__name__}")
+    return a
+
+
+def _bcontract(g: torch.Tensor, zeta: torch.Tensor) -> torch.Tensor:
+    """``out[s, b, z, o] = sum_m g[s, b, o, m] zeta[s, (b,) z, m]``."""
+    S, B, n_out, M = g.shape
+    if zeta.dim() == 3:
+        out = torch.bmm(g.reshape(S, B * n_out, M), zeta.transpose(1, 2))  # (S, B*n_out, n_z)
+        return out.reshape(S, B, n_out, -1).transpose(2, 3)
+    return torch.matmul(zeta, g.transpose(-1, -2))
+
+
+def _native_ok(model: torch.nn.Module) -> bool:
+    """Whether the hand-batched forward below covers ``model`` (default MLP networks only)."""
+    def plain(seq: Any) -> bool:
+        return isinstance(seq, torch.nn.Sequential) and all(
+            isinstance(m, (torch.nn.Linear, torch.nn.ReLU)) for m in seq)
+
+    if not (isinstance(model.feature_net, MLP) and plain(model.feature_net.layers)):
+        return False
+    if isinstance(model, EnsemblePlusPlusNet):
+        return model.prior_net is None
+    if isinstance(model, EnsemblePlusNet):
+        return isinstance(model.prior_net, MLP) and plain(model.prior_net.layers)
+    if isinstance(model, EpiNetNet):
+        return model.uses_x and plain(model.epi_rest)
+    return isinstance(model, GreedyNet)
+
+
+def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor,
+                    zeta: torch.Tensor) -> torch.Tensor:
+    """``f(x, zeta)`` of every seed, ``(S, B, n_z, n_out)``; ``x`` is (S, B, d) or shared (B, d),
+    ``zeta`` (S, n_z, M) or (S, B, n_z, M). The same arithmetic as the models' own forward."""
+    S = zeta.shape[0]
+    h = _bmlp(p, "feature_net.layers", model.feature_net.layers, x)
+    if h.dim() == 2:
+        h = h.expand(S, -1, -1)
+    B = h.shape[1]
+    n_out = model.n_outputs
+    if isinstance(model, GreedyNet):
+        return torch.bmm(h, p["base_weight"]).unsqueeze(2)
+    M = model.index_dim
+    if isinstance(model, EnsemblePlusPlusNet):
+        base = torch.bmm(h, p["base_weight"])
+        w = model.posterior_scale * p["ensemble_weight"] + model.prior_scale * p["prior_weight"]
+        g = torch.bmm(h.detach(), w).reshape(S, B, n_out, M)
+        return base.unsqueeze(2) + _bcontract(g, zeta)
+    if isinstance(model, EnsemblePlusNet):
+        hp = _bmlp(p, "prior_net.layers", model.prior_net.layers, x)
+        if hp.dim() == 2:
+            hp = hp.expand(S, -1, -1)
+        post = torch.bmm(h, p["ensemble_weight"])
+        if "ensemble_bias" in p:
+            post = post + p["ensemble_bias"].unsqueeze(1)
+        g = model.posterior_scale * post + model.prior_scale * torch.bmm(hp, p["prior_weight"])
+        return _bcontract(g.reshape(S, B, n_out, M), zeta)
+    # EpiNetNet
+    xs = x if x.dim() == 3 else x.expand(S, -1, -1)
+    base = torch.bmm(h, p["base_weight"])
+    if "base_bias" in p:
+        base = base + p["base_bias"].unsqueeze(1)
+    hs = h.detach()
+    a = torch.bmm(hs, p["epi_h"]) + p["epi_b"].unsqueeze(1) + torch.bmm(xs, p["epi_x"])
+    if zeta.dim() == 3:
+        pre = a.unsqueeze(2) + torch.bmm(zeta, p["epi_z"]).unsqueeze(1)
+        zb = zeta.unsqueeze(1).unsqueeze(3)  # (S, 1, n_z, 1, M)
+    else:
+        pre = a.unsqueeze(2) + torch.matmul(zeta, p["epi_z"].unsqueeze(1))
+        zb = zeta.unsqueeze(3)  # (S, B, n_z, 1, M)
+    epi = _bmlp(p, "epi_rest", model.epi_rest, pre)  # (S, B, n_z, M * n_out)
+    n_z = epi.shape[2]
+    epi = (epi.reshape(S, B, n_z, n_out, M) * zb).sum(-1)
+    with torch.no_grad():
+        act = xs.unsqueeze(1)  # (S, 1, B, in)
+        for i in range(model._n_prior_layers):
+            act = torch.matmul(act, p[f"prior_w{i}"]) + p[f"prior_b{i}"]
+            if i + 1 < model._n_prior_layers:
+                act = torch.relu(act)
+        prior = act.transpose(1, 2)  # (S, B, M, n_out)
+    prior_term = _bcontract(prior.transpose(-1, -2), zeta)
+    return base.unsqueeze(2) + model.posterior_scale * epi + model.prior_scale * prior_term
+
+
+def _native_loss(agent: NeuralAgent, out: torch.Tensor, r: torch.Tensor, xi: torch.Tensor,
+                 z: torch.Tensor) -> torch.Tensor:
+    """Per-seed loss ``(S,)``: :meth:`NeuralAgent.loss_value` of every seed."""
+    if z.dim() == 3:
+        pert = torch.bmm(xi, z.transpose(1, 2))  # (S, B, n_z)
+    else:
+        pert = torch.matmul(z, xi.unsqueeze(3)).squeeze(3)
+    pert = agent.perturbation_scale * pert
+    if agent.loss == "mse":
+        return (r.unsqueeze(2) + pert - out[..., 0]).square().mean(dim=(1, 2))
+    labels = r.long()
+    onehot = torch.nn.functional.one_hot(labels, agent.n_outputs).to(out.dtype)  # (S, B, C)
+    logits = out - pert.unsqueeze(3) * onehot.unsqueeze(2)
+    S, B, n_z, C = logits.shape
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, C), labels.repeat_interleave(n_z, dim=1).reshape(-1),
+                                           reduction="none")
+    return ce.reshape(S, B * n_z).mean(dim=1)
+
+
+
+class MultiSeed:
+    """``S`` independent copies of one neural agent class, one per seed, stepped together.
+
+    Parameters
+    ----------
+    agent_cls : type
+        :class:`~ensemblepp.neural.NeuralEnsemble`, :class:`~ensemblepp.neural.EnsemblePlus`,
+        :class:`~ensemblepp.neural.EpiNet` or :class:`~ensemblepp.neural.NeuralGreedy`
+        (any :class:`~ensemblepp.neural.NeuralAgent` subclass).
+    dim : int
+        Input dimension (vector inputs only).
+    seeds : sequence of int
+        One seed per agent, distinct or not; agent ``i`` is ``agent_cls(dim, seed=seeds[i], **options)``.
+    **options
+        Constructor options shared by all agents.
+
+    Attributes
+    ----------
+    n_agents : int
+        ``S``.
+    seeds : list of int
+        The seeds.
+    n_seen : int
+        Observations given to each agent.
+
+    Raises
+    ------
+    ValueError
+        For ``dim=None``, an empty seed list, or a network whose output
+        depends on train/eval mode (dropout, batch norm), which the batched
+        step does not reproduce.
+    """
+
+    def __init__(self, agent_cls: type[NeuralAgent], dim: int, seeds: Sequence[int], **options: Any) -> None:
+        if not (isinstance(agent_cls, type) and issubclass(agent_cls, NeuralAgent)):
+            raise TypeError(f"agent_cls must be a NeuralAgent subclass, got {agent_cls!r}")
+        if dim is None:
+            raise ValueError("MultiSeed needs vector inputs (an int dim), got dim=None")
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
+            raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
+        self.agents = [agent_cls(dim, seed=s, **options) for s in seeds]
+        first = self.agents[0]
+        if any(isinstance(m, _MODE_DEPENDENT) for m in first.model.modules()):
+            raise ValueError("MultiSeed cannot batch networks with dropout or normalisation layers")
+        self.agent_cls = agent_cls
+        self.seeds = [a.seed for a in self.agents]
+        self.n_agents = len(self.agents)
+        self.dim = first.dim
+        self.device = first.device
+        self.index_dim = first.index_dim
+        self.n_outputs = first.n_outputs
+        self._template = first
+        names = [n for n, _ in first.model.named_parameters()]
+        models = [a.model for a in self.agents]
+        self.params: dict[str, torch.Tensor] = {}
+        for name in names:
+            ref = dict(first.model.named_parameters())[name]
+            stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models]).clone()
+            self.params[name] = stacked.requires_grad_(ref.requires_grad)
+        self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]).clone()
+                        for name, _ in first.model.named_buffers()}
+        trainable = [p for p in self.params.values() if p.requires_grad]
+        try:
+            self.optimizer = torch.optim.Adam(trainable, lr=first.lr, weight_decay=0.0, fused=True)
+        except RuntimeError:  # parameters the fused kernel does not support
+            self.optimizer = torch.optim.Adam(trainable, lr=first.lr, weight_decay=0.0)
+        S, cap = self.n_agents, first.buffer_capacity
+        self._x = torch.zeros(S, cap, dim, device=self.device)
+        self._r = torch.zeros(S, cap, device=self.device)
+        self._xi = torch.zeros(S, cap, first.index_dim, device=self.device)
+        self._pos = 0
+        self._size = 0
+        self.n_seen = 0
+        self.n_sgd_steps = 0
+        self._rows = torch.arange(S, device=self.device)
+        model = first.model
+
+        def forward(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                    x: torch.Tensor, zeta: torch.Tensor) -> torch.Tensor:
+            return functional_call(model, (params, buffers), (x, zeta))
+
+        def loss(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor,
+                 r: torch.Tensor, xi: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            return first._loss_from_output(forward(params, buffers, x, z), r, xi, z)
+
+        self._forward = forward
+        self._loss = loss
+        # Hand-batched products for the default networks (much less overhead than
+        # vmap over functional_call); any other module goes through vmap.
+        self._native = _native_ok(model)
+
+    # --- inputs ---------------------------------------------------------------------
+    def _as_actions(self, actions: Any) -> torch.Tensor:
+        x = self._template._as_vectors(actions, "actions")
+        ok = (x.dim() == 2 and x.shape[1] == self.dim) or \
+             (x.dim() == 3 and x.shape[0] == self.n_agents and x.shape[2] == self.dim)
+        if not ok or x.shape[-2] == 0:
+            raise ValueError(f"actions must have shape (K, {self.dim}) or ({self.n_agents}, K, {self.dim}) "
+                             f"with K >= 1, got {tuple(x.shape)}")
+        return x
+
+    # --- acting ---------------------------------------------------------------------
+    def act(self, actions: Any, mask: Any = None) -> np.ndarray:
+        """Choose one action per agent.
+
+        Parameters
+        ----------
+        actions : array_like or torch.Tensor, shape (K, dim) or (S, K, dim)
+            Candidate actions, shared by all agents or one set per agent.
+        mask : array_like of bool, shape (K,) or (S, K), optional
+            Available actions (at least one per agent).
+
+        Returns
+        -------
+        numpy.ndarray of int64, shape (S,)
+            The chosen action of every agent.
+
+        Raises
+        ------
+        ValueError, TypeError
+            On a wrong shape, dtype or NaN/inf; nothing is drawn then.
+        """
+        x = self._as_actions(actions)
+        K = x.shape[-2]
+        m = None
+        if mask is not None:
+            mt = mask.detach() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+            if mt.dtype != torch.bool:
+                raise TypeError(f"mask must be boolean, got dtype {mt.dtype}")
+            if tuple(mt.shape) not in ((K,), (self.n_agents, K)):
+                raise ValueError(f"mask must have shape ({K},) or ({self.n_agents}, {K}), got {tuple(mt.shape)}")
+            mt = mt.to(self.device).expand(self.n_agents, K)
+            if not bool(mt.any(dim=1).all()):
+                raise ValueError("mask must allow at least one action for every agent")
+            m = mt
+        with torch.inference_mode():
+            zeta = torch.stack([a._act_index() for a in self.agents])  # (S, 1, M)
+            if self._native:
+                out = _native_forward(self._template.model, {**self.params, **self.buffers}, x, zeta)
+            else:
+                in_x = 0 if x.dim() == 3 else None
+                out = vmap(self._forward, in_dims=(0, 0, in_x, 0))(self.params, self.buffers, x, zeta)
+            if self._template.loss == "mse":
+                scores = out[:, :, 0, 0]
+            else:
+                scores = torch.softmax(out[:, :, 0, :], dim=-1) @ self._template._class_values
+            if m is not None:
+                scores = scores.masked_fill(~m, -math.inf)
+            return torch.argmax(scores, dim=1).cpu().numpy()
+
+    # --- learning -------------------------------------------------------------------
+    def update(self, x: Any, r: Any) -> None:
+        """Store one observation per agent and train all agents on schedule.
+
+        Parameters
+        ----------
+        x : array_like or torch.Tensor, shape (S, dim)
+            Features of each agent's action.
+        r : array_like or torch.Tensor, shape (S,)
+            Rewards (class labels under ``loss="ce"``).
+
+        Raises
+        ------
+        ValueError, TypeError
+            On a wrong shape, dtype, NaN/inf or invalid label; nothing changes then.
+        """
+        tmpl = self._template
+        xt = tmpl._as_vectors(x, "x")
+        if tuple(xt.shape) != (self.n_agents, self.dim):
+            raise ValueError(f"x must have shape ({self.n_agents}, {self.dim}), got {tuple(xt.shape)}")
+        rt = tmpl._as_vectors(r, "r")
+        if tuple(rt.shape) != (self.n_agents,):
+            raise ValueError(f"r must have shape ({self.n_agents},), got {tuple(rt.shape)}")
+        if tmpl.loss == "ce":
+            bad = (rt != rt.round()) | (rt < 0) | (rt >= self.n_outputs)
+            if bool(bad.any()):
+                raise ValueError(f"with loss='ce', r must hold class labels in 0..{self.n_outputs - 1}")
+        xi = torch.stack([a._draw_xi() for a in self.agents]) if self.index_dim else \
+            torch.zeros(self.n_agents, 0, device=self.device)
+        self._x[:, self._pos] = xt
+        self._r[:, self._pos] = rt
+        self._xi[:, self._pos] = xi
+        self._pos = (self._pos + 1) % tmpl.buffer_capacity
+        self._size = min(self._size + 1, tmpl.buffer_capacity)
+        self.n_seen += 1
+        since_start = self.n_seen - tmpl.update_start
+        if since_start >= 0 and since_start % tmpl.update_every == 0:
+            for _ in range(tmpl.n_updates):
+                self.sgd_step()
+
+    def sgd_step(self) -> torch.Tensor:
+        """One Adam step of every agent on its own minibatch; returns the ``(S,)`` losses."""
+        tmpl = self._template
+        n = self._size
+        if n == 0:
+            raise ValueError("the buffer is empty: call update() first")
+        idx = torch.stack([torch.randint(0, n, (tmpl.batch_size,), generator=a.generator, device=self.device)
+                           for a in self.agents])
+        z = torch.stack([a._train_index(tmpl.batch_size) for a in self.agents])
+        rows = self._rows.unsqueeze(1)
+        x, r, xi = self._x[rows, idx], self._r[rows, idx], self._xi[rows, idx]
+        decay = tmpl.weight_decay / n
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = decay
+        if self._native:
+            out = _native_forward(tmpl.model, {**self.params, **self.buffers}, x, z)
+            losses = _native_loss(tmpl, out, r, xi, z)
+        else:
+            losses = vmap(self._loss)(self.params, self.buffers, x, r, xi, z)
+        self.optimizer.zero_grad(set_to_none=True)
+        # Seeds share no parameters, so the gradient of the sum is every seed's own gradient.
+        losses.sum().backward()
+        self.optimizer.step()
+        self.n_sgd_steps += 1
+        return losses.detach()
+
+    # --- one seed as an ordinary agent ------------------------------------------------
+    def agent(self, i: int) -> NeuralAgent:
+        """Agent ``i`` as an ordinary single agent, its state copied out of the batch.
+
+        The returned agent continues seed ``i``'s trajectory on its own: it has
+        that seed's weights, optimiser moments, buffer, counters and generator.
+        """
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.n_agents:
+            raise ValueError(f"i must be an int in [0, {self.n_agents}), got {i!r}")
+        a = self.agents[i]
+        with torch.no_grad():
+            for name, p in a.model.named_parameters():
+                p.copy_(self.params[name][i])
+            for name, b in a.model.named_buffers():
+                b.copy_(self.buffers[name][i])
+        trainable = [p for p in self.params.values() if p.requires_grad]
+        for p_single, p_stack in zip(a.optimizer.param_groups[0]["params"], trainable):
+            st = self.optimizer.state.get(p_stack)
+            if st:
+                a.optimizer.state[p_single] = {k: (v.clone() if k == "step" else v[i].clone())
+                                               for k, v in st.items()}
+        a.optimizer.param_groups[0]["weight_decay"] = self.optimizer.param_groups[0]["weight_decay"]
+        cap = a.buffer_capacity
+        a.buffer.x.copy_(self._x[i])
+        a.buffer.r.copy_(self._r[i])
+        a.buffer.xi.copy_(self._xi[i])
+        a.buffer.pos, a.buffer.size = self._pos % cap, self._size
+        a.n_seen = self.n_seen
+        a.n_sgd_steps = self.n_sgd_steps
+        return a
+
+    def __repr__(self) -> str:
+        return (f"MultiSeed({self.agent_cls.__name__}, dim={self.dim}, n_agents={self.n_agents}, "
+                f"n_seen={self.n_seen})")

@@ -1,0 +1,184 @@
+"""MultiSeed: S neural agents stepped as one computation, each seed equal to the agent alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ensemblepp.neural import EnsemblePlus, EpiNet, MultiSeed, NeuralEnsemble, NeuralGreedy  # noqa: E402
+from ensemblepp.neural._multiseed import _native_ok  # noqa: E402
+
+D, K, T = 6, 5, 60
+SMALL = {"hidden": (12, 12), "update_start": 8, "n_updates": 2, "batch_size": 8, "lr": 3e-3}
+CASES = [
+    (NeuralEnsemble, {}),
+    (NeuralEnsemble, {"style": "official", "update": "sphere"}),
+    (EnsemblePlus, {}),
+    (EnsemblePlus, {"style": "official", "posterior_scale": 0.5}),
+    (EpiNet, {}),
+    (EpiNet, {"style": "official"}),
+    (NeuralGreedy, {}),
+    (NeuralEnsemble, {"loss": "ce", "n_outputs": 2}),
+]
+
+
+def _trajectories(cls, opts, seeds, shared=False, mask=None):
+    rng = np.random.default_rng(5)
+    S = len(seeds)
+    ms = MultiSeed(cls, D, seeds, **opts)
+    singles = [cls(D, seed=s, **opts) for s in seeds]
+    for t in range(T):
+        acts = rng.standard_normal((K, D) if shared else (S, K, D))
+        a_ms = ms.act(acts, mask=mask)
+        a_single = np.array([ag.act(acts if shared else acts[i], mask=mask) for i, ag in enumerate(singles)])
+        np.testing.assert_array_equal(a_ms, a_single, err_msg=f"step {t}")
+        x = acts[a_single] if shared else acts[np.arange(S), a_single]
+        r = x[:, 0] + 0.1 * rng.standard_normal(S)
+        if opts.get("loss") == "ce":
+            r = (r > 0).astype(float)
+        ms.update(x, r)
+        for i, ag in enumerate(singles):
+            ag.update(x[i], r[i])
+    return ms, singles
+
+
+def _assert_same_agent(ms, i, single):
+    for name, p in single.model.named_parameters():
+        torch.testing.assert_close(ms.params[name][i], p.detach(), atol=2e-5, rtol=1e-4, msg=name)
+    for name, b in single.model.named_buffers():
+        torch.testing.assert_close(ms.buffers[name][i], b, msg=name)
+
+
+@pytest.mark.parametrize("cls,extra", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_each_seed_equals_the_agent_alone(cls, extra):
+    opts = {**SMALL, **extra}
+    if cls is not NeuralGreedy:
+        opts["ensemble_size"] = 4
+    ms, singles = _trajectories(cls, opts, [3, 7, 11])
+    assert ms._native  # default networks take the hand-batched path
+    assert ms.n_seen == T and ms.n_sgd_steps == singles[0].n_sgd_steps > 0
+    for i, single in enumerate(singles):
+        _assert_same_agent(ms, i, single)
+
+
+def test_shared_actions_and_mask():
+    mask = np.array([True, False, True, True, False])
+    ms, singles = _trajectories(NeuralEnsemble, {**SMALL, "ensemble_size": 4}, [0, 1], shared=True, mask=mask)
+    for i, single in enumerate(singles):
+        _assert_same_agent(ms, i, single)
+
+
+def test_generic_vmap_path_for_other_feature_networks():
+    def tanh_net(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.Tanh())
+
+    opts = {**SMALL, "ensemble_size": 4, "feature_dim": 8}
+    rng = np.random.default_rng(0)
+    seeds = [1, 2]
+
+    class Agent(NeuralEnsemble):
+        def __init__(self, dim, seed, **kw):
+            super().__init__(dim, seed=seed, feature_net=tanh_net(seed), **kw)
+
+    ms = MultiSeed(Agent, D, seeds, **opts)
+    assert not ms._native
+    singles = [Agent(D, seed=s, **opts) for s in seeds]
+    for _ in range(30):
+        acts = rng.standard_normal((2, K, D))
+        a = ms.act(acts)
+        np.testing.assert_array_equal(a, [ag.act(acts[i]) for i, ag in enumerate(singles)])
+        x = acts[np.arange(2), a]
+        ms.update(x, x[:, 1])
+        for i, ag in enumerate(singles):
+            ag.update(x[i], x[i, 1])
+    for i, single in enumerate(singles):
+        _assert_same_agent(ms, i, single)
+
+
+def test_agent_export_continues_alone():
+    opts = {**SMALL, "ensemble_size": 4}
+    ms, singles = _trajectories(EpiNet, opts, [4, 5])
+    exported = ms.agent(1)
+    ref = singles[1]
+    assert exported.n_seen == ref.n_seen and exported.n_sgd_steps == ref.n_sgd_steps
+    assert torch.equal(exported.buffer.r, ref.buffer.r) and exported.buffer.pos == ref.buffer.pos
+    rng = np.random.default_rng(9)
+    for _ in range(15):  # the exported agent continues the same trajectory as the one run alone
+        acts = rng.standard_normal((K, D))
+        a, b = exported.act(acts), ref.act(acts)
+        assert a == b
+        exported.update(acts[a], float(acts[a, 0]))
+        ref.update(acts[a], float(acts[a, 0]))
+    for name, p in ref.model.named_parameters():
+        torch.testing.assert_close(dict(exported.model.named_parameters())[name], p, atol=2e-5, rtol=1e-4)
+
+
+def test_bad_input_changes_nothing():
+    ms = MultiSeed(NeuralEnsemble, D, [0, 1], **SMALL, ensemble_size=4)
+    before = ms.agents[0].generator.get_state().clone()
+    with pytest.raises(ValueError, match="actions"):
+        ms.act(np.zeros((3, K, D)))
+    with pytest.raises(ValueError, match="finite"):
+        ms.act(np.full((2, K, D), np.nan))
+    with pytest.raises(ValueError, match="mask"):
+        ms.act(np.zeros((2, K, D)), mask=np.zeros((2, K), bool))
+    with pytest.raises(ValueError, match="x must have shape"):
+        ms.update(np.zeros((3, D)), np.zeros(3))
+    with pytest.raises(ValueError, match="r must have shape"):
+        ms.update(np.zeros((2, D)), np.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        ms.update(np.zeros((2, D)), np.array([0.0, np.inf]))
+    assert ms.n_seen == 0 and ms._size == 0
+    assert torch.equal(ms.agents[0].generator.get_state(), before)
+    with pytest.raises(ValueError, match="dim=None"):
+        MultiSeed(NeuralEnsemble, None, [0])
+    with pytest.raises(ValueError, match="seeds"):
+        MultiSeed(NeuralEnsemble, D, [])
+    with pytest.raises(ValueError, match="dropout"):
+        MultiSeed(NeuralGreedy, D, [0], feature_net=torch.nn.Sequential(torch.nn.Linear(D, 4), torch.nn.Dropout()),
+                  feature_dim=4)
+    with pytest.raises(ValueError, match="i must be"):
+        ms.agent(2)
+
+
+def test_native_path_only_for_default_networks():
+    assert _native_ok(NeuralEnsemble(D, 4, hidden=(8,)).model)
+    assert not _native_ok(NeuralEnsemble(D, 4, hidden=(8,), prior_net=torch.nn.Linear(D, 3),
+                                         prior_feature_dim=3).model)
+    assert _native_ok(EpiNet(D, 4, hidden=(8,)).model)
+
+
+def test_runner_seed_alone_equals_seed_in_a_batch():
+    from ensemblepp.experiments import run_experiment
+    from ensemblepp.experiments.runner import neural_seed
+
+    base = {"horizon": 60, "agent_seed": 4,
+            "environment": {"name": "quadratic", "dim": D, "n_actions": K, "n_arms": 30},
+            "agents": [{"name": "neural-ensemble++", "label": "E", "hidden": [8], "update_start": 8,
+                        "batch_size": 8, "M": 4}]}
+    together = run_experiment({**base, "seeds": [0, 1, 2]}, progress=False)
+    alone = run_experiment({**base, "seeds": [2]}, progress=False)
+    np.testing.assert_array_equal(together.regret["E"][2], alone.regret["E"][0])
+    assert neural_seed(4, 2) != neural_seed(4, 1) and neural_seed(4, 2) != neural_seed(5, 2)
+    assert 0 <= neural_seed(2**40, 2**40) < 2**63
+
+
+def test_paper_agent_set_pins_the_official_configuration():
+    from ensemblepp.experiments.presets import PAPER_FIXED, neural_agent_set
+
+    paper = {a["label"]: a for a in neural_agent_set("quadratic", "paper")}
+    epp = paper["Ensemble++ (official, paper)"]
+    assert epp["style"] == "official" and epp["lr"] == 1e-4 and epp["prior_scale"] == 5.0
+    assert epp["posterior_scale"] == 1.0 and epp["n_updates"] == 4
+    assert all(a.get("style", "official") == "official" for a in paper.values())
+    assert set(PAPER_FIXED) <= set(paper["EpiNet (official, paper)"])
+    cls = {a["name"]: a for a in neural_agent_set("neural-classification", "tuned")}
+    assert cls["epinet"]["loss"] == "ce" and "update_every" not in cls["epinet"]
+    assert neural_agent_set("neural-classification", "paper")[2]["update_every"] == 10
+    with pytest.raises(ValueError, match="env"):
+        neural_agent_set("finite-linear")
+    with pytest.raises(ValueError, match="which"):
+        neural_agent_set("quadratic", "best")
