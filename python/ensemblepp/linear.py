@@ -265,7 +265,8 @@ class LinearPolicy:
     def _state_shapes(self) -> dict[str, tuple[tuple[int, ...], Any]]:
         """Per-agent shape and dtype of every state array (the keys of :meth:`_state_arrays`)."""
         d = self._dim
-        shapes = {"prec": ((d, d), self._dtype), "mean": ((d,), np.dtype(np.float64))}
+        # U and mu accumulate in float64 whatever the dtype (docs/design.md, state representation).
+        shapes = {"prec": ((d, d), np.dtype(np.float64)), "mean": ((d,), np.dtype(np.float64))}
         if self._has_factor:
             shapes["factor"] = ((d, self._ensemble_size), self._dtype)
         shapes["steps"] = ((), np.dtype(np.uint64))
