@@ -295,8 +295,9 @@ PAPER_FIXED: dict[str, Any] = {"ensemble_size": 8, "lr": 1e-4, "batch_size": 128
 # The defaults chosen by benchmarks/sweep_neural.py (docs/results.md, "Defaults that work"),
 # each agent tuned on the same budget; filled in from the sweep.
 TUNED: dict[str, dict[str, Any]] = {
-    "neural-ensemble++": {},
-    "ensemble+": {},
+    "neural-ensemble++": {"ensemble_size": 8, "prior_scale": 0.1, "posterior_scale": 1.0, "lr": 1e-3,
+                          "style": "official"},
+    "ensemble+": {"ensemble_size": 8, "prior_scale": 3.0, "posterior_scale": 1.0, "lr": 1e-3, "style": "official"},
     "epinet": {},
 }
 _LABELS = {"neural-ensemble++": "Ensemble++", "ensemble+": "Ensemble+", "epinet": "EpiNet"}
