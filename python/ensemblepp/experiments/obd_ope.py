@@ -83,7 +83,7 @@ def _posterior_clone(agent: LinearPolicy, n_samples: int, seed: int) -> LinearPo
     hp = dict(agent._hyperparameters())
     hp.update(n_agents=n_samples, seed=seed)
     state = {k: np.repeat(np.asarray(v), n_samples, axis=0) for k, v in agent._state_arrays().items()}
-    return type(agent)(prior_var=agent._prior_cov, prior_mean=agent._prior_mean, _state=state, **hp)
+    return type(agent)._from_state(state, prior_var=agent._prior_cov, prior_mean=agent._prior_mean, **hp)
 
 
 def _one_hot_best(scores: np.ndarray) -> np.ndarray:
