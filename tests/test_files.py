@@ -226,7 +226,7 @@ def test_bit_flips_are_refused(tmp_path: Path, saved: tuple[bytes, Any]) -> None
 
 
 CRAFTED: dict[str, tuple[Callable[[dict[str, Any], dict[str, np.ndarray]], None], str]] = {
-    "NaN in the information vector": (lambda m, a: a["info"].__setitem__((0, 1), np.nan), "info"),
+    "NaN in the mean": (lambda m, a: a["mean"].__setitem__((0, 1), np.nan), "mean"),
     "inf in the factor": (lambda m, a: a["factor"].__setitem__((1, 0, 0), np.inf), "factor"),
     "NaN prior mean": (lambda m, a: a["prior_mean"].__setitem__(0, np.nan), "prior_mean"),
     "non-symmetric prior covariance": (lambda m, a: a["prior_cov"].__setitem__((0, 1), 3.0), "prior_var"),
@@ -238,10 +238,10 @@ CRAFTED: dict[str, tuple[Callable[[dict[str, Any], dict[str, np.ndarray]], None]
     "steps as signed -1": (lambda m, a: a.__setitem__("steps", np.array([-1, 3], np.int64)), "steps"),
     "repeated stream ids": (lambda m, a: a.__setitem__("stream_ids", np.array([7, 7], np.uint64)), "stream_ids"),
     "right size, wrong shape": (lambda m, a: a.__setitem__("prec", a["prec"].reshape(2, 16)), "prec"),
-    "float32 array in a float64 agent": (lambda m, a: a.__setitem__("info", a["info"].astype(np.float32)), "info"),
-    "big-endian array": (lambda m, a: a.__setitem__("info", a["info"].astype(">f8")), "info"),
+    "float32 array in a float64 agent": (lambda m, a: a.__setitem__("prec", a["prec"].astype(np.float32)), "prec"),
+    "big-endian array": (lambda m, a: a.__setitem__("mean", a["mean"].astype(">f8")), "mean"),
     "Fortran-ordered array": (lambda m, a: a.__setitem__("prec", np.asfortranarray(a["prec"])), "prec"),
-    "object array (pickle)": (lambda m, a: a.__setitem__("info", a["info"].astype(object)), "info"),
+    "object array (pickle)": (lambda m, a: a.__setitem__("mean", a["mean"].astype(object)), "mean"),
     "missing array": (lambda m, a: a.pop("factor"), "factor"),
     "extra array": (lambda m, a: a.__setitem__("extra", np.zeros(3)), "extra"),
     "unknown class": (lambda m, a: m.update({"class": "LinearMagic"}), "class"),
@@ -288,7 +288,7 @@ def test_any_edit_without_the_digest_is_refused(tmp_path: Path, saved: tuple[byt
     path = tmp_path / "e.epp"
     path.write_bytes(saved[0])
     meta, arrays = _read(path)
-    arrays["info"][0, 0] += 1e-9  # a valid-looking state, with a valid CRC
+    arrays["mean"][0, 0] += 1e-9  # a valid-looking state, with a valid CRC
     _write_raw(path, meta, arrays, seal=False)
     _refused(path, "checksum")
     _write_raw(path, meta, arrays)
@@ -348,13 +348,13 @@ def test_a_compressed_bomb_is_refused_from_the_directory_without_reading(tmp_pat
 def test_an_entry_declaring_more_bytes_than_the_file_is_refused(tmp_path: Path, saved: tuple[bytes, Any]) -> None:
     data = bytearray(saved[0])
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
-        info = zf.getinfo("info.npy")
+        info = zf.getinfo("mean.npy")
     # The central directory record of info.npy: patch its two 4-byte size fields.
     start = 0
     while True:
         start = data.find(b"PK\x01\x02", start)
         name_len = int.from_bytes(data[start + 28:start + 30], "little")
-        if data[start + 46:start + 46 + name_len] == b"info.npy":
+        if data[start + 46:start + 46 + name_len] == b"mean.npy":
             break
         start += 4
     assert info.file_size < 2**32 - 1

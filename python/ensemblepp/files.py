@@ -28,6 +28,7 @@ import inspect
 import json
 import math
 import os
+import struct
 import tempfile
 import warnings
 import zipfile
@@ -331,8 +332,12 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
                 raise archive.fail("family", f"unknown family {meta['family']!r:.40}")
             except ModelFileError:
                 raise
+            except (ValueError, TypeError) as exc:
+                if getattr(exc, "_device_argument", False):
+                    raise  # the caller's own bad ``device``, not the file's fault
+                raise archive.fail("archive", f"damaged ({type(exc).__name__}: {exc})") from None
             except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError,
-                    RuntimeError, KeyError) as exc:
+                    RuntimeError, KeyError, IndexError, OverflowError, struct.error) as exc:
                 # CRC mismatch, truncated entry, damaged local header: the archive itself is broken.
                 raise archive.fail("archive", f"damaged ({type(exc).__name__}: {exc})") from None
 
@@ -404,14 +409,16 @@ def _load_linear(archive: _Archive, device: str | None) -> Any:
     B = 1 if single else _int_field(archive, hp, "n_agents", 1, 2**32 - 1)
     if hp["dtype"] not in ("float64", "float32"):
         raise archive.fail("dtype", f"expected 'float64' or 'float32', got {hp['dtype']!r:.40}")
-    ft = np.dtype(hp["dtype"]).newbyteorder("<")
-    u64 = np.dtype("<u8")
-    expected: dict[str, tuple[tuple[int, ...], np.dtype]] = {
-        "prec": ((B, d, d), ft), "info": ((B, d), ft), "steps": ((B,), u64), "stream_ids": ((B,), u64),
-        "prior_mean": ((d,), np.dtype("<f8")), "prior_cov": ((d, d), np.dtype("<f8"))}
+    # The per-agent arrays as the class itself declares them (names, shapes, dtypes), from a
+    # shell object that holds only the sizes: nothing of size B is allocated yet.
+    shell = cls.__new__(cls)
+    shell._dim, shell._dtype = d, np.dtype(hp["dtype"])
     if cls._has_factor:
-        M = _int_field(archive, hp, "ensemble_size", 1, _core.MAX_VECTOR_LENGTH)
-        expected["factor"] = ((B, d, M), ft)
+        shell._ensemble_size = _int_field(archive, hp, "ensemble_size", 1, _core.MAX_VECTOR_LENGTH)
+    expected = {name: ((B, *shape), np.dtype(dt).newbyteorder("<"))
+                for name, (shape, dt) in cls._state_shapes(shell).items()}
+    expected["prior_mean"] = ((d,), np.dtype("<f8"))
+    expected["prior_cov"] = ((d, d), np.dtype("<f8"))
     archive.expect_arrays(expected)
     arrays = {name: archive.read_array(name, *spec) for name, spec in expected.items()}
     _check_digest(archive, arrays)
@@ -441,6 +448,7 @@ def _load_linear(archive: _Archive, device: str | None) -> Any:
                                device=target, stream_ids=stream_ids, **hp)
     except (ValueError, TypeError) as exc:
         if device is not None and _field_of(exc, "") == "device":
+            exc._device_argument = True  # type: ignore[attr-defined]
             raise
         raise archive.fail(_field_of(exc, "hyperparameters"), str(exc)) from None
 
@@ -584,6 +592,7 @@ def _load_neural(archive: _Archive, device: str | None) -> Any:
         agent = cls(**kwargs, device=target)
     except (ValueError, TypeError) as exc:
         if device is not None and "device" in str(exc).split(" ", 1)[0]:
+            exc._device_argument = True  # type: ignore[attr-defined]
             raise
         raise archive.fail(_field_of(exc, "hyperparameters", hp), str(exc)) from None
     own = agent.state_dict()
