@@ -514,8 +514,12 @@ class LinearPolicy:
 
     @property
     def precision_factor(self) -> Any:
-        """Upper Cholesky factor U of the posterior precision, P = U^T U; (d, d) or (B, d, d) (a copy)."""
-        return self._out(self._prec.copy())
+        """Upper Cholesky factor U of the posterior precision, P = U^T U; (d, d) or (B, d, d).
+
+        A copy in the agent's dtype, like :attr:`mean`; the state keeps U in float64 (see
+        ``_state_arrays()`` for the stored arrays).
+        """
+        return self._out(self._prec.astype(self._dtype))
 
     # ---- acting and learning -----------------------------------------------------------
     def act(self, actions: Any, mask: Any = None) -> Any:
