@@ -237,7 +237,7 @@ class LinearPolicy:
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
     ) -> None:
@@ -747,7 +747,7 @@ class LinearEnsemble(_FactorPolicy):
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
     ) -> None:
@@ -812,7 +812,7 @@ class LinearEnsembleSampling(_FactorPolicy):
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
     ) -> None:
@@ -851,7 +851,7 @@ class LinUCB(LinearPolicy):
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
     ) -> None:
