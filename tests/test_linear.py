@@ -694,7 +694,7 @@ def test_agents_of_a_batch_are_statistically_independent() -> None:
         c = (z[:-shift, :, None] * z[shift:, None, :]).mean(axis=0)
         assert np.abs(c).max() < 4 / np.sqrt(B), c
     # Repeated draws of one agent are uncorrelated in time as well.
-    one = epp.LinearTS(d, seed=11)
+    one = epp.LinearTS(d, prior_var=np.diag([1.0, 2.0, 3.0]), seed=11)
     seq = np.array([one.sample() for _ in range(B)])
     c = (seq[:-1, :, None] * seq[1:, None, :]).mean(axis=0) / np.sqrt(np.outer([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]))
     assert np.abs(c).max() < 4 / np.sqrt(B), c
