@@ -24,7 +24,7 @@ def config(**kw):
 
 
 def state(**kw):
-    args = dict(prec=4096, info=8192, factor=12288, steps=16384, stream_ids=20480, work=0, n_agents=2)
+    args = dict(prec=4096, mean=8192, factor=12288, steps=16384, stream_ids=20480, work=0, n_agents=2)
     return _cuda.State(**{**args, **kw})
 
 
@@ -79,8 +79,7 @@ def test_bad_config_raises_value_error_naming_the_field(field: str, value: objec
     (8, 4, 1, 0),                # 3 * 8 doubles: shared memory
     (1706, 16, 1, 0),            # 5118 doubles = 40,944 bytes: still shared
     (1707, 16, 1, 3 * 1707),     # 40,968 bytes: global workspace
-    (3413, 16, 0, 0),            # float32: twice the dimension fits
-    (3414, 16, 0, 3 * 3414),
+    (1707, 16, 0, 3 * 1707),     # float32 agents too: the scratch is double whatever the dtype
     (4, 2000, 1, 3 * 2000),      # the ensemble size counts too
     (600, 16, 1, 0),             # LinUCB (below): 3 d + 8 d doubles = 52,800 bytes: global
 ])  # fmt: skip
@@ -98,7 +97,7 @@ def test_missing_workspace_is_reported_before_any_launch() -> None:
         _cuda.sample(c, state(), 1024, False, 0)
 
 
-@pytest.mark.parametrize("field", ["prec", "info", "steps", "stream_ids"])
+@pytest.mark.parametrize("field", ["prec", "mean", "steps", "stream_ids"])
 def test_null_state_pointers_raise(field: str) -> None:
     with pytest.raises(ValueError, match="null device pointer"):
         _cuda.sample(config(), state(**{field: 0}), 1024, False, 0)

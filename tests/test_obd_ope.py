@@ -67,6 +67,17 @@ def test_ensemble_probabilities_match_a_numpy_monte_carlo_of_the_same_posterior(
     assert np.all(np.abs(p - ref) < 4.5 * se + 1e-9), (p, ref)
 
 
+def test_the_clone_draws_independent_samples_from_the_agents_posterior() -> None:
+    agent = _trained(epp.LinearEnsemble, ensemble_size=4)
+    clone = O._posterior_clone(agent, 4000, seed=11)
+    draws = np.asarray(clone.sample())
+    assert len({tuple(row) for row in draws}) == 4000
+    # theta = mu + A zeta: the draws have the agent's mean and covariance A A^T.
+    A = agent.factor
+    np.testing.assert_allclose(draws.mean(axis=0), agent.mean, atol=4 * np.sqrt(np.diag(A @ A.T) / 4000).max())
+    np.testing.assert_allclose(np.cov(draws.T), A @ A.T, atol=0.15 * np.abs(A @ A.T).max())
+
+
 def test_mc_probabilities_are_seeded_and_refresh_after_learning() -> None:
     agent = _trained(epp.LinearEnsemble, ensemble_size=4)
     X = np.random.default_rng(4).normal(size=(6, 3))
@@ -157,6 +168,10 @@ def test_replay_learns_only_on_matched_rounds() -> None:
     assert run["matched"] == matched == int((run["chosen"] == log.action).sum())
     np.testing.assert_array_equal(agent.mean, twin.mean)
     np.testing.assert_allclose(run["policy"].sum(axis=1), 1.0, rtol=1e-14)
+    with pytest.raises(ValueError, match="agent: dim"):
+        O.replay_run(epp.LinearGreedy(3), log, feats)
+    with pytest.raises(ValueError, match="feats"):
+        O.replay_run(epp.LinearGreedy(feats.dim()), _toy_log(n=10, K=3), feats)
 
 
 @needs_data
@@ -191,7 +206,12 @@ def test_the_preset_runs_end_to_end_on_a_slice(tmp_path: Path) -> None:
         assert r["estimates"]["replay"]["n"] == r["matched"]
         assert 0.0 <= r["estimates"]["replay"]["low"] <= r["estimates"]["replay"]["high"] <= 1.0
     assert "(c) Agents trained by replay" in files[1].read_text()
-    with pytest.raises(ValueError, match="unsupported override"):
-        run_preset("obd-ope", PresetContext(overrides={"dim": 3}, output_dir=tmp_path, log=lines.append))
+    from ensemblepp.experiments.runner import ConfigError
+
+    for bad, match in (({"dim": 3}, "unsupported override"), ({"campaigns": ["kids"]}, "campaigns"),
+                       ({"n_samples": 0}, "n_samples"), ({"horizon": 1.5}, "horizon"), ({"seeds": []}, "seeds"),
+                       ({"agents": "ucb"}, "agents")):
+        with pytest.raises(ConfigError, match=match):
+            run_preset("obd-ope", PresetContext(overrides=bad, output_dir=tmp_path, log=lines.append))
     with pytest.raises(ValueError, match="campaigns"):
         O.obd_ope_report(("kids",), download=False)

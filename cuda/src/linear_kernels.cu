@@ -51,8 +51,8 @@ struct DeviceCtx {
   __shared__ double epp_red_value[32];                                                       \
   __shared__ long long epp_red_index[32];                                                    \
   __shared__ int epp_red_flags[32];                                                          \
-  const Reduce<T> red{reinterpret_cast<T*>(epp_red_value), epp_red_index, epp_red_flags};   \
-  T* smem = use_shared ? reinterpret_cast<T*>(epp_dynamic_smem) : nullptr;                   \
+  const Reduce<T> red{epp_red_value, epp_red_index, epp_red_flags};                          \
+  double* smem = use_shared ? reinterpret_cast<double*>(epp_dynamic_smem) : nullptr;         \
   DeviceCtx ctx;
 
 // The kernels are thin wrappers of the grid bodies in cuda_agent.hpp (which the host emulation
@@ -99,13 +99,10 @@ __global__ void update_kernel(Config cfg, Batch<T> s, const T* x, const T* r,
                               const std::uint8_t* mask, long n, const unsigned long long* errors,
                               bool use_shared) {
   EPP_BLOCK_SCRATCH(T)
-  (void)red;
-  detail::update_grid(ctx, cfg, s, x, r, mask, n, errors, smem);
+  detail::update_grid(ctx, cfg, s, x, r, mask, n, errors, smem, red);
 }
 
 // ---- host side -----------------------------------------------------------------------------
-
-long element_size(const Config& c) { return c.dtype == DType::float64 ? 8 : 4; }
 
 struct Launch {
   unsigned grid;
@@ -119,7 +116,7 @@ Launch launch_shape(const Config& c, const State& s) {
   L.grid = static_cast<unsigned>(s.n_agents < kMaxGrid ? s.n_agents : kMaxGrid);
   // Warps split rows and actions; a wide block pays off once rows are long.
   L.threads = c.dim <= 64 ? 128u : 256u;
-  const long bytes = detail::scratch_width(c) * element_size(c);
+  const long bytes = detail::scratch_width(c) * static_cast<long>(sizeof(double));
   L.use_shared = bytes <= kMaxSharedBytes;
   L.shared_bytes = L.use_shared ? static_cast<std::size_t>(bytes) : 0;
   if (!L.use_shared && s.work == 0)
@@ -131,7 +128,7 @@ Launch launch_shape(const Config& c, const State& s) {
 void check_state(const Config& c, const State& s) {
   check_config(c);
   if (s.n_agents < 1) throw std::invalid_argument("n_agents: must be >= 1");
-  if (!s.prec || !s.info || !s.steps || !s.stream_ids)
+  if (!s.prec || !s.mean || !s.steps || !s.stream_ids)
     throw std::invalid_argument("state: null device pointer");
   if (has_factor(c.policy) && !s.factor)
     throw std::invalid_argument("factor: this policy needs a (B, d, M) factor");
@@ -139,12 +136,12 @@ void check_state(const Config& c, const State& s) {
 
 template <class T>
 Batch<T> typed(const Config& c, const State& s) {
-  return Batch<T>{reinterpret_cast<T*>(s.prec),
-                  reinterpret_cast<T*>(s.info),
+  return Batch<T>{reinterpret_cast<double*>(s.prec),
+                  reinterpret_cast<double*>(s.mean),
                   reinterpret_cast<T*>(s.factor),
                   reinterpret_cast<std::uint64_t*>(s.steps),
                   reinterpret_cast<const std::uint64_t*>(s.stream_ids),
-                  reinterpret_cast<T*>(s.work),
+                  reinterpret_cast<double*>(s.work),
                   s.n_agents,
                   detail::scratch_width(c)};
 }
@@ -217,20 +214,20 @@ void update_t(const Config& c, const State& s, std::uintptr_t x, std::uintptr_t 
 long workspace_size(const Config& c) {
   check_config(c);
   const long width = detail::scratch_width(c);
-  return width * element_size(c) <= kMaxSharedBytes ? 0 : width;
+  return width * static_cast<long>(sizeof(double)) <= kMaxSharedBytes ? 0 : width;
 }
 
-void initialize(const Config& c, const State& s, std::uintptr_t prior_prec, std::uintptr_t prior_info,
+void initialize(const Config& c, const State& s, std::uintptr_t prior_prec, std::uintptr_t prior_mean,
                 std::uintptr_t prior_root, bool diagonal, long first, std::uintptr_t stream) {
   check_state(c, s);
-  if (!prior_prec || !prior_info || !prior_root)
+  if (!prior_prec || !prior_mean || !prior_root)
     throw std::invalid_argument("prior: null device pointer");
   if (first < 0 || first > s.n_agents) throw std::invalid_argument("first: out of range");
   if (first == s.n_agents) return;
   if (c.dtype == DType::float64)
-    init_t<double>(c, s, prior_prec, prior_info, prior_root, diagonal, first, as_stream(stream));
+    init_t<double>(c, s, prior_prec, prior_mean, prior_root, diagonal, first, as_stream(stream));
   else
-    init_t<float>(c, s, prior_prec, prior_info, prior_root, diagonal, first, as_stream(stream));
+    init_t<float>(c, s, prior_prec, prior_mean, prior_root, diagonal, first, as_stream(stream));
 }
 
 void sample(const Config& c, const State& s, std::uintptr_t theta, bool unit_norm,
