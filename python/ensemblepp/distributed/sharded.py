@@ -373,7 +373,7 @@ class ShardedPolicy:
                     rows[k] = np.empty((len(users),) + a.shape[1:], a.dtype)
                 rows[k][idx] = a
             streams[idx] = st
-        return self._cls(**self._options, n_agents=len(users), seed=self._seed, stream_ids=streams, _state=rows)
+        return self._cls._from_state(rows, **self._options, n_agents=len(users), seed=self._seed, stream_ids=streams)
 
     def close(self) -> None:
         """Stop the actors (a durable policy's folder keeps everything needed to resume)."""

@@ -86,7 +86,7 @@ def _posterior_clone(agent: LinearPolicy, n_samples: int, seed: int) -> LinearPo
     # Distinct stream ids (0 .. n_samples - 1 under the clone's own seed): independent draws.
     state = {k: np.repeat(np.asarray(v), n_samples, axis=0) for k, v in agent._state_arrays().items()
              if k != "stream_ids"}
-    return type(agent)(prior_var=agent._prior_cov, prior_mean=agent._prior_mean, _state=state, **hp)
+    return type(agent)._from_state(state, prior_var=agent._prior_cov, prior_mean=agent._prior_mean, **hp)
 
 
 def _one_hot_best(scores: np.ndarray) -> np.ndarray:
