@@ -357,3 +357,18 @@ def test_forgetting_validation_and_persistence(tmp_path):
     _same_state(agent, loaded)
     agent.add_agents([9])
     assert agent._state_arrays()["updates"][2] == 0
+
+
+def test_drift_forgetting_preset_builds_forgetting_agents():
+    from ensemblepp.experiments.agents import make_agent
+    from ensemblepp.experiments.presets import preset_configs
+
+    (cfg,) = preset_configs("drift-forgetting")
+    assert cfg["environment"]["name"] == "drifting-linear"
+    gammas = set()
+    for spec in cfg["agents"]:
+        opts = {k: v for k, v in spec.items() if k not in ("name", "label")}
+        agent = make_agent(spec["name"], 10, 2, 0, **opts)
+        assert agent.forgetting == spec["forgetting"]
+        gammas.add(agent.forgetting)
+    assert {1.0, 0.99, 0.95} <= gammas
