@@ -134,6 +134,7 @@ def main() -> None:
                         break
                 per_call[(name, n)].append(el / calls)
     print(f"\nload average after: {os.getloadavg()}")
+    durability(state, ids, rng, args)
     print(f"\n| implementation | users per request | agent-steps/s | ms per request (act + update) | vs batched kernel |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for n in args.batches:
@@ -147,6 +148,49 @@ def main() -> None:
         print(f"overhead of Ray per request of {n} user(s), {one} (2 remote calls): {1e3 * extra:.3f} ms "
               f"({1e3 * extra / 2:.3f} ms per call)")
     ray.shutdown()
+
+
+def durability(state, ids: np.ndarray, rng: np.random.Generator, args: argparse.Namespace) -> None:
+    """Checkpoint write and read rates, log bytes per observation, replay rate (one shard)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ensemblepp.distributed._ids import user_ids
+    from ensemblepp.distributed._shard import ShardState
+
+    opts = {"dim": args.dim, "ensemble_size": args.ensemble_size, "dtype": args.dtype}
+    folder = Path(tempfile.mkdtemp(prefix="bench-shard-"))
+    try:
+        t0 = time.perf_counter()
+        state.checkpoint(folder)  # a snapshot of every user
+        write = time.perf_counter() - t0
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        t0 = time.perf_counter()
+        durable = ShardState("LinearEnsemble", opts, 0, folder)
+        read = time.perf_counter() - t0
+        log = next(folder.glob("log-*.bin"))
+        start_bytes = log.stat().st_size
+        n, calls, K, d = 4096, 20, args.actions, args.dim
+        seq = durable.seq
+        for _ in range(calls):
+            u = user_ids(ids[rng.choice(len(ids), n, replace=False)])
+            A = rng.standard_normal((n, K, d)).astype(args.dtype)
+            seq += 1
+            a = durable.act(seq, u, A, None)
+            seq += 1
+            durable.update(seq, u, A[np.arange(n), a].astype(np.float64), rng.standard_normal(n))
+        durable.close()
+        per_obs = (log.stat().st_size - start_bytes) / (n * calls)
+        again = ShardState("LinearEnsemble", opts, 0, folder)
+        again.close()
+        replay = again.recovered["replay_seconds"]
+        print(f"\ndurability, one shard of {state.n_users} users: checkpoint {size / 2**20:.0f} MiB written in "
+              f"{write:.2f} s ({size / 2**20 / write:.0f} MiB/s), loaded in {read:.2f} s; log {per_obs:.0f} bytes per "
+              f"observation (act + update record); replay of {calls} x (act + update) of {n} users: {replay:.2f} s "
+              f"({n * calls / max(replay, 1e-9):,.0f} observations/s)")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -205,12 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", nargs="+", choices=sorted(OFFICIAL_KIND), default=sorted(OFFICIAL_KIND))
     parser.add_argument("--style", choices=("official", "ensemblepp"), default="official",
                         help="ensemblepp style compared with the official code")
+    parser.add_argument("--n-updates", type=int, help="SGD steps per step for both codes (default: the paper's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write every per-seed regret here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     solution_cls = load_official(args.official.expanduser().resolve())
-    settings = PAPER[args.env]
+    settings = dict(PAPER[args.env])
+    if args.n_updates is not None:
+        settings["n_updates"] = args.n_updates
     rows: dict[str, Any] = {}
     print(f"{args.env}: T={args.horizon}, seeds {args.seeds}, paper settings {settings}, "
           f"ensemblepp style={args.style!r}", flush=True)

@@ -249,7 +249,7 @@ class Kernels {
     elementwise(s_.n_agents * n, [&](HostCtx& ctx) {
       detail::check_grid(ctx, x, r, mask, s_.n_agents * n, c_.dim, c_.noise_std, errors);
     });
-    grid([&](HostCtx& ctx) { detail::update_grid(ctx, c_, s_, x, r, mask, n, errors, smem()); });
+    grid([&](HostCtx& ctx) { detail::update_grid(ctx, c_, s_, x, r, mask, n, errors, smem(), red()); });
   }
 
  private:

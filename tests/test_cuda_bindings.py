@@ -24,7 +24,7 @@ def config(**kw):
 
 
 def state(**kw):
-    args = dict(prec=4096, info=8192, factor=12288, steps=16384, stream_ids=20480, work=0, n_agents=2)
+    args = dict(prec=4096, mean=8192, factor=12288, steps=16384, stream_ids=20480, work=0, n_agents=2)
     return _cuda.State(**{**args, **kw})
 
 
@@ -98,7 +98,7 @@ def test_missing_workspace_is_reported_before_any_launch() -> None:
         _cuda.sample(c, state(), 1024, False, 0)
 
 
-@pytest.mark.parametrize("field", ["prec", "info", "steps", "stream_ids"])
+@pytest.mark.parametrize("field", ["prec", "mean", "steps", "stream_ids"])
 def test_null_state_pointers_raise(field: str) -> None:
     with pytest.raises(ValueError, match="null device pointer"):
         _cuda.sample(config(), state(**{field: 0}), 1024, False, 0)

@@ -79,15 +79,19 @@ struct Scenario {
   emu::Block::Order order;
 };
 
+template <class V>
+bool same_bits(const std::vector<V>& a, const std::vector<V>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(V)) == 0;
+}
+
 template <class T>
 struct Host {
-  std::vector<T> prec, info, factor;
+  std::vector<T> prec, factor;
+  std::vector<double> mean;
   std::vector<std::uint64_t> steps;
   bool operator==(const Host& o) const {
-    auto same = [](const std::vector<T>& a, const std::vector<T>& b) {
-      return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-    };
-    return same(prec, o.prec) && same(info, o.info) && same(factor, o.factor) && steps == o.steps;
+    return same_bits(prec, o.prec) && same_bits(mean, o.mean) && same_bits(factor, o.factor) &&
+           steps == o.steps;
   }
 };
 
@@ -116,10 +120,10 @@ int run(const Scenario& sc) {
   cfg.noise_std = 0.7; cfg.alpha = 1.3; cfg.seed = 0x1234567890abcdefull;
   cfg.dtype = sizeof(T) == 8 ? DType::float64 : DType::float32;
 
-  // A prior in information form: upper U0 with a positive diagonal, b0, upper R.
-  std::vector<double> U0(d * d, 0.0), b0(d), R(d * d, 0.0);
+  // A prior: upper U0 with a positive diagonal, mu0, upper R.
+  std::vector<double> U0(d * d, 0.0), mu0(d), R(d * d, 0.0);
   for (long i = 0; i < d; ++i) {
-    b0[i] = N(rng);
+    mu0[i] = N(rng);
     U0[i * d + i] = 0.5 + U(rng);
     R[i * d + i] = 0.5 + U(rng);
     if (sc.dense_prior)
@@ -128,28 +132,28 @@ int run(const Scenario& sc) {
         R[i * d + j] = 0.3 * N(rng);
       }
   }
-  const Prior prior{U0.data(), b0.data(), R.data(), !sc.dense_prior};
+  const Prior prior{U0.data(), mu0.data(), R.data(), !sc.dense_prior};
   const bool has_f = has_factor(cfg.policy);
   Host<T> cpu, gpu;
   for (Host<T>* h : {&cpu, &gpu}) {
     h->prec.assign(B * d * d, T(-3));  // garbage that the initialisation must overwrite
-    h->info.assign(B * d, T(-3));
+    h->mean.assign(B * d, -3.0);
     h->factor.assign(has_f ? B * d * M : 0, T(-3));
     h->steps.assign(B, 77);
   }
   // Stream ids far apart and above 2^32, as the runner's environment seeds may be.
   std::vector<std::uint64_t> ids(B);
   for (long b = 0; b < B; ++b) ids[b] = 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(b + 1);
-  BatchState<T> cs{cpu.prec.data(), cpu.info.data(), has_f ? cpu.factor.data() : nullptr,
+  BatchState<T> cs{cpu.prec.data(), cpu.mean.data(), has_f ? cpu.factor.data() : nullptr,
                    cpu.steps.data(), ids.data(), B};
-  ec::detail::Batch<T> gs{gpu.prec.data(), gpu.info.data(), has_f ? gpu.factor.data() : nullptr,
+  ec::detail::Batch<T> gs{gpu.prec.data(), gpu.mean.data(), has_f ? gpu.factor.data() : nullptr,
                           gpu.steps.data(), ids.data(), nullptr, B, 0};
   emu::Block block(sc.threads, sc.order, 99);
   // float32 runs keep the per-agent vectors in the global workspace, float64 in shared memory.
   emu::Kernels<T> kern(cfg, gs, block, sizeof(T) == 4);
   initialize(cfg, cs, prior, 0);
-  kern.initialize(U0.data(), b0.data(), R.data(), !sc.dense_prior, 0);
-  const double max_init = std::max({rel_diff(gpu.prec, cpu.prec), rel_diff(gpu.info, cpu.info),
+  kern.initialize(U0.data(), mu0.data(), R.data(), !sc.dense_prior, 0);
+  const double max_init = std::max({rel_diff(gpu.prec, cpu.prec), rel_diff(gpu.mean, cpu.mean),
                                     has_f ? rel_diff(gpu.factor, cpu.factor) : 0.0});
   int step_mismatch = 0;
   for (long b = 0; b < B; ++b) step_mismatch += cpu.steps[b] != gpu.steps[b];
@@ -211,7 +215,7 @@ int run(const Scenario& sc) {
     kern.update(x.data(), r.data(), om.empty() ? nullptr : om.data(), n, err);
     if (err[0] != ec::kNoError) ++error_mismatch;
     for (long b = 0; b < B; ++b) step_mismatch += cpu.steps[b] != gpu.steps[b];
-    max_state = std::max({max_state, rel_diff(gpu.prec, cpu.prec), rel_diff(gpu.info, cpu.info),
+    max_state = std::max({max_state, rel_diff(gpu.prec, cpu.prec), rel_diff(gpu.mean, cpu.mean),
                           has_f ? rel_diff(gpu.factor, cpu.factor) : 0.0});
   }
 
@@ -241,7 +245,7 @@ int run(const Scenario& sc) {
   const bool mask_err = err[0] == static_cast<unsigned long long>(B - 1);
   bool unchanged = before == gpu;
   // A non-finite state (a damaged file): act names the agent and changes nothing.
-  gpu.prec[(B - 1) * d * d] = std::numeric_limits<T>::quiet_NaN();
+  gpu.mean[(B - 1) * d] = std::numeric_limits<double>::quiet_NaN();
   before = gpu;
   kern.act(Xok.data(), K, false, nullptr, false, theta_g.data(), ch_g.data(), err);
   const bool state_err = err[2] == static_cast<unsigned long long>(B - 1);
@@ -320,7 +324,7 @@ ec::Config make(const int* ci, const double* cd, unsigned long long seed) {
 
 template <class T>
 ec::detail::Batch<T> batch(const std::uintptr_t* s, long B) {
-  return ec::detail::Batch<T>{reinterpret_cast<T*>(s[0]), reinterpret_cast<T*>(s[1]),
+  return ec::detail::Batch<T>{reinterpret_cast<T*>(s[0]), reinterpret_cast<double*>(s[1]),
                               reinterpret_cast<T*>(s[2]), reinterpret_cast<std::uint64_t*>(s[3]),
                               reinterpret_cast<const std::uint64_t*>(s[4]), nullptr, B, 0};
 }
@@ -353,11 +357,11 @@ int dispatch(const ec::Config& c, const std::uintptr_t* s, long B, int threads, 
 extern "C" {
 
 int emu_initialize(const int* ci, const double* cd, unsigned long long seed, const std::uintptr_t* s,
-                   long B, int threads, std::uintptr_t U0, std::uintptr_t b0, std::uintptr_t R,
+                   long B, int threads, std::uintptr_t U0, std::uintptr_t mu0, std::uintptr_t R,
                    int diagonal, long first) {
   const ec::Config c = make(ci, cd, seed);
   return dispatch(c, s, B, threads, [&](auto& k, auto) {
-    k.initialize(reinterpret_cast<const double*>(U0), reinterpret_cast<const double*>(b0),
+    k.initialize(reinterpret_cast<const double*>(U0), reinterpret_cast<const double*>(mu0),
                  reinterpret_cast<const double*>(R), diagonal != 0, first);
   });
 }
@@ -598,7 +602,7 @@ class EmulatedCuda(types.ModuleType):
         ci = (ctypes.c_int * 8)(c.policy, c.dim, c.ensemble_size, c.reference, c.perturbation,
                                 c.reference_sparsity, c.perturbation_sparsity, c.dtype)  # fmt: skip
         cd = (ctypes.c_double * 2)(c.noise_std, c.alpha)
-        ptrs = (ctypes.c_size_t * 5)(s.prec, s.info, s.factor, s.steps, s.stream_ids)
+        ptrs = (ctypes.c_size_t * 5)(s.prec, s.mean, s.factor, s.steps, s.stream_ids)
         if c.policy in (0, 2) and not s.factor:
             raise ValueError("factor: this policy needs a (B, d, M) factor")
         return [ci, cd, ctypes.c_ulonglong(c.seed), ptrs, ctypes.c_long(s.n_agents),

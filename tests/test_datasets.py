@@ -524,6 +524,24 @@ def test_obd_feature_encoding() -> None:
         D.obd_features("random")
 
 
+@needs_data
+def test_bandit_log_validation_names_the_field() -> None:
+    import dataclasses
+
+    log = D.load_obd("random", "men", DATA, download=False)
+    assert log.validate() is log
+    bad_cases = {
+        "propensity": dataclasses.replace(log, propensity=np.where(np.arange(len(log)) == 3, 0.0, log.propensity)),
+        "affinity": dataclasses.replace(log, affinity=log.affinity[:, :5]),
+        "reward": dataclasses.replace(log, reward=np.where(np.arange(len(log)) == 0, np.nan, log.reward)),
+        "action": dataclasses.replace(log, action=log.action + 34),
+        "user_features": dataclasses.replace(log, user_features=log.user_features[:10]),
+    }
+    for name, bad in bad_cases.items():
+        with pytest.raises(ValueError, match=name):
+            D.obd_features(bad)
+
+
 def test_obd_rejects_unknown_names() -> None:
     with pytest.raises(ValueError, match="behaviour='ucb'"):
         D.load_obd("ucb")

@@ -91,8 +91,9 @@ def test_one_shard_four_shards_and_in_process_agree():
 def test_arrival_order_does_not_matter():
     rng = np.random.default_rng(1)
     A = rng.standard_normal((len(USERS), K, D))
-    forward = ShardedPolicy(epp.LinearTS, n_shards=2, seed=9, dim=D)
-    backward = ShardedPolicy(epp.LinearTS, n_shards=2, seed=9, dim=D)
+    # One shard each: the users' rows land in different slots, which must not matter.
+    forward = ShardedPolicy(epp.LinearTS, n_shards=1, seed=9, dim=D)
+    backward = ShardedPolicy(epp.LinearTS, n_shards=1, seed=9, dim=D)
     try:
         for i in range(len(USERS)):  # one new user per call, in opposite orders
             j = len(USERS) - 1 - i
@@ -150,9 +151,10 @@ def test_killed_actors_recover_bit_identical(tmp_path: Path):
         assert info[0]["recovered"]["checkpoint_seq"] > 0 and info[0]["recovered"]["replayed"] > 0
         seen = _seen(calls)
         _assert_same_state(durable.agents(seen), plain.agents(seen))
+        durable.checkpoint(tmp_path / "snapshot")
         durable.close()
-        # A new policy on the same folder resumes where the old one stopped.
-        again = ShardedPolicy(epp.LinearEnsemble, n_shards=2, seed=3, folder=tmp_path, **OPTS)
+        # A new policy on a snapshot folder resumes where the old one stopped.
+        again = ShardedPolicy(epp.LinearEnsemble, n_shards=2, seed=3, folder=tmp_path / "snapshot", **OPTS)
         _assert_same_state(again.agents(seen), plain.agents(seen))
         again.close()
         with pytest.raises(ValueError, match="n_shards"):
@@ -222,3 +224,8 @@ def test_run_with_workers_writes_the_serial_results(tmp_path: Path):
     serial, distributed = _results(tmp_path / "serial.json"), _results(tmp_path / "ray.json")
     assert serial == distributed
     assert serial["agents"] == ["ensemble++ (M=4)", "random", "ts"]
+
+
+def test_workers_must_be_positive(capsys: pytest.CaptureFixture[str]):
+    assert main(["run", "-q", "--no-plot", "--workers", "0"]) == 2
+    assert "--workers must be positive" in capsys.readouterr().err

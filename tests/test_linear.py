@@ -489,12 +489,18 @@ def test_portable_and_avx2_builds_agree() -> None:
         "[a.update(X[a.act(X)], rng.normal(size=40)) for _ in range(100)];"
         "np.save(__import__('sys').stdout.buffer, np.concatenate([a.factor.ravel(), a.mean.ravel()]))"
     )
+    import io
+    import os
+
+    probe = subprocess.run([sys.executable, "-c", "import ensemblepp._core as c; print(c.ISA)"],
+                           env={k: v for k, v in os.environ.items() if k != "ENSEMBLEPP_ISA"},
+                           capture_output=True, text=True, check=True)
+    if probe.stdout.strip() != "avx2":
+        pytest.skip("no AVX2+FMA build on this CPU or platform: the portable build would be compared with itself")
     out = {}
     for isa in ("generic", "default"):
-        env = dict(__import__("os").environ, ENSEMBLEPP_ISA=isa)
+        env = dict(os.environ, ENSEMBLEPP_ISA=isa)
         res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
-        import io
-
         out[isa] = np.load(io.BytesIO(res.stdout))
     np.testing.assert_allclose(out["generic"], out["default"], rtol=1e-9, atol=1e-12)
     assert _core.ISA in ("generic", "avx2")
@@ -542,3 +548,190 @@ def test_runner_seed_alone_equals_seed_in_a_multi_seed_run(agent: str) -> None:
     np.testing.assert_array_equal(batched[1], alone[0])
     np.testing.assert_array_equal(looped[1], alone[0])  # batched and looped agree too
     np.testing.assert_array_equal(looped[0], batched[0])
+
+
+# ---- boundaries: byte order, layout, dtype, sizes, threads ----------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_byte_order_layout_and_dtype_are_converted_on_every_entry_point(dtype: str) -> None:
+    d, K = 5, 12
+    X, theta = problem(d, K)
+    prior = np.diag(np.arange(1.0, d + 1)) + 0.25  # exact in float32, as mu0
+    mu0 = np.linspace(-1, 1, d)
+
+    def run(convert) -> dict:
+        a = epp.LinearEnsemble(d, 4, prior_var=convert(prior), prior_mean=convert(mu0), dtype=dtype, seed=5)
+        b = epp.LinearTS(d, n_agents=2, dtype=dtype, seed=5)
+        for t in range(20):
+            k = a.act(convert(X))
+            a.update(convert(X[k]), float(X[k] @ theta))
+            kb = b.act(convert(X), mask=convert(np.arange(K) % 3 != t % 3).astype(bool))
+            b.update(convert(X[kb]), convert(X[kb] @ theta))
+        return {**state(a), **{"b_" + k: v for k, v in state(b).items()}}
+
+    native = run(lambda a: np.asarray(a))
+    for name, convert in {
+        ">f8": lambda a: np.asarray(a).astype(">f8") if np.asarray(a).dtype.kind == "f" else a,
+        ">f4 / other dtype": lambda a: np.asarray(a).astype(">f4" if dtype == "float32" else "<f8")
+        if np.asarray(a).dtype.kind == "f" else a,
+        "fortran": lambda a: np.asfortranarray(a),
+        "negative strides": lambda a: np.asarray(a)[::-1][::-1] if np.ndim(a) == 1 else np.asarray(a)[::-1, ::-1][::-1, ::-1],
+    }.items():
+        got = run(convert)
+        for k in native:
+            np.testing.assert_array_equal(got[k], native[k], err_msg=f"{name}: {k}")
+    # A big-endian NaN is still a NaN, on the fast paths too.
+    agent = epp.LinearGreedy(d, dtype=dtype)
+    with pytest.raises(ValueError, match="actions: contains NaN"):
+        agent.act(np.vstack([X, np.full((1, d), np.nan)]).astype(">f8"))
+    with pytest.raises(ValueError, match="x: features"):
+        agent.update(np.full(d, np.nan).astype(">f4"), 1.0)
+
+
+def test_other_dtypes_are_converted_without_a_try_except() -> None:
+    X, _ = problem(4, 6)
+    a = epp.LinearEnsemble(4, 3, dtype="float32", seed=1)
+    b = epp.LinearEnsemble(4, 3, dtype="float32", seed=1)
+    for _ in range(5):
+        i, j = a.act(X), b.act(X.astype(np.float32))  # float64 input to a float32 agent: converted
+        assert i == j
+        a.update(X[i], 0.5)
+        b.update(X[j].astype(np.float32), 0.5)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    a.update((X[0] * 4).astype(np.int64), 1.0)  # integers are real numbers too
+    with pytest.raises(TypeError, match="actions: expected a real"):
+        a.act(np.array(["1"] * 4).reshape(1, 4))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_inputs_beyond_the_representable_range_are_refused_before_any_change(dtype: str) -> None:
+    big = 1e12 if dtype == "float32" else 1e150
+    for policy in POLICIES:
+        agent = POLICIES[policy](3, dtype=dtype, n_agents=2, seed=0)
+        agent.update(np.eye(3)[:2], np.ones(2))
+        before = state(agent)
+        with pytest.raises(ValueError, match="x: features of agent 1 .* beyond"):
+            agent.update(np.array([[1.0, 0, 0], [big, 0, 0]]), np.ones(2))
+        with pytest.raises(ValueError, match="r: reward of agent 0 .* beyond"):
+            agent.update(np.eye(3)[:2], np.array([big, 1.0]))
+        assert_same_state(state(agent), before)
+    # A Unix timestamp as a float32 feature (issue 9: NaN in 48 of 50 trials) is within range.
+    ts = epp.LinearTS(2, dtype="float32", seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        ts.update(np.array([1.7e9 + rng.normal(), 1.0]), float(rng.normal()))
+    assert np.all(np.isfinite(ts.mean)) and np.all(np.isfinite(ts.covariance))
+
+
+def test_act_on_a_non_finite_state_names_the_state(tmp_path) -> None:
+    agent = epp.LinearEnsemble(3, 2, n_agents=2, seed=0)
+    agent.save(tmp_path / "a.npz")
+    with np.load(tmp_path / "a.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["mean"][1, 0] = np.nan
+    np.savez(tmp_path / "a.npz", **arrays)
+    damaged = epp.load(tmp_path / "a.npz")
+    before = state(damaged)
+    with pytest.raises(ValueError, match="state: agent 1"):
+        damaged.act(np.eye(3))
+    assert_same_state(state(damaged), before)
+
+
+def test_memory_error_names_bytes_and_arrays_before_allocating() -> None:
+    with pytest.raises(MemoryError, match=r"n_agents: 1000000000 agents .* need (\d+) bytes .*prec .*factor"):
+        epp.LinearEnsemble(dim=64, ensemble_size=16, n_agents=10**9, dtype="float32")
+
+
+def test_per_agent_mask_rows_and_lowest_index_ties() -> None:
+    # Greedy on equal actions: every score ties, so the lowest available index must win, row by row.
+    B, K, d = 4, 6, 3
+    X = np.ones((K, d))
+    mask = np.array([[False, True, True, False, False, True],
+                     [False, False, False, False, True, True],
+                     [True, True, True, True, True, True],
+                     [False, False, False, True, False, False]])
+    for n_agents, device_mask in ((B, mask), (None, mask[1])):
+        agent = epp.LinearGreedy(d, n_agents=n_agents, prior_mean=np.ones(d))
+        got = agent.act(X, mask=device_mask)
+        expect = [1, 4, 0, 3] if n_agents else 4
+        np.testing.assert_array_equal(got, expect)
+    # Distinct scores: each row's best available action, per-agent actions too.
+    rng = np.random.default_rng(2)
+    Xb = rng.normal(size=(B, K, d))
+    agent = epp.LinUCB(d, alpha=0.0, n_agents=B, prior_mean=np.array([1.0, -0.5, 0.25]))
+    scores = Xb @ np.array([1.0, -0.5, 0.25])
+    expect = np.where(mask, scores, -np.inf).argmax(axis=1)
+    np.testing.assert_array_equal(agent.act(Xb, mask=mask), expect)
+    np.testing.assert_array_equal(agent.act(Xb[0], mask=mask), np.where(mask, Xb[0] @ [1.0, -0.5, 0.25], -np.inf).argmax(1))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_float32_trajectory_follows_float64(policy: str) -> None:
+    d, K, T = 6, 20, 400
+    X, theta = problem(d, K, seed=3)
+    rng = np.random.default_rng(4)
+    a32 = POLICIES[policy](d, dtype="float32", seed=2)
+    a64 = POLICIES[policy](d, dtype="float64", seed=2)
+    same = 0
+    for _ in range(T):
+        k32, k64 = a32.act(X), a64.act(X)
+        same += k32 == k64
+        r = float(X[k32] @ theta + rng.normal())
+        a32.update(X[k32], r)
+        a64.update(X[k32], r)  # the same observations, whatever the float64 agent chose
+    m32, m64 = a32._state_arrays()["mean"][0], a64._state_arrays()["mean"][0]
+    assert np.linalg.norm(m32 - m64) <= 1e-4 * np.linalg.norm(m64)
+    np.testing.assert_allclose(host(a32.covariance), host(a64.covariance), rtol=2e-4, atol=1e-6 * np.abs(host(a64.covariance)).max())
+    assert same >= 0.95 * T  # the same draws: float rounding flips only near-ties
+
+
+def test_agents_of_a_batch_are_statistically_independent() -> None:
+    # First draws of B agents with the same seed: i.i.d. N(mu_0, Sigma_0), whatever their ids.
+    B, d = 4000, 3
+    agent = epp.LinearTS(d, n_agents=B, prior_var=np.diag([1.0, 2.0, 3.0]), seed=11,
+                         stream_ids=np.arange(B) * 7919 + 2**40)
+    th = agent.sample()
+    np.testing.assert_allclose(th.mean(axis=0), 0.0, atol=4 * np.sqrt(3.0 / B))
+    np.testing.assert_allclose(np.cov(th.T), np.diag([1.0, 2.0, 3.0]), atol=5 * 3.0 * np.sqrt(2.0 / B))
+    # Neighbours (by position and by id) are uncorrelated: |corr| < 4 / sqrt(B) for every pair of coordinates.
+    z = th / np.sqrt([1.0, 2.0, 3.0])
+    for shift in (1, 2):
+        c = (z[:-shift, :, None] * z[shift:, None, :]).mean(axis=0)
+        assert np.abs(c).max() < 4 / np.sqrt(B), c
+    # Repeated draws of one agent are uncorrelated in time as well.
+    one = epp.LinearTS(d, seed=11)
+    seq = np.array([one.sample() for _ in range(B)])
+    c = (seq[:-1, :, None] * seq[1:, None, :]).mean(axis=0) / np.sqrt(np.outer([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]))
+    assert np.abs(c).max() < 4 / np.sqrt(B), c
+
+
+def test_two_threads_on_one_agent_give_the_sequential_result() -> None:
+    import threading
+
+    d, n = 160, 2000  # d^2 work above the GIL threshold: the updates run without the GIL
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(2, n, d)) / np.sqrt(d)
+    rs = rng.normal(size=(2, n))
+    shared = epp.LinearTS(d, seed=1)
+    threads = [threading.Thread(target=lambda i=i: [shared.update(xs[i, t], float(rs[i, t])) for t in range(n)])
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seq = epp.LinearTS(d, seed=1)
+    seq.update(xs.reshape(-1, d), rs.reshape(-1))
+    # P and the least-squares mean do not depend on the order of the observations.
+    np.testing.assert_allclose(shared.mean, seq.mean, rtol=1e-8, atol=1e-10)
+    U1, U2 = shared.precision_factor, seq.precision_factor
+    np.testing.assert_allclose(U1.T @ U1, U2.T @ U2, rtol=1e-9, atol=1e-9)
+    # Concurrent acts take distinct counter values: together they are the sequential draws.
+    X = rng.normal(size=(200, d))
+    a, b = epp.LinearTS(d, seed=3), epp.LinearTS(d, seed=3)
+    got: list = []
+    acts = [threading.Thread(target=lambda: got.extend(a.act(X) for _ in range(150))) for _ in range(2)]
+    for t in acts:
+        t.start()
+    for t in acts:
+        t.join()
+    assert sorted(got) == sorted(b.act(X) for _ in range(300))
+    assert a.steps == 300

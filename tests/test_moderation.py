@@ -287,3 +287,16 @@ def test_action_features_layout() -> None:
     assert out.shape == (2, 2, 5) and out.dtype == np.float64
     np.testing.assert_array_equal(out[:, T.PUBLISH], [[0, 1, 2, 1, 0], [3, 4, 5, 1, 0]])
     np.testing.assert_array_equal(out[:, T.BLOCK], [[0, 0, 0, 0, 1], [0, 0, 0, 0, 1]])
+
+
+def test_moved_encoder_names_stay_importable_from_their_old_homes() -> None:
+    import ensemblepp.envs as envs
+    from ensemblepp.envs import moderation
+
+    for name in ("load_encoder", "embed_texts", "encoder_id", "MissingTextExtra", "EMBEDDING_DIM", "ENCODER_NAME"):
+        assert getattr(moderation, name) is getattr(T, name)
+        assert getattr(envs, name) is getattr(T, name)
+    assert moderation.TextActionEncoder is T.TextActionEncoder
+    assert moderation.PUBLISH == T.PUBLISH == 0 and moderation.BLOCK == T.BLOCK == 1
+    assert issubclass(T.TextActionEncoder, __import__("torch").nn.Module)
+    assert T.TextActionEncoder.__module__ == "ensemblepp.text"

@@ -164,3 +164,21 @@ def test_runner_seed_alone_equals_seed_in_a_batch():
     np.testing.assert_array_equal(together.regret["E"][2], alone.regret["E"][0])
     assert neural_seed(4, 2) != neural_seed(4, 1) and neural_seed(4, 2) != neural_seed(5, 2)
     assert 0 <= neural_seed(2**40, 2**40) < 2**63
+
+
+def test_paper_agent_set_pins_the_official_configuration():
+    from ensemblepp.experiments.presets import PAPER_FIXED, neural_agent_set
+
+    paper = {a["label"]: a for a in neural_agent_set("quadratic", "paper")}
+    epp = paper["Ensemble++ (official, paper)"]
+    assert epp["style"] == "official" and epp["lr"] == 1e-4 and epp["prior_scale"] == 5.0
+    assert epp["posterior_scale"] == 1.0 and epp["n_updates"] == 4
+    assert all(a.get("style", "official") == "official" for a in paper.values())
+    assert set(PAPER_FIXED) <= set(paper["EpiNet (official, paper)"])
+    cls = {a["name"]: a for a in neural_agent_set("neural-classification", "tuned")}
+    assert cls["epinet"]["loss"] == "ce" and "update_every" not in cls["epinet"]
+    assert neural_agent_set("neural-classification", "paper")[2]["update_every"] == 10
+    with pytest.raises(ValueError, match="env"):
+        neural_agent_set("finite-linear")
+    with pytest.raises(ValueError, match="which"):
+        neural_agent_set("quadratic", "best")

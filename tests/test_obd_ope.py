@@ -143,6 +143,10 @@ def test_replay_learns_only_on_matched_rounds() -> None:
     assert run["matched"] == matched == int((run["chosen"] == log.action).sum())
     np.testing.assert_array_equal(agent.mean, twin.mean)
     np.testing.assert_allclose(run["policy"].sum(axis=1), 1.0, rtol=1e-14)
+    with pytest.raises(ValueError, match="agent: dim"):
+        O.replay_run(epp.LinearGreedy(3), log, feats)
+    with pytest.raises(ValueError, match="feats"):
+        O.replay_run(epp.LinearGreedy(feats.dim()), _toy_log(n=10, K=3), feats)
 
 
 @needs_data
@@ -177,7 +181,12 @@ def test_the_preset_runs_end_to_end_on_a_slice(tmp_path: Path) -> None:
         assert r["estimates"]["replay"]["n"] == r["matched"]
         assert 0.0 <= r["estimates"]["replay"]["low"] <= r["estimates"]["replay"]["high"] <= 1.0
     assert "(c) Agents trained by replay" in files[1].read_text()
-    with pytest.raises(ValueError, match="unsupported override"):
-        run_preset("obd-ope", PresetContext(overrides={"dim": 3}, output_dir=tmp_path, log=lines.append))
+    from ensemblepp.experiments.runner import ConfigError
+
+    for bad, match in (({"dim": 3}, "unsupported override"), ({"campaigns": ["kids"]}, "campaigns"),
+                       ({"n_samples": 0}, "n_samples"), ({"horizon": 1.5}, "horizon"), ({"seeds": []}, "seeds"),
+                       ({"agents": "ucb"}, "agents")):
+        with pytest.raises(ConfigError, match=match):
+            run_preset("obd-ope", PresetContext(overrides=bad, output_dir=tmp_path, log=lines.append))
     with pytest.raises(ValueError, match="campaigns"):
         O.obd_ope_report(("kids",), download=False)

@@ -238,6 +238,10 @@ def test_replay_recovers_a_deterministic_policy_under_uniform_logging() -> None:
     (lambda: ope.replay(R, A, [1, 1, 1, 1]), "only 0 round"),
     (lambda: ope.replay(R, A, [1, 1]), r"chosen: expected shape \(4,\)"),
     (lambda: ope.ips(np.array(["a", "b"]), P[:2], TARGET[:2]), "reward: expected real numbers"),
+    (lambda: ope.ips([1e308, 1e308], [1e-3, 1e-3], [1.0, 1.0]), "reward: .*overflow"),
+    (lambda: ope.snips([1e308, -1e308], [1e-3, 1e-3], [1.0, 1.0]), "reward: .*overflow"),
+    (lambda: ope.dm(POLICY, Q * 1e307 * 9), "predicted: .*overflow"),
+    (lambda: ope.dr([1e308, 0.0], [1e-3, 1.0], [0, 0], POLICY[:2], Q[:2]), "reward: .*overflow"),
 ])
 def test_bad_input_names_the_argument(call, match: str) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
@@ -251,3 +255,21 @@ def test_estimate_helpers() -> None:
     with pytest.raises(ValueError, match="truth"):
         est.relative_error(0.0)
     assert "ips: 1" in str(est)
+
+
+def test_bootstrap_blocks_do_not_change_the_answer_for_small_logs() -> None:
+    # Below 4M indices the resamples come in one block: the result equals a direct computation.
+    log = simulate(4, 500)
+    terms = log["t"] / log["p"] * log["r"]
+    boot = np.random.default_rng(3).integers(0, 500, size=(400, 500))
+    direct = terms[boot].mean(axis=1)
+    est = ope.ips(log["r"], log["p"], log["t"], interval="bootstrap", n_bootstrap=400, seed=3)
+    assert est.stderr == pytest.approx(direct.std(ddof=1), rel=1e-12)
+    lo, hi = np.quantile(direct, [0.025, 0.975])
+    assert (est.low, est.high) == pytest.approx((lo, hi), rel=1e-12)
+    # A large log is resampled in blocks, so its memory stays bounded.
+    big = simulate(5, 50_000)
+    est = ope.ips(big["r"], big["p"], big["t"], interval="bootstrap", n_bootstrap=200, seed=0)
+    normal = ope.ips(big["r"], big["p"], big["t"])
+    assert est.stderr == pytest.approx(normal.stderr, rel=0.2)
+

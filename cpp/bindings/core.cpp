@@ -135,17 +135,17 @@ class KernelLock {
 template <class T>
 class Kernel {
  public:
-  Kernel(const LinearConfig& cfg, py::array prec, py::array info, py::object factor,
+  Kernel(const LinearConfig& cfg, py::array prec, py::array mean, py::object factor,
          py::array steps, py::array stream_ids)
-      : cfg_(cfg), prec_(prec), info_(info), factor_(factor), steps_(steps), stream_ids_(stream_ids) {
+      : cfg_(cfg), prec_(prec), mean_(mean), factor_(factor), steps_(steps), stream_ids_(stream_ids) {
     check_config(cfg_);
     if (cfg_.dtype != (sizeof(T) == 4 ? DType::float32 : DType::float64))
       throw std::invalid_argument("dtype: the configuration's dtype differs from this kernel's");
-    if (info.ndim() != 2) throw std::invalid_argument("info: expected a (B, d) array");
-    const py::ssize_t B = info.shape(0), d = cfg_.dim, M = cfg_.ensemble_size;
+    if (mean.ndim() != 2) throw std::invalid_argument("mean: expected a (B, d) array");
+    const py::ssize_t B = mean.shape(0), d = cfg_.dim, M = cfg_.ensemble_size;
     state_.n_agents = B;
     state_.prec = state_array<T>(prec, "prec", {B, d, d}, true);
-    state_.info = state_array<T>(info, "info", {B, d}, true);
+    state_.mean = state_array<double>(mean, "mean", {B, d}, true);
     state_.factor = nullptr;
     if (!factor.is_none())
       state_.factor = state_array<T>(py::reinterpret_borrow<py::array>(factor), "factor", {B, d, M}, true);
@@ -156,14 +156,14 @@ class Kernel {
     theta_ = py::array_t<T>({B, d});
   }
 
-  void initialize(const py::array& prior_prec, const py::array& prior_info, const py::array& prior_root,
+  void initialize(const py::array& prior_prec, const py::array& prior_mean, const py::array& prior_root,
                   bool diagonal, long first) {
     const py::ssize_t d = cfg_.dim;
     const py::array P = input_array<double>(prior_prec, "prior_prec");
-    const py::array b = input_array<double>(prior_info, "prior_info");
+    const py::array b = input_array<double>(prior_mean, "prior_mean");
     const py::array R = input_array<double>(prior_root, "prior_root");
     check_shape(P, "prior_prec", {d, d});
-    check_shape(b, "prior_info", {d});
+    check_shape(b, "prior_mean", {d});
     check_shape(R, "prior_root", {d, d});
     if (first < 0 || first > state_.n_agents) throw std::invalid_argument("first: out of range");
     const Prior prior{static_cast<const double*>(P.data()), static_cast<const double*>(b.data()),
@@ -285,10 +285,11 @@ class Kernel {
   }
 
   py::array_t<T> mean() {
-    py::array_t<T> out({state_.n_agents, static_cast<long>(cfg_.dim)});
+    const long B = state_.n_agents, d = cfg_.dim;
+    py::array_t<T> out({B, d});
     KernelLock lock(mutex_);
-    py::gil_scoped_release nogil;
-    ensemblepp::posterior_mean(cfg_, state_, out.mutable_data());
+    T* o = out.mutable_data();
+    for (long i = 0; i < B * d; ++i) o[i] = static_cast<T>(state_.mean[i]);
     return out;
   }
 
@@ -396,7 +397,7 @@ class Kernel {
   py::object updates_;
   LinearConfig cfg_;
   BatchState<T> state_{};
-  py::array prec_, info_;
+  py::array prec_, mean_;
   py::object factor_;
   py::array steps_, stream_ids_;
   py::array_t<T> theta_;
@@ -408,14 +409,14 @@ void bind_kernel(py::module_& m, const char* name) {
   py::class_<Kernel<T>>(m, name, R"pbdoc(
 Batched CPU kernel of one linear policy over state arrays owned by the caller.
 
-The arrays prec (B, d, d), info (B, d), factor (B, d, M) or None and steps (B,) uint64 are kept
+The arrays prec (B, d, d), mean (B, d) float64, factor (B, d, M) or None and steps (B,) uint64 are kept
 alive by the kernel and updated in place; stream_ids (B,) uint64 keys each agent's stream. Calls
 on one kernel are serialised by a lock; large calls run without the GIL.
 )pbdoc")
       .def(py::init<const LinearConfig&, py::array, py::array, py::object, py::array, py::array>(),
-           py::arg("config"), py::arg("prec"), py::arg("info"), py::arg("factor"), py::arg("steps"),
+           py::arg("config"), py::arg("prec"), py::arg("mean"), py::arg("factor"), py::arg("steps"),
            py::arg("stream_ids"))
-      .def("initialize", &Kernel<T>::initialize, py::arg("prior_prec"), py::arg("prior_info"),
+      .def("initialize", &Kernel<T>::initialize, py::arg("prior_prec"), py::arg("prior_mean"),
            py::arg("prior_root"), py::arg("diagonal"), py::arg("first") = 0,
            "Write the prior state of agents first, ..., B-1 (float64 prior arrays, see linear.hpp).")
       .def("act", &Kernel<T>::act, py::arg("actions"), py::arg("mask") = py::none(),
@@ -428,9 +429,9 @@ on one kernel are serialised by a lock; large calls run without the GIL.
            "Apply observations x (B, n, d), r (B, n) in order; mask (B, n) selects those seen.")
       .def("update1", &Kernel<T>::update1, py::arg("x"), py::arg("r"),
            "Apply one observation to a single agent.")
-      .def("mean", &Kernel<T>::mean, "Posterior means P^-1 b, (B, d).")
+      .def("mean", &Kernel<T>::mean, "Posterior means, (B, d), in the kernel's dtype.")
       .def("covariance", &Kernel<T>::covariance, "Posterior covariances U^-1 U^-T, (B, d, d).")
-      .def("factor", &Kernel<T>::factor, "P^-1 times the accumulator (A or the models), (B, d, M).")
+      .def("factor", &Kernel<T>::factor, "A = P^-1 F (Ensemble++) or the models mu + P^-1 F, (B, d, M).")
       .def("set_forgetting", &Kernel<T>::set_forgetting, py::arg("gamma"), py::arg("dirs"), py::arg("targets"),
            py::arg("updates"),
            "Forget with factor gamma toward the prior: refresh directions (d, d), targets (d,) and the "

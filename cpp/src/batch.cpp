@@ -179,17 +179,6 @@ void each_agent_double(const LinearConfig& c, const BatchState<T>& s, double per
 }  // namespace
 
 template <class T>
-void posterior_mean(const LinearConfig& c, const BatchState<T>& s, T* out) {
-  const long d = c.dim;
-  each_agent_double(c, s, double(d) * d, [&](long b, const RowMatrix<double>& U) {
-    Vector<double> m = ConstVectorMap<T>(s.info + b * d, d).template cast<double>();
-    U.triangularView<Eigen::Upper>().transpose().solveInPlace(m);
-    U.triangularView<Eigen::Upper>().solveInPlace(m);
-    VectorMap<T>(out + b * d, d) = m.template cast<T>();
-  });
-}
-
-template <class T>
 void posterior_covariance(const LinearConfig& c, const BatchState<T>& s, T* out) {
   const long d = c.dim;
   each_agent_double(c, s, double(d) * d * d, [&](long b, const RowMatrix<double>& U) {
@@ -210,6 +199,8 @@ void posterior_factor(const LinearConfig& c, const BatchState<T>& s, T* out) {
     RowMatrix<double> F = ConstMatrixMap<T>(s.factor + b * d * M, d, M).template cast<double>();
     U.triangularView<Eigen::Upper>().transpose().solveInPlace(F);
     U.triangularView<Eigen::Upper>().solveInPlace(F);
+    if (c.policy == Policy::ensemble_sampling)
+      F.colwise() += Eigen::Map<const Vector<double>>(s.mean + b * d, d);
     MatrixMap<T>(out + b * d * M, d, M) = F.template cast<T>();
   });
 }
@@ -381,7 +372,6 @@ void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* 
   template void update<T>(const LinearConfig&, const BatchState<T>&, const T*, const T*,     \
                           const std::uint8_t*, long);                                        \
   template void initialize<T>(const LinearConfig&, const BatchState<T>&, const Prior&, long); \
-  template void posterior_mean<T>(const LinearConfig&, const BatchState<T>&, T*);            \
   template void posterior_covariance<T>(const LinearConfig&, const BatchState<T>&, T*);      \
   template void posterior_factor<T>(const LinearConfig&, const BatchState<T>&, T*);
 EPP_INSTANTIATE(float)

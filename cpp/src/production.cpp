@@ -192,34 +192,31 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
     }
     return vote(buf, K, mask, ties_first, 1.0, out) ? 0 : 2;
   }
-  // Scores are linear in the random vector: X theta = s0 + G v with v the draw, so G (K, n)
-  // and s0 (K) are formed once and each draw costs K n multiply-adds (n = M or d).
+  // Scores are linear in the random vector: X theta = X mu + G v with v the draw, so G (K, n)
+  // and s0 = X mu (K) are formed once and each draw costs K n multiply-adds (n = M or d).
   const auto U = ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>();
   ConstMatrixMap<T> Xm(X, K, d);
   using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
   ColMatrix Y = Xm.transpose();  // (d, K)
-  Vector<T> s0;
+  Vector<T> s0 = (Xm.template cast<double>() * Eigen::Map<const Vector<double>>(s.mean, d)).template cast<T>();
   ColMatrix G;  // (K, n)
   int n = 0;
   if (c.policy == Policy::thompson) {
-    // theta = U^-1 (U^-T b + g): X theta = (X U^-1)(U^-T b) + (X U^-1) g.
-    U.transpose().solveInPlace(Y);  // Y = U^-T X^T, so (X U^-1) = Y^T
-    Vector<T> h = ConstVectorMap<T>(s.info, d);
-    U.transpose().solveInPlace(h);
-    s0.noalias() = Y.transpose() * h;
+    // theta = mu + U^-1 g: X theta = X mu + (X U^-1) g, and X U^-1 = (U^-T X^T)^T.
+    U.transpose().solveInPlace(Y);
     G = Y.transpose();
     n = d;
   } else {
-    // Ensemble++ theta = P^-1 (b + B zeta), ensemble sampling theta_m = P^-1 C e_m.
+    // Ensemble++ theta = mu + P^-1 F zeta; ensemble sampling theta_m = mu + P^-1 F e_m.
     U.transpose().solveInPlace(Y);
     U.solveInPlace(Y);  // Y = P^-1 X^T
     G.noalias() = Y.transpose() * ConstMatrixMap<T>(s.factor, d, M);
     n = M;
-    if (c.policy == Policy::ensemble) s0.noalias() = Y.transpose() * ConstVectorMap<T>(s.info, d);
   }
-  if (!G.allFinite() || (s0.size() && !s0.allFinite())) return 1;
+  if (!G.allFinite() || !s0.allFinite()) return 1;
   if (c.policy == Policy::ensemble_sampling) {
     // Counts first, one division at the end: the row then sums to 1 up to a few ulps.
+    G.colwise() += s0;
     for (int m = 0; m < M; ++m)
       if (!vote(G.col(m).data(), K, mask, ties_first, 1.0, out)) return 2;
     for (long k = 0; k < K; ++k) out[k] /= static_cast<double>(M);

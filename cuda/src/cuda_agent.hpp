@@ -7,8 +7,8 @@
 /// host emulation of thread blocks (tests/cuda_emulation.hpp), used to test the index arithmetic and
 /// the barriers without a GPU, run the same code.
 ///
-/// They reproduce ensemblepp/linear.hpp operation by operation on the same information-form
-/// state (U, b and the factor accumulator): the same random draws from the same counters, the
+/// They reproduce ensemblepp/linear.hpp operation by operation on the same state (U, the
+/// float64 mean and the factor accumulator F): the same random draws from the same counters, the
 /// same formulas evaluated in T in the same order per element; only the order of the terms of
 /// the dot products differs (parallel reductions), which changes results at rounding level.
 ///
@@ -62,7 +62,7 @@ EPP_HD bool is_finite(float x) {
 template <class T>
 struct Agent {
   T* prec;
-  T* info;
+  double* mean;
   T* factor;
   std::uint64_t* step;
   std::uint64_t stream;  ///< the agent's stream id (philox.hpp)
@@ -72,7 +72,7 @@ struct Agent {
 template <class T>
 struct Batch {
   T* prec;
-  T* info;
+  double* mean;
   T* factor;
   std::uint64_t* steps;
   const std::uint64_t* stream_ids;
@@ -82,7 +82,7 @@ struct Batch {
 
   EPP_HD Agent<T> agent(const Config& c, long b) const {
     const long d = c.dim, M = c.ensemble_size;
-    return Agent<T>{prec + b * d * d, info + b * d, factor ? factor + b * d * M : nullptr,
+    return Agent<T>{prec + b * d * d, mean + b * d, factor ? factor + b * d * M : nullptr,
                     steps + b, stream_ids[b]};
   }
 };
@@ -95,7 +95,7 @@ struct Reduce {
   int* flags;
 };
 
-/// Width of the per-agent scratch vector `vec`, in elements: theta and two work vectors, and for
+/// Width of the per-agent scratch vector `vec`, in elements: three work vectors, and for
 /// LinUCB one d-vector per warp (the triangular solves of the scores).
 inline long scratch_width(const Config& c) {
   const long n = c.dim > c.ensemble_size ? c.dim : c.ensemble_size;
@@ -187,20 +187,19 @@ EPP_BODY void cholesky_update_upper(Ctx& c, T* U, T* v, int d) {
   }
 }
 
-/// init_agent of linear.hpp: U = U_0, b = b_0 and the factor B_0 = R Z_0 (or C_0 = b_0 + R G),
-/// entry (i, m) accumulating R_ik z_km over k = i, ..., d-1 in increasing k; tmp holds M.
+/// init_agent of linear.hpp: U = U_0, mu = mu_0 and F = R Z_0, entry (i, m) accumulating
+/// R_ik z_km over k = i, ..., d-1 in increasing k; tmp holds M.
 template <class T, class Ctx>
 EPP_BODY void init_agent(Ctx& c, const Config& cfg, const Agent<T>& a, const double* U0,
-                         const double* b0, const double* R, bool diagonal, T* tmp) {
+                         const double* mu0, const double* R, bool diagonal, T* tmp) {
   const int d = cfg.dim, M = cfg.ensemble_size;
   const long dd = static_cast<long>(d) * d;
   for (long i = c.tid(); i < dd; i += c.nthreads()) a.prec[i] = static_cast<T>(U0[i]);
-  for (int i = c.tid(); i < d; i += c.nthreads()) a.info[i] = static_cast<T>(b0[i]);
+  for (int i = c.tid(); i < d; i += c.nthreads()) a.mean[i] = mu0[i];
   if (has_factor(cfg.policy)) {
     const bool models = cfg.policy == Policy::ensemble_sampling;
     const long dm = static_cast<long>(d) * M;
-    for (long e = c.tid(); e < dm; e += c.nthreads())
-      a.factor[e] = models ? static_cast<T>(b0[e / M]) : T(0);
+    for (long e = c.tid(); e < dm; e += c.nthreads()) a.factor[e] = T(0);
     for (int k = 0; k < d; ++k) {
       c.sync();  // the previous row's readers of tmp are done
       if (c.tid() == 0) {
@@ -234,7 +233,7 @@ EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64
   T* t2 = tmp + n;
   switch (cfg.policy) {
     case Policy::ensemble: {
-      // theta = P^-1 (b + B zeta).
+      // theta = mu + P^-1 F zeta.
       if (c.tid() == 0) {
         const Stream st{cfg.seed, step, a.stream};
         draw<T>(cfg.reference, M, cfg.reference_sparsity, sqrt(static_cast<double>(M)), st, t1);
@@ -245,24 +244,18 @@ EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64
         const T* row = a.factor + static_cast<long>(i) * M;
         T acc = T(0);
         for (int m = 0; m < M; ++m) acc += row[m] * t1[m];
-        t2[i] = a.info[i] + acc;
+        t2[i] = acc;
       }
       c.sync();
       solve_precision(c, a.prec, d, t2, t1, theta);
       break;
     }
-    case Policy::thompson: {
-      // theta = U^-1 (U^-T b + g).
+    case Policy::thompson:
+      // theta = mu + U^-1 g.
       draw_gaussian(c, d, sqrt(static_cast<double>(d)), Stream{cfg.seed, step, a.stream}, t1);
       ++step;
-      for (int i = c.tid(); i < d; i += c.nthreads()) t2[i] = a.info[i];
-      c.sync();
-      solve_upper_transposed(c, a.prec, d, t2, theta);
-      for (int i = c.tid(); i < d; i += c.nthreads()) t2[i] = theta[i] + t1[i];
-      c.sync();
-      solve_upper(c, a.prec, d, t2, theta);
+      solve_upper(c, a.prec, d, t1, theta);
       break;
-    }
     case Policy::ensemble_sampling: {
       const std::uint32_t m =
           draw_index(Stream{cfg.seed, step, a.stream}, static_cast<std::uint32_t>(M));
@@ -272,12 +265,13 @@ EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64
       solve_precision(c, a.prec, d, t2, t1, theta);
       break;
     }
-    default:  // ucb, greedy: the mean P^-1 b
-      for (int i = c.tid(); i < d; i += c.nthreads()) t2[i] = a.info[i];
-      c.sync();
-      solve_precision(c, a.prec, d, t2, t1, theta);
+    default:  // ucb, greedy: the mean
+      for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = T(0);
       break;
   }
+  c.sync();
+  for (int i = c.tid(); i < d; i += c.nthreads())
+    theta[i] = static_cast<T>(a.mean[i] + static_cast<double>(theta[i]));
   c.sync();
 }
 
@@ -401,51 +395,62 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, co
   c.sync();
 }
 
-/// observe() of linear.hpp: U absorbs x / eta, b += x r / eta^2, and the factor gains x w^T
-/// with w = z / eta (Ensemble++) or w = (r + eta g) / eta^2 (ensemble sampling).
+/// observe() of linear.hpp: the gain k = U^-1 U^-T x / s from the old U, mu += k (r - x.mu) in
+/// double, U absorbs x / eta, and F += x w^T with w = z / eta (Ensemble++) or g / eta (ensemble
+/// sampling).
 template <class T, class Ctx>
 EPP_BODY void observe(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step,
-                      const T* x, T r, T* vec) {
+                      const T* x, T r, T* vec, const Reduce<T>& red) {
   const int d = cfg.dim, M = cfg.ensemble_size;
   const int tid = c.tid(), nt = c.nthreads();
   const T eta = static_cast<T>(cfg.noise_std);
   const T inv_eta = T(1) / eta;
-  T* v = vec;
-  T* w = vec + d;
-  for (int i = tid; i < d; i += nt) v[i] = x[i] * inv_eta;
-  const T gain = (r * inv_eta) * inv_eta;
-  for (int i = tid; i < d; i += nt) a.info[i] += x[i] * gain;
+  T* g = vec;          // x, destroyed by the solves
+  T* u = vec + d;      // U^-T x, then (destroyed) the right-hand side of U k = u
+  T* w = vec + 2 * d;  // the gain k, then the factor's w
+  for (int i = tid; i < d; i += nt) g[i] = x[i];
+  c.sync();
+  solve_upper_transposed(c, a.prec, d, g, u);
+  T sq = T(0);
+  for (int i = tid; i < d; i += nt) sq += u[i] * u[i];
+  sq = block_sum(c, sq, red.value);
+  const T denom = eta * eta + sq;
+  solve_upper(c, a.prec, d, u, w);  // w = k * denom
+  double xm = 0.0;
+  for (int i = tid; i < d; i += nt) xm += static_cast<double>(x[i]) * a.mean[i];
+  xm = block_sum(c, xm, reinterpret_cast<double*>(red.index));  // 32 eight-byte slots
+  const double gain = (static_cast<double>(r) - xm) / static_cast<double>(denom);
+  for (int i = tid; i < d; i += nt) a.mean[i] += static_cast<double>(w[i]) * gain;
+  for (int i = tid; i < d; i += nt) g[i] = x[i] * inv_eta;
+  c.sync();  // g complete, w read
+  cholesky_update_upper(c, a.prec, g, d);
   if (has_factor(cfg.policy)) {
     if (tid == 0) {
       const Stream st{cfg.seed, step, a.stream};
-      if (cfg.policy == Policy::ensemble) {
+      if (cfg.policy == Policy::ensemble)
         draw<T>(cfg.perturbation, M, cfg.perturbation_sparsity, 1.0, st, w);
-        for (int m = 0; m < M; ++m) w[m] *= inv_eta;
-      } else {
+      else
         draw<T>(Distribution::gaussian, M, 1, sqrt(static_cast<double>(M)), st, w);
-        for (int m = 0; m < M; ++m) w[m] = ((r + eta * w[m]) * inv_eta) * inv_eta;
-      }
+      for (int m = 0; m < M; ++m) w[m] *= inv_eta;
     }
     ++step;
-  }
-  c.sync();  // v and w complete
-  cholesky_update_upper(c, a.prec, v, d);
-  if (has_factor(cfg.policy)) {
+    c.sync();
     const long dm = static_cast<long>(d) * M;
     for (long e = tid; e < dm; e += nt) a.factor[e] += x[e / M] * w[e % M];
   }
-  c.sync();  // the next observation overwrites v and w
+  c.sync();  // the next observation overwrites the scratch
 }
 
 /// Applies the unmasked observations x (n, d), r (n) of one agent in order.
 template <class T, class Ctx>
 EPP_BODY void update_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec,
-                           const T* x, const T* r, const std::uint8_t* mask, long n) {
+                           const Reduce<T>& red, const T* x, const T* r, const std::uint8_t* mask,
+                           long n) {
   const int d = cfg.dim;
   std::uint64_t step = *a.step;
   for (long j = 0; j < n; ++j) {
     if (mask && !mask[j]) continue;
-    observe(c, cfg, a, step, x + j * d, r[j], vec);
+    observe(c, cfg, a, step, x + j * d, r[j], vec, red);
   }
   c.sync();  // every thread has read *a.step
   if (c.tid() == 0) *a.step = step;
@@ -532,11 +537,11 @@ EPP_BODY void check_grid(Ctx& c, const T* x, const T* r, const std::uint8_t* mas
 template <class T, class Ctx>
 EPP_BODY void update_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const T* x, const T* r,
                           const std::uint8_t* mask, long n, const unsigned long long* errors,
-                          T* smem) {
+                          T* smem, const Reduce<T>& red) {
   if (errors[0] != kNoError) return;  // the same for every thread: no barrier is skipped
   const long d = cfg.dim;
   for (long b = c.block(); b < s.n_agents; b += c.nblocks())
-    update_agent(c, cfg, s.agent(cfg, b), agent_scratch(s, b, smem), x + b * n * d, r + b * n,
+    update_agent(c, cfg, s.agent(cfg, b), agent_scratch(s, b, smem), red, x + b * n * d, r + b * n,
                  mask ? mask + b * n : nullptr, n);
 }
 

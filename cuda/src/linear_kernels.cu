@@ -99,8 +99,7 @@ __global__ void update_kernel(Config cfg, Batch<T> s, const T* x, const T* r,
                               const std::uint8_t* mask, long n, const unsigned long long* errors,
                               bool use_shared) {
   EPP_BLOCK_SCRATCH(T)
-  (void)red;
-  detail::update_grid(ctx, cfg, s, x, r, mask, n, errors, smem);
+  detail::update_grid(ctx, cfg, s, x, r, mask, n, errors, smem, red);
 }
 
 // ---- host side -----------------------------------------------------------------------------
@@ -131,7 +130,7 @@ Launch launch_shape(const Config& c, const State& s) {
 void check_state(const Config& c, const State& s) {
   check_config(c);
   if (s.n_agents < 1) throw std::invalid_argument("n_agents: must be >= 1");
-  if (!s.prec || !s.info || !s.steps || !s.stream_ids)
+  if (!s.prec || !s.mean || !s.steps || !s.stream_ids)
     throw std::invalid_argument("state: null device pointer");
   if (has_factor(c.policy) && !s.factor)
     throw std::invalid_argument("factor: this policy needs a (B, d, M) factor");
@@ -140,7 +139,7 @@ void check_state(const Config& c, const State& s) {
 template <class T>
 Batch<T> typed(const Config& c, const State& s) {
   return Batch<T>{reinterpret_cast<T*>(s.prec),
-                  reinterpret_cast<T*>(s.info),
+                  reinterpret_cast<double*>(s.mean),
                   reinterpret_cast<T*>(s.factor),
                   reinterpret_cast<std::uint64_t*>(s.steps),
                   reinterpret_cast<const std::uint64_t*>(s.stream_ids),
@@ -220,17 +219,17 @@ long workspace_size(const Config& c) {
   return width * element_size(c) <= kMaxSharedBytes ? 0 : width;
 }
 
-void initialize(const Config& c, const State& s, std::uintptr_t prior_prec, std::uintptr_t prior_info,
+void initialize(const Config& c, const State& s, std::uintptr_t prior_prec, std::uintptr_t prior_mean,
                 std::uintptr_t prior_root, bool diagonal, long first, std::uintptr_t stream) {
   check_state(c, s);
-  if (!prior_prec || !prior_info || !prior_root)
+  if (!prior_prec || !prior_mean || !prior_root)
     throw std::invalid_argument("prior: null device pointer");
   if (first < 0 || first > s.n_agents) throw std::invalid_argument("first: out of range");
   if (first == s.n_agents) return;
   if (c.dtype == DType::float64)
-    init_t<double>(c, s, prior_prec, prior_info, prior_root, diagonal, first, as_stream(stream));
+    init_t<double>(c, s, prior_prec, prior_mean, prior_root, diagonal, first, as_stream(stream));
   else
-    init_t<float>(c, s, prior_prec, prior_info, prior_root, diagonal, first, as_stream(stream));
+    init_t<float>(c, s, prior_prec, prior_mean, prior_root, diagonal, first, as_stream(stream));
 }
 
 void sample(const Config& c, const State& s, std::uintptr_t theta, bool unit_norm,

@@ -110,16 +110,16 @@ def _ptr(a: Any) -> int:
 class CudaKernel:
     """Batched CUDA kernel of one linear policy over CuPy state arrays owned by the caller.
 
-    Same methods as ``_core.Kernel64``; the state arrays ``prec`` (B, d, d), ``info`` (B, d),
-    ``factor`` (B, d, M) or None, ``steps`` and ``stream_ids`` (B,) uint64 must be C-contiguous
-    CuPy arrays (float32 or float64, all alike). They are kept alive by the kernel and updated in
+    Same methods as ``_core.Kernel64``; the state arrays ``prec`` (B, d, d), ``mean`` (B, d)
+    float64, ``factor`` (B, d, M) or None, ``steps`` and ``stream_ids`` (B,) uint64 must be
+    C-contiguous CuPy arrays (``prec`` and ``factor`` float32 or float64 alike). They are kept alive by the kernel and updated in
     place on CuPy's current stream. Calls on one kernel are serialised by a lock.
 
     Parameters
     ----------
     config : dict
         Keyword arguments of ``LinearConfig`` (the CPU kernels take the same).
-    prec, info, factor, steps
+    prec, mean, factor, steps
         State arrays, see above (layout of ``cpp/include/ensemblepp/linear.hpp``).
     stream_ids
         (B,) uint64 CuPy array: the key of each agent's random stream (read only).
@@ -147,7 +147,7 @@ class CudaKernel:
         self,
         config: dict[str, Any],
         prec: Any,
-        info: Any,
+        mean: Any,
         factor: Any,
         steps: Any,
         stream_ids: Any,
@@ -156,16 +156,16 @@ class CudaKernel:
     ) -> None:
         cp = _cupy()
         self._cp = cp
-        if not isinstance(info, cp.ndarray) or info.ndim != 2:
-            raise ValueError("info: expected a (B, d) CuPy array")
+        if not isinstance(mean, cp.ndarray) or mean.ndim != 2:
+            raise ValueError("mean: expected a (B, d) CuPy array")
         # Every launch goes to the device that holds the state (checked in _stream).
-        self._device_id = int(info.device.id)
+        self._device_id = int(mean.device.id)
         self._cuda = cuda_module(self._device_id)
         self.config = self._cuda.LinearConfig(**config)
-        B, d, M = int(info.shape[0]), self.config.dim, self.config.ensemble_size
+        B, d, M = int(mean.shape[0]), self.config.dim, self.config.ensemble_size
         self._dtype = np.dtype(np.float32 if self.config.dtype == 0 else np.float64)
         self._check_state(prec, "prec", (B, d, d), self._dtype)
-        self._check_state(info, "info", (B, d), self._dtype)
+        self._check_state(mean, "mean", (B, d), np.dtype(np.float64))
         policy = self.config.policy
         if factor is not None:
             self._check_state(factor, "factor", (B, d, M), self._dtype)
@@ -176,12 +176,12 @@ class CudaKernel:
         self._config_kwargs = dict(config)
         self._policy = int(policy)
         self._B, self._d = B, d
-        self._prec, self._info, self._factor, self._steps = prec, info, factor, steps
+        self._prec, self._mean, self._factor, self._steps = prec, mean, factor, steps
         self._stream_ids = stream_ids
         width = self._cuda.workspace_size(self.config)
         self._work = cp.empty((B, width), self._dtype) if width else None
         self._state = self._cuda.State(
-            prec=_ptr(prec), info=_ptr(info), factor=_ptr(factor), steps=_ptr(steps), stream_ids=_ptr(stream_ids),
+            prec=_ptr(prec), mean=_ptr(mean), factor=_ptr(factor), steps=_ptr(steps), stream_ids=_ptr(stream_ids),
             work=_ptr(self._work), n_agents=B,
         )
         self._theta = cp.zeros((B, d), self._dtype)
@@ -363,11 +363,11 @@ class CudaKernel:
                              f"(|x| / noise_std > {bound})")
 
     # ---- initialisation and accessors ---------------------------------------------------
-    def initialize(self, prior_prec: Any, prior_info: Any, prior_root: Any, diagonal: bool, first: int = 0) -> None:
+    def initialize(self, prior_prec: Any, prior_mean: Any, prior_root: Any, diagonal: bool, first: int = 0) -> None:
         """Write the prior state of agents first, ..., B-1 (float64 prior arrays, as the CPU kernel)."""
         cp, d = self._cp, self._d
         arrays = []
-        for name, a, shape in (("prior_prec", prior_prec, (d, d)), ("prior_info", prior_info, (d,)),
+        for name, a, shape in (("prior_prec", prior_prec, (d, d)), ("prior_mean", prior_mean, (d,)),
                                ("prior_root", prior_root, (d, d))):
             dev = cp.ascontiguousarray(cp.asarray(a, dtype=cp.float64))
             if tuple(dev.shape) != shape:
@@ -384,20 +384,20 @@ class CudaKernel:
 
         kernel = _core.Kernel64 if self._dtype == np.float64 else _core.Kernel32
         with self._lock:
-            host = [None if a is None else a.get() for a in (self._prec, self._info, self._factor, self._steps,
+            host = [None if a is None else a.get() for a in (self._prec, self._mean, self._factor, self._steps,
                                                               self._stream_ids)]
         return kernel(_core.LinearConfig(**self._config_kwargs), *host)
 
     def mean(self) -> Any:
-        """Posterior means P^-1 b, (B, d) (computed in double on the host)."""
-        return self._cp.asarray(self._host_kernel().mean())
+        """Posterior means, (B, d), in the state's dtype."""
+        return self._mean.astype(self._dtype)
 
     def covariance(self) -> Any:
         """Posterior covariances U^-1 U^-T, (B, d, d)."""
         return self._cp.asarray(self._host_kernel().covariance())
 
     def factor(self) -> Any:
-        """P^-1 times the accumulator (A or the models), (B, d, M)."""
+        """A = P^-1 F (Ensemble++) or the models mu + P^-1 F, (B, d, M) (computed in double on the host)."""
         return self._cp.asarray(self._host_kernel().factor())
 
     def __repr__(self) -> str:

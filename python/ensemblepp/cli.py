@@ -329,6 +329,11 @@ def _cmd_run_on_ray(args: argparse.Namespace) -> int:
 
     executor = ray_executor(workers=args.workers, address=args.address)
     try:
+        executor.connect()
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ... for a bad cluster
+        raise CLIError(f"cannot start or reach Ray ({'--address ' + args.address if args.address else 'local'}): "
+                       f"{exc}") from None
+    try:
         with use_executor(executor):
             return _cmd_run(args)
     finally:

@@ -906,6 +906,29 @@ class BanditLog:
     def __len__(self) -> int:
         return int(self.action.shape[0])
 
+    def validate(self) -> BanditLog:
+        """Check shapes, ranges and finiteness; return ``self`` or raise ValueError naming the field."""
+        n, K = len(self), self.n_actions
+        want = {"action": (n,), "position": (n,), "reward": (n,), "propensity": (n,), "timestamp": (n,),
+                "affinity": (n, K), "item_numeric": (K,)}
+        for name, shape in want.items():
+            if np.shape(getattr(self, name)) != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {np.shape(getattr(self, name))}")
+        if np.ndim(self.user_features) != 2 or np.shape(self.user_features)[0] != n:
+            raise ValueError(f"user_features: expected shape ({n}, p), got {np.shape(self.user_features)}")
+        if np.ndim(self.item_categorical) != 2 or np.shape(self.item_categorical)[0] != K:
+            raise ValueError(f"item_categorical: expected shape ({K}, q), got {np.shape(self.item_categorical)}")
+        if not np.issubdtype(np.asarray(self.action).dtype, np.integer) or n and (
+                self.action.min() < 0 or self.action.max() >= K):
+            raise ValueError(f"action: expected integer item indices in [0, {K})")
+        for name in ("reward", "affinity", "item_numeric"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise ValueError(f"{name}: contains NaN or infinite values")
+        p = np.asarray(self.propensity, dtype=np.float64)
+        if not (np.all(np.isfinite(p)) and np.all(p > 0) and np.all(p <= 1)):
+            raise ValueError("propensity: every value must lie in (0, 1]")
+        return self
+
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     with open(path, newline="", encoding="ascii") as handle:
@@ -1088,6 +1111,7 @@ def obd_features(log: BanditLog) -> OBDFeatures:
     """
     if not isinstance(log, BanditLog):
         raise TypeError(f"log must be a BanditLog, got {type(log).__name__}")
+    log.validate()
     user_blocks, user_names = [], []
     for j in range(log.user_features.shape[1]):
         block, names = _one_hot(log.user_features[:, j], f"user_feature_{j}")

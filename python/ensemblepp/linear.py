@@ -220,6 +220,7 @@ class LinearPolicy:
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
         self._seed = _check_int(seed, "seed", 0, 2**64)
+        self._check_fits(self._n_agents)  # before anything of size B is made
         if stream_ids is None:
             stream_ids = 0 if self._single else np.arange(self._n_agents, dtype=np.uint64)
         ids = np.atleast_1d(np.uint64(_check_stream_ids(stream_ids, None))) if self._single else (
@@ -267,22 +268,22 @@ class LinearPolicy:
         return 0.5 * (s + s.T)
 
     def _prior_information(self) -> dict[str, Any]:
-        """The prior in information form (float64, see linear.hpp ``Prior``): U_0, b_0 and R."""
+        """The prior as the kernels take it (float64, see linear.hpp ``Prior``): U_0, mu_0 and R."""
         S, mu0 = self._prior_cov, self._prior_mean
         s = np.diag(S)
         if np.array_equal(S, np.diag(s)):
             U0 = np.diag(1.0 / np.sqrt(s))
-            return {"prec": U0, "info": mu0 / s, "root": U0.copy(), "diagonal": True}
+            return {"prec": U0, "mean": mu0, "root": U0.copy(), "diagonal": True}
         L = np.linalg.cholesky(S)
         R = np.linalg.inv(L).T  # upper triangular: P_0 = R R^T and P_0 L = R
         P0 = R @ R.T
         U0 = np.triu(np.linalg.cholesky(0.5 * (P0 + P0.T)).T)
-        return {"prec": U0, "info": P0 @ mu0, "root": np.triu(R), "diagonal": False}
+        return {"prec": U0, "mean": mu0, "root": np.triu(R), "diagonal": False}
 
     def _state_shapes(self) -> dict[str, tuple[tuple[int, ...], Any]]:
         """Per-agent shape and dtype of every state array (the keys of :meth:`_state_arrays`)."""
         d = self._dim
-        shapes = {"prec": ((d, d), self._dtype), "info": ((d,), self._dtype)}
+        shapes = {"prec": ((d, d), self._dtype), "mean": ((d,), np.dtype(np.float64))}
         if self._has_factor:
             shapes["factor"] = ((d, self._ensemble_size), self._dtype)
         shapes["steps"] = ((), np.dtype(np.uint64))
@@ -292,9 +293,8 @@ class LinearPolicy:
             shapes["updates"] = ((), np.dtype(np.uint64))
         return shapes
 
-    def _allocate(self, capacity: int) -> dict[str, Any]:
-        """Uninitialised buffers of ``capacity`` agents, after checking that they fit in memory."""
-        xp = self._xp()
+    def _check_fits(self, capacity: int) -> str:
+        """Raises MemoryError, naming bytes and arrays, when ``capacity`` agents cannot fit."""
         shapes = self._state_shapes()
         sizes = {k: capacity * math.prod(shape) * np.dtype(dt).itemsize for k, (shape, dt) in shapes.items()}
         total = sum(sizes.values())
@@ -304,15 +304,21 @@ class LinearPolicy:
         available = _available_bytes(self._device)
         if available is not None and total > available:
             raise MemoryError(f"n_agents: {need}, but only {available} bytes ({_bytes(available)}) of {where} are available")
+        return need
+
+    def _allocate(self, capacity: int) -> dict[str, Any]:
+        """Uninitialised buffers of ``capacity`` agents, after checking that they fit in memory."""
+        need = self._check_fits(capacity)
+        xp = self._xp()
         try:
-            return {k: xp.empty((capacity, *shape), dt) for k, (shape, dt) in shapes.items()}
+            return {k: xp.empty((capacity, *shape), dt) for k, (shape, dt) in self._state_shapes().items()}
         except MemoryError:
             raise MemoryError(f"n_agents: {need}, which could not be allocated") from None
 
     def _initialize(self, first: int) -> None:
         """Writes the prior state of agents first, ..., B-1 (in the compiled core)."""
         p = self._prior
-        self._kernel.initialize(p["prec"], p["info"], p["root"], p["diagonal"], first)
+        self._kernel.initialize(p["prec"], p["mean"], p["root"], p["diagonal"], first)
         if "updates" in self._buffers:
             self._buffers["updates"][first : self._n_agents] = 0
 
@@ -336,7 +342,7 @@ class LinearPolicy:
         B = self._n_agents
         self._capacity = int(self._buffers["steps"].shape[0])
         v = {k: a[:B] for k, a in self._buffers.items()}
-        self._prec, self._info, self._steps, self._stream_ids = v["prec"], v["info"], v["steps"], v["stream_ids"]
+        self._prec, self._mean, self._steps, self._stream_ids = v["prec"], v["mean"], v["steps"], v["stream_ids"]
         self._factor = v.get("factor")
         self._kernel = self._make_kernel()
         if self._forgetting < 1.0:
@@ -359,7 +365,7 @@ class LinearPolicy:
                 "seed": self._seed, "dtype": 0 if self._dtype == np.float32 else 1}
 
     def _make_kernel(self) -> Any:
-        state = (self._prec, self._info, self._factor, self._steps, self._stream_ids)
+        state = (self._prec, self._mean, self._factor, self._steps, self._stream_ids)
         if self._device == "cuda":
             from ensemblepp._cuda_backend import CudaKernel  # noqa: PLC0415
 
@@ -450,7 +456,7 @@ class LinearPolicy:
 
     @property
     def mean(self) -> Any:
-        """Posterior mean mu = P^-1 b, shape (d,) or (B, d), computed from the state on request."""
+        """Posterior mean mu, shape (d,) or (B, d), in the agent's dtype (a copy; kept in float64)."""
         return self._out(self._kernel.mean())
 
     @property
@@ -766,7 +772,7 @@ class _FactorPolicy(LinearPolicy):
 
     @property
     def factor(self) -> Any:
-        """A = P^-1 B for Ensemble++, the models for ensemble sampling; (d, M) or (B, d, M), computed on request."""
+        """A = P^-1 F for Ensemble++, the models for ensemble sampling; (d, M) or (B, d, M), computed on request."""
         return self._out(self._kernel.factor())
 
     def _hyperparameters(self) -> dict[str, Any]:
@@ -888,7 +894,7 @@ class LinearEnsembleSampling(_FactorPolicy):
 
     @property
     def models(self) -> Any:
-        """The M models theta_m = P^-1 C e_m as columns, shape (d, M) or (B, d, M), computed on request."""
+        """The M models theta_m = mu + P^-1 F e_m as columns, shape (d, M) or (B, d, M), computed on request."""
         return self._out(self._kernel.factor())
 
 

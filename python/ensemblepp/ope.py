@@ -193,18 +193,36 @@ def _z(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2)
 
 
+def _finite(terms: np.ndarray, name: str) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = bool(np.all(np.isfinite(terms))) and bool(np.isfinite(np.sum(terms * terms)))
+    if not ok:
+        raise ValueError(f"{name}: the per-round terms overflow float64 (rewards or weights too large)")
+    return terms
+
+
 def _mean_estimate(name: str, terms: np.ndarray, level: float, interval: str, n_bootstrap: int,
                    seed: int | None) -> Estimate:
+    terms = _finite(terms, "reward" if name in ("ips", "dr", "replay") else "predicted")
     n = terms.shape[0]
     value = float(terms.mean())
     if interval == "normal":
         se = float(terms.std(ddof=1) / np.sqrt(n))
         z = _z(level)
         return Estimate(name, value, se, value - z * se, value + z * se, float(level), n, interval)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_bootstrap, n))
-    boot = terms[idx].mean(axis=1)
+    boot = np.concatenate([terms[idx].mean(axis=1) for idx in _resamples(n, n_bootstrap, seed)])
     return _bootstrap(name, value, boot, level, n)
+
+
+def _resamples(n: int, n_bootstrap: int, seed: int | None) -> Any:
+    """Row indices of the bootstrap resamples, a block at a time (about 4M indices per block)."""
+    rng = np.random.default_rng(seed)
+    per_block = max(1, (1 << 22) // n)
+    done = 0
+    while done < n_bootstrap:
+        count = min(per_block, n_bootstrap - done)
+        yield rng.integers(0, n, size=(count, n))
+        done += count
 
 
 def _bootstrap(name: str, value: float, boot: np.ndarray, level: float, n: int) -> Estimate:
@@ -255,7 +273,9 @@ def ips(reward: Any, propensity: Any, target: Any, *, level: float = 0.95, inter
     r = _rounds(reward)
     p = _propensity(propensity, r.shape[0])
     t = _probability(target, "target", r.shape[0])
-    return _mean_estimate("ips", t / p * r, float(level), interval, int(n_bootstrap), seed)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _finite
+        terms = t / p * r
+    return _mean_estimate("ips", terms, float(level), interval, int(n_bootstrap), seed)
 
 
 def snips(reward: Any, propensity: Any, target: Any, *, level: float = 0.95, interval: str = "normal",
@@ -274,7 +294,9 @@ def snips(reward: Any, propensity: Any, target: Any, *, level: float = 0.95, int
     r = _rounds(reward)
     p = _propensity(propensity, r.shape[0])
     t = _probability(target, "target", r.shape[0])
-    w = t / p
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _finite
+        w = t / p
+        _finite(w * r, "reward")
     total = w.sum()
     if total <= 0:
         raise ValueError("target: the evaluated policy gives probability 0 to every logged action")
@@ -284,14 +306,14 @@ def snips(reward: Any, propensity: Any, target: Any, *, level: float = 0.95, int
         se = float(np.sqrt(np.sum((w * (r - value)) ** 2)) / total)
         z = _z(float(level))
         return Estimate("snips", value, se, value - z * se, value + z * se, float(level), n, interval)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(int(n_bootstrap), n))
-    wb = w[idx]
-    sums = wb.sum(axis=1)
-    # A resample whose weights are all zero has no defined ratio; it is dropped.
-    ok = sums > 0
-    boot = (wb * r[idx]).sum(axis=1)[ok] / sums[ok]
-    return _bootstrap("snips", value, boot, float(level), n)
+    parts = []
+    for idx in _resamples(n, int(n_bootstrap), seed):
+        wb = w[idx]
+        sums = wb.sum(axis=1)
+        # A resample whose weights are all zero has no defined ratio; it is dropped.
+        ok = sums > 0
+        parts.append((wb * r[idx]).sum(axis=1)[ok] / sums[ok])
+    return _bootstrap("snips", value, np.concatenate(parts), float(level), n)
 
 
 def dm(policy: Any, predicted: Any, *, level: float = 0.95, interval: str = "normal",
@@ -320,7 +342,9 @@ def dm(policy: Any, predicted: Any, *, level: float = 0.95, interval: str = "nor
         raise ValueError(f"policy: expected shape (n, K) with n >= 2, got {pol.shape}")
     pol = _policy(pol, n)
     q = _matrix(predicted, "predicted", n, pol.shape[1])
-    return _mean_estimate("dm", (pol * q).sum(axis=1), float(level), interval, int(n_bootstrap), seed)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _finite
+        terms = (pol * q).sum(axis=1)
+    return _mean_estimate("dm", terms, float(level), interval, int(n_bootstrap), seed)
 
 
 def dr(reward: Any, propensity: Any, action: Any, policy: Any, predicted: Any, *, level: float = 0.95,
@@ -354,7 +378,8 @@ def dr(reward: Any, propensity: Any, action: Any, policy: Any, predicted: Any, *
     q = _matrix(predicted, "predicted", n, pol.shape[1])
     a = _actions(action, n, pol.shape[1])
     rows = np.arange(n)
-    terms = (pol * q).sum(axis=1) + pol[rows, a] / p * (r - q[rows, a])
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _finite
+        terms = (pol * q).sum(axis=1) + pol[rows, a] / p * (r - q[rows, a])
     return _mean_estimate("dr", terms, float(level), interval, int(n_bootstrap), seed)
 
 

@@ -13,12 +13,12 @@
 
 namespace ensemblepp {
 
-/// State of B agents (layout of linear.hpp): prec (B, d, d), info (B, d), factor (B, d, M) or
-/// nullptr, steps (B) and the agents' stream ids (B), which key their random streams.
+/// State of B agents (layout of linear.hpp): prec (B, d, d), mean (B, d) double, factor
+/// (B, d, M) or nullptr, steps (B) and the agents' stream ids (B), which key their streams.
 template <class T>
 struct BatchState {
   T* prec;
-  T* info;
+  double* mean;
   T* factor;
   std::uint64_t* steps;
   const std::uint64_t* stream_ids;
@@ -26,7 +26,7 @@ struct BatchState {
 
   AgentState<T> agent(const LinearConfig& c, long b) const {
     const long d = c.dim, M = c.ensemble_size;
-    return AgentState<T>{prec + b * d * d, info + b * d, factor ? factor + b * d * M : nullptr,
+    return AgentState<T>{prec + b * d * d, mean + b * d, factor ? factor + b * d * M : nullptr,
                          steps + b, stream_ids[b]};
   }
 };
@@ -46,15 +46,12 @@ struct ActionSet {
 template <class T>
 void initialize(const LinearConfig& c, const BatchState<T>& s, const Prior& prior, long first);
 
-/// Posterior means mu = P^-1 b (B, d), computed in double from the state.
-template <class T>
-void posterior_mean(const LinearConfig& c, const BatchState<T>& s, T* out);
-
 /// Posterior covariances Sigma = U^-1 U^-T (B, d, d), computed in double, exactly symmetric.
 template <class T>
 void posterior_covariance(const LinearConfig& c, const BatchState<T>& s, T* out);
 
-/// P^-1 factor (B, d, M): A of Ensemble++ or the models of ensemble sampling, in double.
+/// (B, d, M) computed in double: A = P^-1 F of Ensemble++, or the models mu + P^-1 F of
+/// ensemble sampling.
 template <class T>
 void posterior_factor(const LinearConfig& c, const BatchState<T>& s, T* out);
 

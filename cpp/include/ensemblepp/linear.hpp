@@ -1,19 +1,23 @@
 /// @file linear.hpp
-/// Per-agent kernels of the linear policies in information form: initialisation, posterior
-/// draws and the O(d^2 + dM) rank-one updates. Header templates for float and double; the CUDA
-/// bodies (cuda/src/cuda_agent.cuh) implement the same formulas in the same order.
+/// Per-agent kernels of the linear policies: initialisation, posterior draws and the
+/// O(d^2 + dM) rank-one updates. Header templates for float and double; the CUDA bodies
+/// (cuda/src/cuda_agent.hpp) implement the same formulas in the same order.
 ///
-/// State of one agent, all row-major and contiguous:
-///   prec   (d, d)   upper Cholesky factor U of the posterior precision P = U^T U (the strictly
-///                   lower part is zero)
-///   info   (d)      information vector b, so that the posterior mean is mu = P^-1 b
-///   factor (d, M)   Ensemble++: B with A = P^-1 B (A A^T ~ Sigma); ensemble sampling: C, the M
-///                   models theta_m = P^-1 C e_m
-///   step   scalar   the agent's Philox counter, advanced by one per random vector drawn
+/// State of one agent, row-major and contiguous (docs/design.md explains the choice):
+///   prec   (d, d) T       upper Cholesky factor U of the posterior precision P = U^T U (the
+///                         strictly lower part is zero), updated by Givens rotations: P only
+///                         grows, so no downdate is ever lost to rounding
+///   mean   (d)    double  posterior mean mu, updated in feedback form mu += k (r - x.mu) with
+///                         k = Sigma x / (eta^2 + x' Sigma x) from U: rounding errors of k do not
+///                         move the fixed point, and double keeps updates below float's ulp
+///   factor (d, M) T       perturbation accumulator F: Ensemble++ A = P^-1 F (F_0 = P_0 A_0,
+///                         F += x z^T / eta); ensemble sampling theta_m = mu + P^-1 F e_m
+///                         (F_0 = P_0 (theta_m,0 - mu_0), F += x w_m^T / eta^2, w_m ~ N(0, eta^2))
+///   step   uint64         the agent's Philox counter, advanced by one per random vector drawn
 ///
-/// This is the batch form of the posterior, P = P_0 + sum x x^T / eta^2, b = P_0 mu_0 +
-/// sum x r / eta^2, B = P_0 A_0 + sum x z^T / eta: an update only adds (P by a rotation of U), so
-/// nothing is subtracted and nothing cancels, and the float32 state tracks the float64 one.
+/// F is a random walk (it grows like sqrt(t)), so its rounding stays far below the posterior
+/// spread in every direction; b = P mu would grow like t and its rounding, amplified by
+/// cond(P), ruins a float32 mean, which is why the mean is not kept in information form.
 #pragma once
 
 #include <Eigen/Core>
@@ -42,7 +46,7 @@ using ConstVectorMap = Eigen::Map<const Vector<T>>;
 template <class T>
 struct AgentState {
   T* prec;
-  T* info;
+  double* mean;
   T* factor;
   std::uint64_t* step;
   std::uint64_t stream;  ///< the agent's stream id (philox.hpp)
@@ -50,14 +54,14 @@ struct AgentState {
 
 /// The prior shared by all agents of a batch, in double precision:
 ///   prec (d, d)  upper Cholesky factor U_0 of P_0 = Sigma_0^-1
-///   info (d)     b_0 = P_0 mu_0
+///   mean (d)     mu_0
 ///   root (d, d)  upper triangular R = L^-T for Sigma_0 = L L^T, so that the initial factor
-///                A_0 = L Z_0 (Ensemble++) or the initial models mu_0 + L G have information
-///                B_0 = R Z_0, C_0 = b_0 + R G
+///                A_0 = L Z_0 (Ensemble++) or the initial model offsets L G (ensemble sampling)
+///                have information F_0 = P_0 L Z_0 = R Z_0
 ///   diagonal     U_0 and R are diagonal (an isotropic or diagonal prior): O(dM) initialisation
 struct Prior {
   const double* prec;
-  const double* info;
+  const double* mean;
   const double* root;
   bool diagonal;
 };
@@ -67,25 +71,23 @@ inline long scratch_size(const LinearConfig& c) {
   return 3L * (c.dim > c.ensemble_size ? c.dim : c.ensemble_size) + 4;
 }
 
-/// Writes the prior state of one agent: U = U_0, b = b_0 and, for the policies with a factor,
-/// the d rows of Z_0 drawn at counter values 0, ..., d-1 of its stream (Ensemble++: perturbation
-/// distribution at perturbation scale; ensemble sampling: standard normal), which leaves the
-/// counter at d. Entry (i, m) of the factor accumulates R_ik Z_km over k = i, ..., d-1 in
+/// Writes the prior state of one agent: U = U_0, mu = mu_0 and, for the policies with a factor,
+/// F = R Z with the d rows of Z drawn at counter values 0, ..., d-1 of its stream (Ensemble++:
+/// perturbation distribution at perturbation scale; ensemble sampling: standard normal), which
+/// leaves the counter at d. Entry (i, m) of F accumulates R_ik Z_km over k = i, ..., d-1 in
 /// increasing k (the CUDA body adds in the same order).
 template <class T>
 void init_agent(const LinearConfig& c, const Prior& p, const AgentState<T>& s, T* scratch) {
   const int d = c.dim, M = c.ensemble_size;
   for (long i = 0; i < long(d) * d; ++i) s.prec[i] = static_cast<T>(p.prec[i]);
-  for (int i = 0; i < d; ++i) s.info[i] = static_cast<T>(p.info[i]);
+  for (int i = 0; i < d; ++i) s.mean[i] = p.mean[i];
   *s.step = 0;
   if (!has_factor(c.policy)) return;
-  const bool models = c.policy == Policy::ensemble_sampling;
-  for (int i = 0; i < d; ++i)
-    for (int m = 0; m < M; ++m) s.factor[long(i) * M + m] = models ? s.info[i] : T(0);
+  for (long i = 0; i < long(d) * M; ++i) s.factor[i] = T(0);
   T* z = scratch;
   for (int k = 0; k < d; ++k) {
     const Stream st{c.seed, static_cast<std::uint64_t>(k), s.stream};
-    if (models)
+    if (c.policy == Policy::ensemble_sampling)
       draw<T>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, z);
     else
       draw<T>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, z);
@@ -111,29 +113,25 @@ void solve_precision(const T* prec, int d, T* theta) {
 template <class T>
 void sample_theta(const LinearConfig& c, const AgentState<T>& s, T* theta, T* scratch) {
   const int d = c.dim, M = c.ensemble_size;
-  ConstVectorMap<T> b(s.info, d);
   VectorMap<T> th(theta, d);
   switch (c.policy) {
     case Policy::ensemble: {
-      // theta = P^-1 (b + B zeta) = mu + A zeta.
+      // theta = mu + P^-1 F zeta = mu + A zeta.
       const Stream st{c.seed, (*s.step)++, s.stream};
       draw<T>(c.reference, M, c.reference_sparsity, std::sqrt(double(M)), st, scratch);
-      th.noalias() = b + ConstMatrixMap<T>(s.factor, d, M) * ConstVectorMap<T>(scratch, M);
+      th.noalias() = ConstMatrixMap<T>(s.factor, d, M) * ConstVectorMap<T>(scratch, M);
       solve_precision(s.prec, d, theta);
       break;
     }
     case Policy::thompson: {
-      // theta = U^-1 (U^-T b + g) = mu + U^-1 g, whose covariance is U^-1 U^-T = Sigma.
+      // theta = mu + U^-1 g, whose covariance is U^-1 U^-T = Sigma.
       const Stream st{c.seed, (*s.step)++, s.stream};
-      draw<T>(Distribution::gaussian, d, 1, std::sqrt(double(d)), st, scratch);
-      const auto U = ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>();
-      th = b;
-      U.transpose().solveInPlace(th);
-      th += ConstVectorMap<T>(scratch, d);
-      U.solveInPlace(th);
+      draw<T>(Distribution::gaussian, d, 1, std::sqrt(double(d)), st, theta);
+      ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>().solveInPlace(th);
       break;
     }
     case Policy::ensemble_sampling: {
+      // Model m: theta_m = mu + P^-1 F e_m.
       const Stream st{c.seed, (*s.step)++, s.stream};
       const std::uint32_t m = draw_index(st, static_cast<std::uint32_t>(M));
       th = ConstMatrixMap<T>(s.factor, d, M).col(m);
@@ -142,10 +140,10 @@ void sample_theta(const LinearConfig& c, const AgentState<T>& s, T* theta, T* sc
     }
     case Policy::ucb:
     case Policy::greedy:
-      th = b;
-      solve_precision(s.prec, d, theta);
+      th.setZero();
       break;
   }
+  for (int i = 0; i < d; ++i) theta[i] = static_cast<T>(s.mean[i] + static_cast<double>(theta[i]));
 }
 
 /// Upper Cholesky rank-one update U^T U + v v^T by Givens rotations, O(d^2); @p v is destroyed.
@@ -183,30 +181,38 @@ inline int check_observation(const LinearConfig& c, const T* x, T r) {
   return 0;
 }
 
-/// Applies one observation (x, r) to an agent: U absorbs x / eta, b += x r / eta^2, and
-/// B += x z^T / eta (Ensemble++) or C += x (r + eta g)^T / eta^2 (ensemble sampling). O(d^2 + dM).
+/// Applies one observation (x, r) to an agent, O(d^2 + dM):
+///   w = U^-T x, s = eta^2 + |w|^2, k = U^-1 w / s          (the gain Sigma x / s, before the update)
+///   mu += k (r - x.mu)                                      (in double)
+///   U absorbs x / eta by rotations                          (P += x x^T / eta^2)
+///   F += x z^T / eta  (Ensemble++),  F += x g^T / eta  (ensemble sampling, w_m = eta g_m)
 /// Precondition: check_observation(c, x, r) == 0.
 template <class T>
 void observe(const LinearConfig& c, const AgentState<T>& s, const T* x, T r, T* scratch) {
   const int d = c.dim, M = c.ensemble_size;
   const T eta = static_cast<T>(c.noise_std);
   const T inv_eta = T(1) / eta;
+  const auto U = ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>();
+  VectorMap<T> k(scratch, d);
+  k = ConstVectorMap<T>(x, d);
+  U.transpose().solveInPlace(k);
+  const T denom = eta * eta + k.squaredNorm();
+  U.solveInPlace(k);
+  double xm = 0.0;
+  for (int i = 0; i < d; ++i) xm += static_cast<double>(x[i]) * s.mean[i];
+  const double gain = (static_cast<double>(r) - xm) / static_cast<double>(denom);
+  for (int i = 0; i < d; ++i) s.mean[i] += static_cast<double>(k[i]) * gain;
   T* v = scratch;
   for (int i = 0; i < d; ++i) v[i] = x[i] * inv_eta;
   cholesky_update_upper(s.prec, v, d);
-  const T gain = (r * inv_eta) * inv_eta;
-  for (int i = 0; i < d; ++i) s.info[i] += x[i] * gain;
   if (!has_factor(c.policy)) return;
   T* w = scratch + d;
   const Stream st{c.seed, (*s.step)++, s.stream};
-  if (c.policy == Policy::ensemble) {
+  if (c.policy == Policy::ensemble)
     draw<T>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, w);
-    for (int m = 0; m < M; ++m) w[m] *= inv_eta;
-  } else {
-    // w_m ~ N(0, eta^2) perturbs the reward of model m: C += x (r + w_m) / eta^2.
+  else
     draw<T>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, w);
-    for (int m = 0; m < M; ++m) w[m] = ((r + eta * w[m]) * inv_eta) * inv_eta;
-  }
+  for (int m = 0; m < M; ++m) w[m] *= inv_eta;
   for (int i = 0; i < d; ++i) {
     T* row = s.factor + long(i) * M;
     const T xi = x[i];

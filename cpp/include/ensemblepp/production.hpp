@@ -5,29 +5,31 @@
 ///
 /// Forgetting with factor gamma in (0, 1), refresh weight w = 1 - gamma^d, and the prior
 /// written as P_0 = R R^T = sum_k r_k r_k^T (r_k the columns of the prior root R of linear.hpp),
-/// the t-th observation (t = 0, 1, ...) of an agent with k = t mod d does, in this order,
+/// the t-th observation (t = 0, 1, ...) of an agent with k = t mod d gives the posterior
 ///
 ///   P <- gamma P + w r_k r_k^T + x x^T / eta^2
-///   b <- gamma b + w (r_k . mu_0) r_k + x r / eta^2
-///   B <- sqrt(gamma) B + sqrt(w) r_k z'^T + x z^T / eta               (Ensemble++)
-///   C <- sqrt(gamma) C + (gamma - sqrt(gamma)) b 1^T                  (ensemble sampling)
-///        + r_k (w (r_k . mu_0) 1^T + sqrt(w) g'^T) + x (r 1^T + eta g^T) / eta^2
+///   b <- gamma b + w (r_k . mu_0) r_k + x r / eta^2          (b = P mu, mu = P^-1 b)
+///   F <- sqrt(gamma) F + sqrt(w) r_k z'^T + x z^T / eta      (both factor policies)
 ///
-/// with z' a fresh perturbation draw and g' a fresh standard normal vector (drawn before the
-/// observation's own z or g, one step earlier on the agent's stream). Why this form: plain
-/// exponential forgetting (gamma P + x x^T) lets the prior decay as well, so in directions no
-/// action excites the covariance grows like gamma^-t without bound; forgetting toward the prior,
-/// gamma P + (1 - gamma) P_0, stays bounded but adds a full-rank matrix, O(d^3) per step on a
-/// Cholesky factor. Adding the prior back one direction per step costs one more rank-one update,
-/// O(d^2); each direction is restored every d steps with the weight that makes its coefficient
-/// exactly 1 right after its refresh, so once every direction has been refreshed
-/// gamma^(d-1) P_0 <= P - (data terms) <= P_0 (coefficient-wise, and so in the PSD order, since
-/// P_0 = sum r_k r_k^T): the covariance never exceeds Sigma_0 / gamma^(d-1). gamma = 1 skips all
-/// of this and is bit for bit the plain update.
+/// with z' a fresh draw (Ensemble++: the perturbation distribution; ensemble sampling: standard
+/// normal), drawn before the observation's own z, one step earlier on the agent's stream. On the
+/// state (U, mu, F) of linear.hpp this is: U <- sqrt(gamma) U (mu is unchanged: P and b both
+/// scale by gamma), then the prior refresh as a pseudo-observation with features sqrt(w) r_k,
+/// reward sqrt(w) (r_k . mu_0) and unit noise (observe() in feedback form), then the observation.
 ///
-/// The second moments hold exactly in expectation: E[B B^T] = P (E[z z^T] has unit trace and the
-/// draws are independent, so sqrt(gamma) on B is gamma on B B^T) and every column of C - b 1^T
-/// has covariance P, which keeps E[A A^T] = Sigma and the models' spread of ensemble sampling.
+/// Why this form: plain exponential forgetting (gamma P + x x^T) lets the prior decay as well, so
+/// in directions no action excites the covariance grows like gamma^-t without bound; forgetting
+/// toward the prior, gamma P + (1 - gamma) P_0, stays bounded but adds a full-rank matrix,
+/// O(d^3) per step on a Cholesky factor. Adding the prior back one direction per step costs one
+/// more rank-one update, O(d^2); each direction is restored every d steps with the weight that
+/// makes its coefficient exactly 1 right after its refresh, so once every direction has been
+/// refreshed, gamma^(d-1) P_0 <= P - (data terms) <= P_0 (P_0 = sum r_k r_k^T, so coefficients
+/// in [gamma^(d-1), 1] bound the sum in the PSD order): the covariance never exceeds
+/// Sigma_0 / gamma^(d-1). gamma = 1 skips all of this and is bit for bit the plain update.
+///
+/// The second moments hold exactly in expectation: E[F F^T] = P (E[z z^T] has unit trace and the
+/// draws are independent, so sqrt(gamma) on F is gamma on F F^T), which keeps E[A A^T] = Sigma
+/// for Ensemble++ and the models' covariance Sigma for ensemble sampling.
 #pragma once
 
 #include <cstdint>
@@ -60,34 +62,33 @@ void observe_forgetting(const LinearConfig& c, const Forgetting& f, const AgentS
   const int d = c.dim, M = c.ensemble_size;
   const int k = static_cast<int>(*updates % static_cast<std::uint64_t>(d));
   const double g = f.gamma, w = 1.0 - std::pow(g, d);
-  const T sg = static_cast<T>(std::sqrt(g)), gt = static_cast<T>(g), sw = static_cast<T>(std::sqrt(w));
+  const T sg = static_cast<T>(std::sqrt(g)), sw = static_cast<T>(std::sqrt(w));
   const double* rk = f.dirs + long(k) * d;
-  const T target = static_cast<T>(w * f.targets[k]);
   for (int i = 0; i < d; ++i) {
     T* row = s.prec + long(i) * d;
     for (int j = i; j < d; ++j) row[j] *= sg;
   }
   if (has_factor(c.policy)) {
-    T* z = scratch + d;
+    T* z = scratch;
     const Stream st{c.seed, (*s.step)++, s.stream};
-    const bool models = c.policy == Policy::ensemble_sampling;
-    if (models)
+    if (c.policy == Policy::ensemble_sampling)
       draw<T>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, z);
     else
       draw<T>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, z);
-    const T shift = static_cast<T>(g - std::sqrt(g));
     for (int i = 0; i < d; ++i) {
       T* row = s.factor + long(i) * M;
-      const T ri = static_cast<T>(rk[i]);
-      // Ensemble sampling: C - b 1^T scales by sqrt(gamma), its mean b by gamma.
-      const T base = models ? shift * s.info[i] + ri * target : T(0);
-      for (int m = 0; m < M; ++m) row[m] = sg * row[m] + base + ri * sw * z[m];
+      const T ri = sw * static_cast<T>(rk[i]);
+      for (int m = 0; m < M; ++m) row[m] = sg * row[m] + ri * z[m];
     }
   }
-  for (int i = 0; i < d; ++i) s.info[i] = gt * s.info[i] + static_cast<T>(rk[i]) * target;
-  T* v = scratch;
+  // The prior refresh: a pseudo-observation (sqrt(w) r_k, sqrt(w) r_k . mu_0) with unit noise,
+  // applied to U and mu only (observe() of a greedy configuration touches no factor or counter).
+  LinearConfig pseudo = c;
+  pseudo.policy = Policy::greedy;
+  pseudo.noise_std = 1.0;
+  T* v = scratch + 2 * d + 2;  // observe() uses scratch[0, 2d) for its own vectors
   for (int i = 0; i < d; ++i) v[i] = sw * static_cast<T>(rk[i]);
-  cholesky_update_upper(s.prec, v, d);
+  observe(pseudo, s, v, static_cast<T>(std::sqrt(w) * f.targets[k]), scratch);
   observe(c, s, x, r, scratch);
   ++*updates;
 }

@@ -43,12 +43,12 @@ using ensemblepp::DType;
 /// Value of an error slot that records no error (the buffers are reset to all ones bits).
 constexpr std::uint64_t kNoError = ~std::uint64_t{0};
 
-/// Device state of B agents, laid out as in linear.hpp: prec (B, d, d), info (B, d),
+/// Device state of B agents, laid out as in linear.hpp: prec (B, d, d), mean (B, d) float64,
 /// factor (B, d, M) or 0, steps (B) uint64, stream_ids (B) uint64 (the keys of the agents'
 /// random streams, philox.hpp) and work (B, workspace_size(config)) or 0.
 struct State {
   std::uintptr_t prec = 0;
-  std::uintptr_t info = 0;
+  std::uintptr_t mean = 0;
   std::uintptr_t factor = 0;
   std::uintptr_t steps = 0;
   std::uintptr_t stream_ids = 0;
@@ -65,9 +65,9 @@ using ensemblepp::check_config;
 long workspace_size(const Config& config);
 
 /// Writes the prior state of agents first, ..., B-1 (init_agent of linear.hpp, same order):
-/// prior_prec (d, d), prior_info (d) and prior_root (d, d) are float64 device arrays.
+/// prior_prec (d, d), prior_mean (d) and prior_root (d, d) are float64 device arrays.
 void initialize(const Config& config, const State& state, std::uintptr_t prior_prec,
-                std::uintptr_t prior_info, std::uintptr_t prior_root, bool diagonal, long first,
+                std::uintptr_t prior_mean, std::uintptr_t prior_root, bool diagonal, long first,
                 std::uintptr_t stream);
 
 /// One posterior draw per agent into theta (B, d) (or theta / |theta|, e_1 for theta = 0, when

@@ -116,7 +116,8 @@ class RayExecutor:
         self.task_options = {"num_cpus": 1, **(task_options or {})}
         self._started = False
 
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
+        """Start a local Ray instance or join the cluster (once); return the ``ray`` module."""
         ray = _ray()
         if not ray.is_initialized():
             if self.address is not None:
@@ -145,13 +146,14 @@ class RayExecutor:
         from ensemblepp.experiments.results import Results
         from ensemblepp.experiments.runner import _Progress
 
-        ray = self._connect()
+        ray = self.connect()
         slots = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         cells = plan_cells(cfg, slots, self.seeds_per_task)
         base = cfg.to_dict()
         task = ray.remote(_run_cell).options(**self.task_options)
-        sink = ray.remote(_Sink).options(num_cpus=0).remote() if progress else None
         bar = _Progress(cfg.horizon * len(cells), bool(progress))
+        shown_bar = bar._bar is not None or bar._report is not None
+        sink = ray.remote(_Sink).options(num_cpus=0).remote() if shown_bar else None
         n, T = len(cfg.seeds), cfg.horizon
         regret = {ac.label: np.zeros((n, T)) for ac in cfg.agents}
         reward = {ac.label: np.zeros((n, T)) for ac in cfg.agents}

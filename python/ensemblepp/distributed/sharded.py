@@ -131,7 +131,8 @@ class ShardedPolicy:
             raise ValueError(f"seed: expected an int in [0, 2**64), got {seed!r}")
         options = {k: _jsonable(v, k) for k, v in policy_options.items()}
         # Builds one agent here first: a bad option fails now, naming itself, not in S actors.
-        probe = ShardState(cls, options, int(seed))
+        # (On the CPU: the driver need not have the actors' GPU.)
+        probe = ShardState(cls, {k: v for k, v in options.items() if k != "device"}, int(seed))
         self._dim, self._dtype = probe._dim, probe._dtype
         self._device = str(policy_options.get("device", "cpu"))
         self._cls = cls

@@ -53,6 +53,7 @@ from .. import ope
 from ..datasets import OBD_CAMPAIGNS, BanditLog, OBDFeatures, load_obd, obd_features
 from ..linear import LinearEnsemble, LinearEnsembleSampling, LinearGreedy, LinearPolicy, LinearTS, LinUCB
 from .presets import PresetContext
+from .runner import ConfigError
 
 __all__ = ["action_probabilities", "ActionProbabilities", "item_ctr_model", "dm_refit_bootstrap", "replay_run",
            "obd_ope_report", "format_report", "AGENT_SPECS"]
@@ -204,7 +205,13 @@ def replay_run(agent: LinearPolicy, log: BanditLog, feats: OBDFeatures, *, n_sam
         ``chosen`` (n,), ``policy`` (n, K), ``matched`` (int), ``method`` (how
         the probabilities were obtained) and ``seconds``.
     """
+    log.validate()
     n, K = len(log), log.n_actions
+    if feats.affinity.shape != (n, K) or feats.item.shape[0] != K:
+        raise ValueError(f"feats: encodes {feats.affinity.shape[0]} impressions of {feats.item.shape[0]} items, "
+                         f"the log has {n} of {K}")
+    if agent.dim != feats.dim():
+        raise ValueError(f"agent: dim {agent.dim} does not match the features' width {feats.dim()}")
     chosen = np.empty(n, dtype=np.int64)
     policy = np.empty((n, K))
     probs = ActionProbabilities(agent, n_samples, seed)
@@ -358,8 +365,11 @@ def format_report(report: dict[str, Any]) -> str:
         for name, e in r["estimates"].items():
             lines.append(f"| {r['campaign']} | {_ci(r['truth'])} | {name} | {_ci(e)} | "
                          f"{100 * e['relative_error']:+.0f}% | {'yes' if e['covers_truth'] else 'no'} |")
-    lines += ["", "(c) Agents trained by replay on the random logs: value (%) by replay and by the estimators", "",
-              "| campaign | agent | seed | matched rounds (clicks) | replay | IPS | SNIPS | DM | DR |",
+    methods = {r["agent"]: r["probabilities"] for r in report["replay"]}
+    lines += ["", "(c) Agents trained by replay on the random logs: value (%) by replay and by the estimators", ""]
+    if methods:
+        lines += ["Probabilities of the logged items: " + "; ".join(f"{a}: {m}" for a, m in methods.items()), ""]
+    lines += ["| campaign | agent | seed | matched rounds (clicks) | replay | IPS | SNIPS | DM | DR |",
               "| --- | --- | ---: | ---: | --- | --- | --- | --- | --- |"]
     for r in report["replay"]:
         e = r["estimates"]
@@ -404,15 +414,34 @@ def _driver(ctx: PresetContext) -> list[Path]:
     ov = dict(ctx.overrides)
     unknown = sorted(set(ov) - _OVERRIDES)
     if unknown:
-        raise ValueError(f"obd-ope: unsupported override(s) {', '.join(unknown)}; supported: {sorted(_OVERRIDES)}")
-    campaigns = tuple(ov.get("campaigns", ("all", "men", "women")))
-    first = int(ov.get("seed", 0))
-    seeds = tuple(ov["seeds"]) if "seeds" in ov else tuple(range(first, first + int(ov.get("n_seeds", 1))))
-    agents = tuple(ov.get("agents", tuple(AGENT_SPECS)))
+        raise ConfigError(f"obd-ope: unsupported override(s) {', '.join(unknown)}; supported: {sorted(_OVERRIDES)}")
+
+    def ints(key: str, values: Any, low: int) -> tuple[int, ...]:
+        seq = values if isinstance(values, (list, tuple)) else [values]
+        if not seq or any(isinstance(v, bool) or not isinstance(v, int) or v < low for v in seq):
+            raise ConfigError(f"obd-ope: {key} must be an int >= {low} (or a list of them), got {values!r}")
+        return tuple(int(v) for v in seq)
+
+    def names(key: str, values: Any, known: Any) -> tuple[str, ...]:
+        seq = [values] if isinstance(values, str) else values
+        if not isinstance(seq, (list, tuple)) or not seq or any(v not in known for v in seq):
+            raise ConfigError(f"obd-ope: {key} must be a non-empty list of {list(known)}, got {values!r}")
+        return tuple(seq)
+
+    campaigns = names("campaigns", ov.get("campaigns", list(OBD_CAMPAIGNS)), OBD_CAMPAIGNS)
+    agents = names("agents", ov.get("agents", list(AGENT_SPECS)), AGENT_SPECS)
+    (first,) = ints("seed", ov.get("seed", 0), 0)
+    (count,) = ints("n_seeds", ov.get("n_seeds", 1), 1)
+    seeds = ints("seeds", ov["seeds"], 0) if "seeds" in ov else tuple(range(first, first + count))
+    (n_samples,) = ints("n_samples", ov.get("n_samples", 256), 1)
+    max_rows = ints("horizon", ov["horizon"], 2)[0] if "horizon" in ov else None
+    data_dir = ov.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise ConfigError(f"obd-ope: data_dir must be a folder path, got {data_dir!r}")
     start = time.perf_counter()
     ctx.log("== obd-ope: Open Bandit Dataset (small sample), off-policy evaluation")
-    report = obd_ope_report(campaigns, data_dir=ov.get("data_dir"), n_samples=int(ov.get("n_samples", 256)),
-                            seeds=seeds, agents=agents, max_rows=ov.get("horizon"), log=ctx.log)
+    report = obd_ope_report(campaigns, data_dir=data_dir, n_samples=n_samples, seeds=seeds, agents=agents,
+                            max_rows=max_rows, log=ctx.log)
     from .. import __version__
 
     report.update(format="ensemblepp-obd-ope/1", version=__version__, wall_seconds=time.perf_counter() - start)

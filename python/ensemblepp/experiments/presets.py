@@ -311,10 +311,11 @@ def neural_agent_set(env: str, which: str = "paper") -> list[dict[str, Any]]:
         The environment, which fixes the paper's scales and SGD steps.
     which : {"paper", "tuned"}
         ``"paper"``: Ensemble++, Ensemble+ and EpiNet as the authors' code runs
-        them (``style="official"``, the paper's scales, learning rate 1e-4)
-        and the greedy network on the same schedule. ``"tuned"``: the three
-        agents at ensemblepp's defaults (chosen by the sweep), with the
-        paper's SGD schedule of that environment.
+        them (``style="official"``, the paper's scales and SGD schedule,
+        learning rate 1e-4) and the greedy network on the same schedule.
+        ``"tuned"``: the three agents at the values the sweep chose (the
+        package defaults: one SGD step per observation), the environment
+        fixing only the loss.
 
     Returns
     -------
@@ -337,7 +338,7 @@ def neural_agent_set(env: str, which: str = "paper") -> list[dict[str, Any]]:
         agents.append({"name": "neural-greedy", "label": "greedy", **greedy, **schedule, **task})
         return agents
     if which == "tuned":
-        return [{"name": name, "label": f"{label} (tuned)", **TUNED[name], **schedule, **task}
+        return [{"name": name, "label": f"{label} (tuned)", **TUNED[name], **task}
                 for name, label in _LABELS.items()]
     raise ValueError(f"which must be 'paper' or 'tuned', got {which!r}")
 
