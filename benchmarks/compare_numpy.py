@@ -1,7 +1,8 @@
 """Time the compiled core against plain NumPy implementations of the same algorithm, in one run.
 
 Usage: ``python benchmarks/compare_numpy.py [--repeat N]``. Prints medians per full step
-(act + update) and the ratios that the project's targets are stated in:
+(act + update) of float64 agents and the ratios that the project's targets are stated in, with
+the same step of a float32 agent beside it (its cost per agent-step):
 
 1. d=16, K=100, M=8, B=1: compiled step vs the NumPy reference (target >= 10x faster);
 2. d=100, K=10000, M=32, B=1: compiled step vs the bare product ``X @ theta`` (target <= 1.2x);
@@ -11,6 +12,7 @@ Usage: ``python benchmarks/compare_numpy.py [--repeat N]``. Prints medians per f
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -57,7 +59,9 @@ def main() -> None:
     rew = rng.normal(size=K)
     core = median_seconds(single_step(epp.LinearEnsemble(d, M, seed=0), X, rew), 2000, args.repeat)
     ref = median_seconds(single_step(NumpyLinearPolicy("ensemble", d, NumpyDraws(0), ensemble_size=M), X, rew), 300, args.repeat)
-    rows.append(("d=16 K=100 M=8 B=1", "NumPy reference step", core, ref, ref / core, ">= 10x faster"))
+    X32 = X.astype(np.float32)
+    f32 = median_seconds(single_step(epp.LinearEnsemble(d, M, seed=0, dtype="float32"), X32, rew), 2000, args.repeat)
+    rows.append(("d=16 K=100 M=8 B=1", "NumPy reference step", core, ref, ref / core, ">= 10x faster", f32))
 
     d, K, M = 100, 10_000, 32
     X = rng.normal(size=(K, d))
@@ -65,29 +69,37 @@ def main() -> None:
     theta = rng.normal(size=d)
     core = median_seconds(single_step(epp.LinearEnsemble(d, M, seed=0), X, rew), 200, args.repeat)
     bare = median_seconds(lambda: X @ theta, 200, args.repeat)
-    rows.append(("d=100 K=10000 M=32 B=1", "bare X @ theta", core, bare, core / bare, "<= 1.2x the product (ratio = core/bare)"))
+    X32 = X.astype(np.float32)
+    f32 = median_seconds(single_step(epp.LinearEnsemble(d, M, seed=0, dtype="float32"), X32, rew), 200, args.repeat)
+    rows.append(("d=100 K=10000 M=32 B=1", "bare X @ theta", core, bare, core / bare,
+                 "<= 1.2x the product (ratio = core/bare)", f32))
 
     B, d, M, K = 256, 64, 16, 100
     X = rng.normal(size=(K, d))
     rew = rng.normal(size=K)
     idx = np.arange(B)
 
-    def batched(agent) -> Callable[[], None]:
+    def batched(agent, X: np.ndarray) -> Callable[[], None]:
         def step() -> None:
             a = agent.act(X)
             agent.update(X[a], rew[a])
 
         return step
 
-    core = median_seconds(batched(epp.LinearEnsemble(d, M, n_agents=B, seed=0)), 50, args.repeat)
-    ref = median_seconds(batched(BatchedNumpyEnsemble(B, d, M)), 20, args.repeat)
-    rows.append(("B=256 d=64 M=16 K=100", "batched NumPy einsum", core, ref, ref / core, ">= 5x faster"))
+    core = median_seconds(batched(epp.LinearEnsemble(d, M, n_agents=B, seed=0), X), 50, args.repeat)
+    ref = median_seconds(batched(BatchedNumpyEnsemble(B, d, M), X), 20, args.repeat)
+    f32 = median_seconds(batched(epp.LinearEnsemble(d, M, n_agents=B, seed=0, dtype="float32"), X.astype(np.float32)),
+                         50, args.repeat)
+    rows.append(("B=256 d=64 M=16 K=100", "batched NumPy einsum", core, ref, ref / core, ">= 5x faster", f32))
     del idx
 
-    print(f"ensemblepp {epp.__version__}, {epp._core.max_threads()} CPU threads; medians of {args.repeat} runs")
-    print(f"{'case':26s} {'baseline':22s} {'core/step':>12s} {'baseline':>12s} {'ratio':>8s}  target")
-    for case, base, c, b, ratio, target in rows:
-        print(f"{case:26s} {base:22s} {c * 1e6:10.1f}us {b * 1e6:10.1f}us {ratio:7.2f}x  {target}")
+    print(f"ensemblepp {epp.__version__} ({epp._core.ISA}), {epp._core.max_threads()} CPU threads, "
+          f"load average {os.getloadavg()[0]:.1f}; medians of {args.repeat} runs")
+    print(f"{'case':26s} {'baseline':22s} {'core/step':>12s} {'baseline':>12s} {'ratio':>8s}  {'float32/step':>12s}"
+          f"  target")
+    for case, base, c, b, ratio, target, f in rows:
+        print(f"{case:26s} {base:22s} {c * 1e6:10.1f}us {b * 1e6:10.1f}us {ratio:7.2f}x  {f * 1e6:10.1f}us  {target}")
+    print("(per agent-step for B=256: divide the batched step by 256)")
 
 
 if __name__ == "__main__":

@@ -195,10 +195,24 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), se
 
 
+def _print_table(docs: list[dict[str, Any]]) -> None:
+    print("\n| environment | T | SGD steps | seeds | agent | official | ensemblepp | paired diff "
+          "| within 2 SE | ms/step official | ms/step ensemblepp |")
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | :---: | ---: | ---: |")
+    for doc in docs:
+        for kind, r in doc["rows"].items():
+            print(f"| {doc['env']} | {doc['horizon']} | {doc['settings']['n_updates']} | {len(doc['seeds'])} | "
+                  f"{kind} ({doc['style']}) | {r['official_mean']:.1f} ± {r['official_se']:.1f} | "
+                  f"{r['ensemblepp_mean']:.1f} ± {r['ensemblepp_se']:.1f} | "
+                  f"{r['diff_mean']:+.1f} ± {r['diff_se']:.1f} | {'yes' if r['within_2se'] else 'no'} | "
+                  f"{r['ms_per_step_official']:.2f} | {r['ms_per_step_ensemblepp']:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--official", type=Path, required=True,
+    parser.add_argument("--official", type=Path,
                         help="source folder of szrlee/Ensemble_Plus_Plus (git clone it yourself)")
+    parser.add_argument("--table", type=Path, nargs="+", help="print the table of earlier --json files and exit")
     parser.add_argument("--env", choices=sorted(PAPER), default="quadratic")
     parser.add_argument("--horizon", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -209,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write every per-seed regret here")
     args = parser.parse_args(argv)
+    if args.table:
+        _print_table([json.loads(p.read_text()) for p in args.table])
+        return 0
+    if args.official is None:
+        parser.error("--official is required (the source folder of the authors' code)")
     torch.set_num_threads(args.threads)
     solution_cls = load_official(args.official.expanduser().resolve())
     settings = dict(PAPER[args.env])
@@ -238,17 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                       "within_2se": bool(within),
                       "ms_per_step_official": 1e3 * secs[0] / (len(args.seeds) * args.horizon),
                       "ms_per_step_ensemblepp": 1e3 * secs[1] / (len(args.seeds) * args.horizon)}
-    print(f"\n| agent | official | ensemblepp ({args.style}) | paired diff | within 2 SE | "
-          "ms/step official | ms/step ensemblepp |")
-    print("| --- | ---: | ---: | ---: | :---: | ---: | ---: |")
-    for kind, r in rows.items():
-        print(f"| {kind} | {r['official_mean']:.1f} ± {r['official_se']:.1f} | "
-              f"{r['ensemblepp_mean']:.1f} ± {r['ensemblepp_se']:.1f} | "
-              f"{r['diff_mean']:+.1f} ± {r['diff_se']:.1f} | {'yes' if r['within_2se'] else 'no'} | "
-              f"{r['ms_per_step_official']:.2f} | {r['ms_per_step_ensemblepp']:.2f} |")
+    doc = {"env": args.env, "horizon": args.horizon, "seeds": args.seeds, "style": args.style,
+           "settings": settings, "rows": rows}
+    _print_table([doc])
     if args.json is not None:
-        args.json.write_text(json.dumps({"env": args.env, "horizon": args.horizon, "seeds": args.seeds,
-                                         "style": args.style, "settings": settings, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps(doc, indent=1))
     return 0
 
 

@@ -113,6 +113,8 @@ def best_configs(table: dict[str, dict[str, float]], envs: list[str]) -> dict[st
 def stage2_configs(best: dict[str, tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for a, (_, o) in best.items():
+        if o["prior_scale"] == min(PRIORS):  # the best prior is at the grid's edge: look one step past it
+            out.append((a, {**o, "prior_scale": round(o["prior_scale"] / 3, 4)}))
         out.append((a, {**o, "style": "ensemblepp"}))
         if a in ("ensemble++", "epinet"):
             out.append((a, {**o, "posterior_scale": 0.1}))

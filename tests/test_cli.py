@@ -455,3 +455,17 @@ def test_cuda_agent_without_a_gpu_is_a_user_error(tmp_path: Path, capsys: pytest
                  "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ensemblepp: error: agent") and "cuda" in err and not _files(tmp_path)
+
+
+@pytest.mark.parametrize("override, word", [("colour=1", "unsupported override"), ("d_values=abc", "d_values"),
+                                            ("k_dim=0", "k_dim"), ("candidates=[1, true]", "candidates")])
+def test_sweep_driver_options_are_user_errors_before_any_cell_runs(override, word, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]):
+    argv = ["run", "--preset", "linear-min-ensemble", "-S", override, "-S", "k_values=[5]", "-S", "k_dim=3",
+            "-T", "5", "-n", "2", "-q", "-o", str(tmp_path)]
+    if override.startswith("k_dim"):
+        argv[argv.index("k_dim=3")] = "d_actions=5"
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("ensemblepp: error:") and word in captured.err
+    assert "TS" not in captured.out  # no cell ran

@@ -312,8 +312,9 @@ def test_two_ids_with_one_stream_id_are_refused():
 
 
 def test_cell_plan():
-    """Per-seed agents get a cell per seed, keyed batched agents one chunk per worker, and a
-    batched agent without per-seed streams (random) one cell, so results stay those of a serial run."""
+    """Agents stepped over all seeds at once (linear, neural via MultiSeed) get one chunk per
+    worker, a batched agent without per-seed streams (random) one cell, so results stay those
+    of a serial run, and agents stepped seed by seed (a compact environment) a cell per seed."""
     from ensemblepp.distributed.experiments import plan_cells
     from ensemblepp.experiments import ExperimentConfig
 
@@ -321,5 +322,7 @@ def test_cell_plan():
         "horizon": 5, "seeds": [4, 5, 6, 7, 8], "environment": {"name": "finite-linear", "dim": 3, "n_actions": 4},
         "agents": [{"name": "ensemble++"}, {"name": "random"}, {"name": "neural-greedy"}]})
     assert plan_cells(cfg, workers=2) == [(0, [0, 1, 2]), (0, [3, 4]), (1, [0, 1, 2, 3, 4]),
-                                          (2, [0]), (2, [1]), (2, [2]), (2, [3]), (2, [4])]
+                                          (2, [0, 1, 2]), (2, [3, 4])]
     assert plan_cells(cfg, workers=2, seeds_per_task=2)[:3] == [(0, [0, 1]), (0, [2, 3]), (0, [4])]
+    compact = ExperimentConfig.from_dict({**cfg.to_dict(), "environment": {"name": "compact-linear", "dim": 3}})
+    assert plan_cells(compact, workers=2)[-5:] == [(2, [0]), (2, [1]), (2, [2]), (2, [3]), (2, [4])]

@@ -72,6 +72,34 @@ def test_gaussian_is_normal_and_indices_are_uniform() -> None:
     assert stats.chisquare(counts).pvalue > 1e-3
 
 
+def test_sphere_is_uniform_beyond_second_moments() -> None:
+    # Archimedes: on S^2 every coordinate is uniform on [-1, 1]; the angle around an axis too.
+    v = epp.draw("sphere", 20000, 3, seed=21)
+    for i in range(3):
+        assert stats.kstest(v[:, i], "uniform", args=(-1, 2)).pvalue > 1e-3
+    phi = np.arctan2(v[:, 1], v[:, 0])
+    assert stats.kstest(phi, "uniform", args=(-np.pi, 2 * np.pi)).pvalue > 1e-3
+    # On S^(n-1): E[v_i^4] = 3 / (n (n + 2)), E[v_i^2 v_j^2] = 1 / (n (n + 2)), odd moments zero.
+    n, N = 8, 40000
+    w = epp.draw("sphere", N, n, seed=22)
+    m4, m22 = (w**4).mean(axis=0), (w[:, 0] ** 2 * w[:, 1] ** 2).mean()
+    se4 = (w**4).std(axis=0) / np.sqrt(N)
+    np.testing.assert_array_less(np.abs(m4 - 3 / (n * (n + 2))), 5 * se4)
+    assert abs(m22 - 1 / (n * (n + 2))) < 5 * (w[:, 0] ** 2 * w[:, 1] ** 2).std() / np.sqrt(N)
+    assert abs((w[:, 0] ** 3).mean()) < 5 * (w[:, 0] ** 3).std() / np.sqrt(N)
+    # The squared first coordinate is Beta(1/2, (n - 1)/2).
+    assert stats.kstest(w[:, 0] ** 2, "beta", args=(0.5, (n - 1) / 2)).pvalue > 1e-3
+
+
+def test_stream_ids_use_all_64_bits() -> None:
+    a = epp.draw("gaussian", 4, 6, seed=5, agent=2**63 + 1)
+    b = epp.draw("gaussian", 4, 6, seed=5, agent=1)
+    c = epp.draw("gaussian", 4, 6, seed=5, agent=2**32 + 1)
+    assert not np.allclose(a, b) and not np.allclose(b, c) and not np.allclose(a, c)
+    with pytest.raises(ValueError, match="agent"):
+        epp.draw("gaussian", 1, 2, agent=2**64)
+
+
 def test_streams_are_reproducible_and_independent() -> None:
     a = epp.draw("gaussian", 10, 6, seed=5, agent=3, step=100)
     np.testing.assert_array_equal(a, epp.draw("gaussian", 10, 6, seed=5, agent=3, step=100))

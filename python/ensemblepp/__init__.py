@@ -20,7 +20,8 @@ _LAZY = {
     "LinearEnsembleSampling": "ensemblepp.linear",
     "LinUCB": "ensemblepp.linear",
     "LinearGreedy": "ensemblepp.linear",
-    "load": "ensemblepp.linear",
+    "load": "ensemblepp.files",
+    "ModelFileError": "ensemblepp.files",
     "draw": "ensemblepp.distributions",
     "DISTRIBUTIONS": "ensemblepp.distributions",
     "NeuralEnsemble": "ensemblepp.neural",
@@ -36,7 +37,7 @@ _LAZY = {
     "available_backends": "ensemblepp._backend",
     "backend_status": "ensemblepp._backend",
 }
-_SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions", "text"}
+_SUBMODULES = {"neural", "envs", "experiments", "datasets", "linear", "distributions", "text", "files"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

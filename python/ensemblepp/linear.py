@@ -15,7 +15,6 @@ arrays of the agent's device and is updated in place by the compiled kernels:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, ClassVar
@@ -37,7 +36,9 @@ __all__ = [
 ]
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
-_FORMAT = "ensemblepp-linear-2"
+# State handed by ``_from_state`` to the constructor it runs, keyed by the new object's id:
+# keeps the private construction path out of every public signature.
+_PENDING_STATE: dict[int, dict[str, Any]] = {}
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -51,18 +52,66 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def _in_library_of(result: Any, like: Any) -> Any:
+    """``result`` (a NumPy or CuPy array from a kernel) in the array library of the input ``like``.
+
+    torch in, torch out: a CUDA result is handed over through DLPack (no copy, same device) and
+    a host result through :func:`torch.from_numpy` (no copy). NumPy in, NumPy out (a CUDA
+    result is copied to the host). Otherwise (CuPy, lists) the kernel's own array.
+    """
+    if type(like).__module__.split(".")[0] == "torch" and hasattr(like, "detach"):
+        import torch  # noqa: PLC0415
+
+        if isinstance(result, np.ndarray):
+            return torch.from_numpy(result)
+        return torch.from_dlpack(result)
+    if isinstance(like, np.ndarray) and not isinstance(result, np.ndarray):
+        return to_numpy(result)
+    return result
+
+
 def _real_array(a: Any, dtype: type, name: str) -> np.ndarray:
     arr = to_numpy(a)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return np.require(arr, dtype=dtype, requirements="C")  # keeps a 0-d input 0-d, unlike ascontiguousarray
 
 
 def _bool_array(a: Any, name: str) -> np.ndarray:
     arr = to_numpy(a)
     if arr.dtype.kind not in "biu":
         raise TypeError(f"{name}: expected a boolean array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=bool)
+    return np.require(arr, dtype=bool, requirements="C")
+
+
+def _shape_of(a: Any) -> tuple[int, ...]:
+    """The shape the caller passed (for error messages: never the reshaped one)."""
+    shape = getattr(a, "shape", None)
+    if shape is not None:
+        return tuple(int(n) for n in shape)
+    try:
+        return tuple(np.shape(a))
+    except (ValueError, TypeError):
+        return ()
+
+
+def check_dtype(dtype: Any) -> np.dtype:
+    """The state dtype: ``"float64"``/``"float32"`` or the NumPy ``float64``/``float32`` dtype.
+
+    Anything else (``"double"``, ``"f8"``, ``float``, a non-native byte order, torch dtypes)
+    raises, so that only the two documented spellings and their NumPy equivalents are accepted.
+    """
+    if isinstance(dtype, str):
+        ok = dtype in _DTYPES
+    elif isinstance(dtype, type):
+        ok = dtype in (np.float64, np.float32)
+    elif isinstance(dtype, np.dtype):
+        ok = dtype.isnative and dtype.type in (np.float64, np.float32)
+    else:
+        ok = False
+    if not ok:
+        raise ValueError(f"dtype: expected 'float64' or 'float32' (or np.float64, np.float32), got {dtype!r}")
+    return np.dtype(dtype)
 
 
 def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
@@ -171,10 +220,12 @@ class LinearPolicy:
         Number B of independent agents; ``None`` for a single agent without batch axis.
     device : {"cpu", "cuda"}
         Where state lives and kernels run.
-    dtype : {"float64", "float32"}
-        Floating-point type of state and arithmetic.
+    dtype : {"float64", "float32"} or numpy.float64, numpy.float32
+        Floating-point type of state and arithmetic; other spellings (``"double"``) are refused.
     seed : int, optional
-        Seed of the agents' Philox streams; ``None`` draws one from the OS (see :attr:`seed`).
+        Seed of the agents' Philox streams, 0 <= seed < 2**64. ``None`` (the default, as in
+        NumPy and scikit-learn) draws one from the OS entropy and keeps it in :attr:`seed`, so
+        two agents built without a seed are independent and a run can still be repeated.
     stream_ids : int or sequence of int, optional
         Stream id of each agent, 0 <= id < 2**64: one int for a single agent (default 0), B
         distinct ints for ``n_agents=B`` (default ``range(B)``). An agent's random draws are a
@@ -201,10 +252,9 @@ class LinearPolicy:
         n_agents: int | None = None,
         device: str = "cpu",
         dtype: str = "float64",
-        seed: int | None = 0,
+        seed: int | None = None,
         stream_ids: Any = None,
         forgetting: float = 1.0,
-        _state: dict[str, np.ndarray] | None = None,
     ) -> None:
         self._dim = _check_int(dim, "dim", 1, _core.MAX_VECTOR_LENGTH + 1)
         self._forgetting = _check_forgetting(forgetting)
@@ -214,9 +264,7 @@ class LinearPolicy:
         self._device = check_device(device)
         if self._device != "cpu" and self._forgetting < 1.0:
             raise NotImplementedError("forgetting: forgetting < 1 runs on the CPU only (device='cpu')")
-        if dtype not in _DTYPES and np.dtype(dtype).name not in _DTYPES:
-            raise ValueError(f"dtype: expected 'float64' or 'float32', got {dtype!r}")
-        self._dtype = np.dtype(np.dtype(dtype).name)
+        self._dtype = check_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
         self._seed = _check_int(seed, "seed", 0, 2**64)
@@ -228,13 +276,31 @@ class LinearPolicy:
         self._prior_mean = self._check_prior_mean(prior_mean)
         self._prior_cov = self._check_prior_var(prior_var)
         self._prior = self._prior_information()
-        if _state is None:
+        state = _PENDING_STATE.pop(id(self), None)
+        if state is None:
             self._buffers = self._allocate(self._n_agents)
             self._buffers["stream_ids"][:] = self._xp().asarray(ids)
             self._attach()
             self._initialize(0)
         else:
-            self._set_state(dict(_state, stream_ids=ids))
+            self._set_state(dict(state, stream_ids=ids))
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any], **options: Any) -> LinearPolicy:
+        """An agent of this class with the given per-agent state arrays (``_state_arrays`` keys).
+
+        The one private construction path (model files, sharded policies, clones): ``options``
+        are the constructor's arguments, validated as for any agent, and ``state`` replaces the
+        prior state. The stream ids are those of ``options`` (default ``range(B)``); a
+        ``"stream_ids"`` entry of ``state`` is ignored.
+        """
+        self = cls.__new__(cls)
+        _PENDING_STATE[id(self)] = {k: v for k, v in state.items() if k != "stream_ids"}
+        try:
+            self.__init__(**options)  # type: ignore[misc]
+        finally:
+            _PENDING_STATE.pop(id(self), None)
+        return self
 
     # ---- construction ------------------------------------------------------------------
     def _check_prior_mean(self, prior_mean: Any) -> np.ndarray:
@@ -448,8 +514,13 @@ class LinearPolicy:
 
     @property
     def steps(self) -> Any:
-        """Philox counter of each agent: the number of random vectors it has drawn."""
-        return self._out(self._steps.copy())
+        """Philox counter of each agent: the number of random vectors it has drawn.
+
+        An int for a single agent, a (B,) uint64 array (a copy) for a batch.
+        """
+        if self._single:
+            return int(to_numpy(self._steps)[0])
+        return self._steps.copy()
 
     def _out(self, a: Any) -> Any:
         return a[0] if self._single else a
@@ -505,12 +576,12 @@ class LinearPolicy:
             return chosen, probs[np.arange(idx.shape[0]), idx]
         if self._fast and mask is None and type(actions) is np.ndarray:
             # The kernel converts dtype, byte order and layout itself (one visible copy).
-            return self._kernel.act1(actions, None)
+            return int(self._kernel.act1(actions, None))
         X = self._actions_in(actions)
         m = None if mask is None else self._mask_in(mask, X)
         if self._single:
             return int(self._kernel.act1(X, m))
-        return self._kernel.act(X, m)
+        return _in_library_of(self._kernel.act(X, m), actions)
 
     def action_probabilities(self, actions: Any, mask: Any = None, *, n_samples: int = 1024,
                              ties: str = "split") -> np.ndarray:
@@ -620,7 +691,7 @@ class LinearPolicy:
         ok = X.ndim == 2 or (X.ndim == 3 and not self._single)
         if not ok or X.shape[-1] != self._dim:
             want = f"(K, {self._dim})" + ("" if self._single else f" or ({self._n_agents}, K, {self._dim})")
-            raise ValueError(f"actions: expected shape {want}, got {tuple(X.shape)}")
+            raise ValueError(f"actions: expected shape {want}, got {_shape_of(actions)}")
         return X
 
     def _mask_in(self, mask: Any, X: Any) -> Any:
@@ -628,7 +699,7 @@ class LinearPolicy:
         K = X.shape[-2]
         if m.shape != (K,) and (self._single or m.shape != (self._n_agents, K)):
             want = f"({K},)" + ("" if self._single else f" or ({self._n_agents}, {K})")
-            raise ValueError(f"mask: expected shape {want}, got {tuple(m.shape)}")
+            raise ValueError(f"mask: expected shape {want}, got {_shape_of(mask)}")
         return m
 
     def _array_in(self, a: Any, name: str, dtype: Any = None) -> Any:
@@ -688,32 +759,27 @@ class LinearPolicy:
         if self._single:
             if mask is not None:
                 raise ValueError("mask: only batched agents (n_agents=B) take an update mask")
-            if X.ndim == 1:
-                X = X.reshape(1, 1, -1)
-            elif X.ndim == 2:
-                X = X.reshape(1, *X.shape)
-            else:
-                raise ValueError(f"x: expected shape ({d},) or (n, {d}), got {tuple(X.shape)}")
-            if X.shape[2] != d:
-                raise ValueError(f"x: expected {d} features, got shape {tuple(X.shape[1:])}")
+            if X.ndim not in (1, 2) or X.shape[-1] != d:
+                raise ValueError(f"x: expected shape ({d},) or (n, {d}), got {_shape_of(x)}")
+            X = X.reshape(1, 1 if X.ndim == 1 else X.shape[0], d)
             if R.size != X.shape[1] or R.ndim > 1:
-                raise ValueError(f"r: expected {X.shape[1]} reward(s), got shape {tuple(R.shape)}")
+                raise ValueError(f"r: expected {X.shape[1]} reward(s), got shape {_shape_of(r)}")
             R = R.reshape(1, -1)
             M = None
         else:
             if X.ndim == 2:
                 X = X.reshape(X.shape[0], 1, X.shape[1])
             if X.ndim != 3 or X.shape[0] != B or X.shape[2] != d:
-                raise ValueError(f"x: expected shape ({B}, {d}) or ({B}, n, {d}), got {tuple(self._array_in(x, 'x').shape)}")
+                raise ValueError(f"x: expected shape ({B}, {d}) or ({B}, n, {d}), got {_shape_of(x)}")
             n = X.shape[1]
             if R.shape not in ((B,), (B, n)) or (R.ndim == 1 and n != 1):
-                raise ValueError(f"r: expected shape ({B},)" + (f" or ({B}, {n})" if n > 1 else "") + f", got {tuple(R.shape)}")
+                raise ValueError(f"r: expected shape ({B},)" + (f" or ({B}, {n})" if n > 1 else "") + f", got {_shape_of(r)}")
             R = R.reshape(B, n)
             M = None
             if mask is not None:
                 M = self._array_in(mask, "mask", dtype=bool)
                 if M.shape not in ((B,), (B, n)) or (M.ndim == 1 and n != 1):
-                    raise ValueError(f"mask: expected shape ({B},)" + (f" or ({B}, {n})" if n > 1 else "") + f", got {tuple(M.shape)}")
+                    raise ValueError(f"mask: expected shape ({B},)" + (f" or ({B}, {n})" if n > 1 else "") + f", got {_shape_of(mask)}")
                 M = M.reshape(B, n)
         self._kernel.update(X, R, M)
 
@@ -731,23 +797,22 @@ class LinearPolicy:
     def _state_arrays(self) -> dict[str, np.ndarray]:
         """The state as host arrays (copies), keyed as :meth:`_state_shapes`, with a batch axis.
 
-        Together with the hyperparameters, the prior and ``_state=`` of the constructor this is
+        Together with the hyperparameters, the prior and :meth:`_from_state` this is
         the one seam through which model files read and write an agent.
         """
         return {name: np.array(to_numpy(self._buffers[name][: self._n_agents])) for name in self._state_shapes()}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save hyperparameters and state to a ``.npz`` file.
+        """Save hyperparameters, prior and state to a model file, atomically.
 
-        The file restores the agent exactly with :func:`load`, on either device; a loaded
-        agent continues the same trajectory.
+        The file (see :mod:`ensemblepp.files`) restores the agent exactly with
+        :func:`ensemblepp.load`, on either device; a loaded agent continues the same
+        trajectory. An existing file at ``path`` is replaced only once the new one is
+        complete on disk.
         """
-        meta = {"format": _FORMAT, "class": type(self).__name__, "hyperparameters": self._hyperparameters()}
-        arrays = self._state_arrays()
-        arrays["prior_mean"] = self._prior_mean
-        arrays["prior_cov"] = self._prior_cov
-        with open(path, "wb") as f:
-            np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+        from ensemblepp import files  # noqa: PLC0415
+
+        files.save(self, path)
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in self._hyperparameters().items())
@@ -831,10 +896,9 @@ class LinearEnsemble(_FactorPolicy):
         n_agents: int | None = None,
         device: str = "cpu",
         dtype: str = "float64",
-        seed: int | None = 0,
+        seed: int | None = None,
         stream_ids: Any = None,
         forgetting: float = 1.0,
-        _state: dict[str, np.ndarray] | None = None,
     ) -> None:
         self._set_ensemble_size(ensemble_size)
         distribution_code(reference, "reference")
@@ -843,8 +907,7 @@ class LinearEnsemble(_FactorPolicy):
         self._reference_sparsity = check_sparsity(reference_sparsity, self._ensemble_size, "reference_sparsity")
         self._perturbation_sparsity = check_sparsity(perturbation_sparsity, self._ensemble_size, "perturbation_sparsity")
         super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
-                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids, forgetting=forgetting,
-                         _state=_state)
+                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids, forgetting=forgetting)
 
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "reference": distribution_code(self._reference),
@@ -888,9 +951,24 @@ class LinearEnsembleSampling(_FactorPolicy):
 
     _policy = "ensemble_sampling"
 
-    def __init__(self, dim: int, ensemble_size: int = 16, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dim: int,
+        ensemble_size: int = 16,
+        *,
+        prior_var: float | Any = 10.0,
+        noise_std: float = 1.0,
+        prior_mean: Any = None,
+        n_agents: int | None = None,
+        device: str = "cpu",
+        dtype: str = "float64",
+        seed: int | None = None,
+        stream_ids: Any = None,
+        forgetting: float = 1.0,
+    ) -> None:
         self._set_ensemble_size(ensemble_size)
-        super().__init__(dim, **kwargs)
+        super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
+                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids, forgetting=forgetting)
 
     @property
     def models(self) -> Any:
@@ -913,13 +991,28 @@ class LinUCB(LinearPolicy):
 
     _policy = "ucb"
 
-    def __init__(self, dim: int, alpha: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        alpha: float = 1.0,
+        prior_var: float | Any = 10.0,
+        noise_std: float = 1.0,
+        prior_mean: Any = None,
+        n_agents: int | None = None,
+        device: str = "cpu",
+        dtype: str = "float64",
+        seed: int | None = None,
+        stream_ids: Any = None,
+        forgetting: float = 1.0,
+    ) -> None:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or not (
             math.isfinite(alpha) and alpha >= 0
         ):
             raise ValueError(f"alpha: must be a finite number >= 0, got {alpha!r}")
         self._alpha = float(alpha)
-        super().__init__(dim, **kwargs)
+        super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
+                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids, forgetting=forgetting)
 
     @property
     def alpha(self) -> float:
@@ -944,34 +1037,26 @@ class LinearGreedy(LinearPolicy):
 _CLASSES = {c.__name__: c for c in (LinearEnsemble, LinearTS, LinearEnsembleSampling, LinUCB, LinearGreedy)}
 
 
-def load(path: str | os.PathLike, device: str | None = None) -> LinearPolicy:
-    """Load a linear policy saved with :meth:`LinearPolicy.save`.
+def load(path: str | os.PathLike, device: str | None = None) -> Any:
+    """Load an agent saved with ``save``: :func:`ensemblepp.files.load` (linear or neural).
 
     Parameters
     ----------
     path : str or path-like
-        The ``.npz`` file.
-    device : {"cpu", "cuda"}, optional
-        Device of the loaded agent; by default the CPU.
+        The model file.
+    device : str, optional
+        Device of the loaded agent; by default the one it was saved from when it exists here.
 
     Returns
     -------
-    LinearPolicy
+    LinearPolicy or NeuralAgent
         An agent of the saved class whose next steps continue the saved trajectory.
+
+    Raises
+    ------
+    ensemblepp.ModelFileError
+        For a missing, damaged, crafted or foreign file, naming the file and the field.
     """
-    with np.load(path, allow_pickle=False) as f:
-        meta = json.loads(str(f["__meta__"]))
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"path: not an ensemblepp linear policy file (format {meta.get('format')!r})")
-        arrays = {k: f[k] for k in f.files if k != "__meta__"}
-    cls = _CLASSES.get(meta["class"])
-    if cls is None:
-        raise ValueError(f"path: unknown policy class {meta['class']!r}")
-    hp = dict(meta["hyperparameters"])
-    prior_mean = arrays.pop("prior_mean")
-    prior_cov = arrays.pop("prior_cov")
-    ids = arrays.pop("stream_ids", None)
-    if ids is not None:
-        ids = int(ids[0]) if hp.get("n_agents") is None and ids.shape == (1,) else ids
-    return cls(**hp, prior_mean=prior_mean, prior_var=prior_cov, device=device or "cpu", stream_ids=ids,
-               _state=arrays)
+    from ensemblepp import files  # noqa: PLC0415
+
+    return files.load(path, device=device)

@@ -9,7 +9,7 @@ policy of n agents with those users' stream ids, runs the policy's own ``act`` o
 it, and writes the rows back. Because a user's random stream is keyed by (seed, stream id) only,
 its decisions do not depend on which rows are gathered with it, so the shard count and the
 users' arrival order do not matter. The gathered policy is built as :func:`ensemblepp.load`
-builds one from a file: the constructor's ``_state`` rows and ``_state_arrays()`` (the seam of
+builds one from a file: ``_from_state`` with ``_state_arrays()`` rows (the seam of
 the model-file format).
 
 Every mutating call carries a sequence number from the client. The shard computes the result
@@ -187,7 +187,7 @@ class ShardState:
         return self._cls(**self._options, n_agents=len(streams), seed=self._seed, stream_ids=streams)
 
     def _make(self, rows: dict[str, np.ndarray], streams: np.ndarray) -> Any:
-        return self._cls(**self._options, n_agents=len(streams), seed=self._seed, stream_ids=streams, _state=rows)
+        return self._cls._from_state(rows, **self._options, n_agents=len(streams), seed=self._seed, stream_ids=streams)
 
     @staticmethod
     def _rows_of(policy: Any) -> dict[str, np.ndarray]:

@@ -32,25 +32,30 @@ def _ray() -> Any:
 def plan_cells(cfg: Any, workers: int, seeds_per_task: int | None = None) -> list[tuple[int, list[int]]]:
     """The cells of an experiment: (agent index, positions of its seeds), in run order.
 
-    An agent stepped seed after seed (the neural ones) gets one seed per cell; an agent batched
-    over seeds gets ``workers`` chunks (its step cost hardly grows with the chunk, so fewer,
-    larger cells waste less). ``seeds_per_task`` overrides both. A batched agent without
-    per-seed streams (no ``stream_ids``: its draws depend on the whole batch) stays one cell,
-    so that its results still equal the serial run's.
+    An agent that the runner steps over all seeds at once (the linear policies, and the neural
+    agents through ``MultiSeed``) gets ``workers`` chunks: its step cost grows slowly with the
+    chunk, so fewer, larger cells waste less. An agent stepped seed after seed gets one seed per
+    cell. ``seeds_per_task`` overrides both. A batched agent without per-seed streams (no
+    ``stream_ids``: its draws depend on the whole batch) stays one cell, so that its results
+    still equal the serial run's.
     """
     from ensemblepp.envs import ENVIRONMENTS
+    from ensemblepp.experiments import runner
     from ensemblepp.experiments.agents import agent_spec
-    from ensemblepp.experiments.runner import _stream_ids
 
     n = len(cfg.seeds)
+    env_batched = ENVIRONMENTS[cfg.environment].batched
     cells = []
     for i, ac in enumerate(cfg.agents):
-        batched = agent_spec(ac.name).batched
-        if batched and not _stream_ids(ac.name, 0):
+        spec = agent_spec(ac.name)
+        multi = getattr(runner, "_multiseed_class", None)
+        stepped_together = env_batched and (spec.batched or (
+            multi is not None and multi(spec) is not None and not runner._is_compact(cfg)))
+        if spec.batched and not runner._stream_ids(ac.name, 0):
             size = n
         elif seeds_per_task is not None:
             size = seeds_per_task
-        elif batched and ENVIRONMENTS[cfg.environment].batched:
+        elif stepped_together:
             size = math.ceil(n / max(1, workers))
         else:
             size = 1

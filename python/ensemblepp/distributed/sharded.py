@@ -115,7 +115,7 @@ class ShardedPolicy:
     --------
     >>> import numpy as np, ensemblepp as epp                         # doctest: +SKIP
     >>> from ensemblepp.distributed import ShardedPolicy              # doctest: +SKIP
-    >>> users = ShardedPolicy(epp.LinearEnsemble, n_shards=4, dim=64, ensemble_size=16, seed=0)
+    >>> users = ShardedPolicy(epp.LinearEnsemble, n_shards=4, dim=64, ensemble_size=16, seed=0)  # doctest: +SKIP
     >>> a = users.act(["alice", "bob", 17], np.eye(64)[:10])          # doctest: +SKIP
     >>> users.update(["alice", "bob", 17], np.eye(64)[a], [1.0, 0.0, 0.5])  # doctest: +SKIP
     """
@@ -300,7 +300,10 @@ class ShardedPolicy:
         Raises
         ------
         ValueError
-            For shapes that do not match or non-finite values; no shard is changed then.
+            For shapes that do not match or non-finite values; no shard is changed then. (A
+            shard that refuses a valid-looking observation, e.g. one its arithmetic cannot
+            represent, raises after the other shards applied theirs: there is no two-phase
+            commit across shards.)
         """
         _ray().get(self._submit_update(user_ids, x, r))
 
@@ -370,7 +373,7 @@ class ShardedPolicy:
                     rows[k] = np.empty((len(users),) + a.shape[1:], a.dtype)
                 rows[k][idx] = a
             streams[idx] = st
-        return self._cls(**self._options, n_agents=len(users), seed=self._seed, stream_ids=streams, _state=rows)
+        return self._cls._from_state(rows, **self._options, n_agents=len(users), seed=self._seed, stream_ids=streams)
 
     def close(self) -> None:
         """Stop the actors (a durable policy's folder keeps everything needed to resume)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._registry import Entry, Registry, resolve
 from .results import Results
-from .runner import DEFAULT_CONFIG, ExperimentConfig, run_experiment
+from .runner import DEFAULT_CONFIG, ConfigError, ExperimentConfig, run_experiment
 
 __all__ = ["Preset", "PRESETS", "register_preset", "get_preset", "preset_configs", "PresetContext"]
 
@@ -295,8 +295,9 @@ PAPER_FIXED: dict[str, Any] = {"ensemble_size": 8, "lr": 1e-4, "batch_size": 128
 # The defaults chosen by benchmarks/sweep_neural.py (docs/results.md, "Defaults that work"),
 # each agent tuned on the same budget; filled in from the sweep.
 TUNED: dict[str, dict[str, Any]] = {
-    "neural-ensemble++": {},
-    "ensemble+": {},
+    "neural-ensemble++": {"ensemble_size": 8, "prior_scale": 0.1, "posterior_scale": 1.0, "lr": 1e-3,
+                          "style": "official"},
+    "ensemble+": {"ensemble_size": 8, "prior_scale": 3.0, "posterior_scale": 1.0, "lr": 1e-3, "style": "official"},
     "epinet": {},
 }
 _LABELS = {"neural-ensemble++": "Ensemble++", "ensemble+": "Ensemble+", "epinet": "EpiNet"}
@@ -419,11 +420,22 @@ def _min_ensemble_driver(ctx: PresetContext) -> list[Path]:
     d_values = ov.pop("d_values", [10, 20, 50])
     k_dim = ov.pop("k_dim", 20)
     d_actions = ov.pop("d_actions", 1000)
-    candidates = sorted(ov.pop("candidates", list(_CANDIDATES)))
+    candidates = ov.pop("candidates", list(_CANDIDATES))
     # Early stop at the first qualifying M saves time but trusts a single noisy comparison.
     early_stop = bool(ov.pop("early_stop", False))
     if ov:
-        raise ValueError(f"linear-min-ensemble: unsupported override(s) {', '.join(sorted(ov))}")
+        raise ConfigError(f"linear-min-ensemble: unsupported override(s) {', '.join(sorted(ov))}")
+    # Checked before the first cell runs, not after the K sweep.
+    def positive(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    for key, values in (("k_values", k_values), ("d_values", d_values), ("candidates", candidates)):
+        if not isinstance(values, list) or not values or not all(positive(v) for v in values):
+            raise ConfigError(f"{key}: expected a non-empty list of positive integers, got {values!r}")
+    for key, value in (("k_dim", k_dim), ("d_actions", d_actions)):
+        if not positive(value):
+            raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+    candidates = sorted(candidates)
     cells = [("K", k, k_dim, k) for k in k_values] + [("d", d, d, d_actions) for d in d_values]
     rows = []
     done: dict[tuple[int, int], dict[str, Any]] = {}

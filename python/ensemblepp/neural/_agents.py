@@ -24,7 +24,9 @@ Loss. For a minibatch of buffer entries ``(x_i, r_i, xi_i)`` and index vectors
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
@@ -110,6 +112,19 @@ class NeuralAgent:
     """
 
     _xi_distribution: str = "sphere"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> NeuralAgent:
+        self = super().__new__(cls)
+        # The constructor's arguments as given, for model files (ensemblepp.files): the
+        # agent is rebuilt from them before its state is loaded. A call that does not bind
+        # fails in __init__ with Python's own TypeError.
+        try:
+            bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+        except TypeError:
+            self._init_arguments = None
+        else:
+            self._init_arguments = dict(list(bound.arguments.items())[1:])
+        return self
 
     def __init__(self, dim: int | None, *, index_dim: int, n_outputs: int, loss: str,
                  perturbation_scale: float, buffer_capacity: int, update_start: int,
@@ -534,6 +549,24 @@ class NeuralAgent:
                     _check_tensor(entry[key], f"{where}[{key!r}]", tuple(p.shape), p.dtype)
                     if key != "exp_avg" and bool((entry[key] < 0).any()):
                         raise ValueError(f"state {where}[{key!r}] must be non-negative")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the agent to a model file, atomically (see :mod:`ensemblepp.files`).
+
+        The file holds the constructor's arguments (with the drawn seed), the model and Adam
+        state, the buffer, the counters and the generator as arrays plus JSON, no pickle;
+        :func:`ensemblepp.load` rebuilds the agent and restores the state through
+        :meth:`load_state_dict`, so it continues the same trajectory.
+
+        Raises
+        ------
+        TypeError
+            For an agent built with a custom ``feature_net`` or ``prior_net`` module, which a
+            file cannot rebuild (save :meth:`state_dict` yourself then).
+        """
+        from ensemblepp import files  # noqa: PLC0415
+
+        files.save(self, path)
 
     def _load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])

@@ -372,7 +372,10 @@ class MultiSeed:
         """Agent ``i`` as an ordinary single agent, its state copied out of the batch.
 
         The returned agent continues seed ``i``'s trajectory on its own: it has
-        that seed's weights, optimiser moments, buffer, counters and generator.
+        that seed's weights, optimiser moments, buffer, counters and generator
+        (``state_dict()`` of it is a checkpoint of seed ``i``). It is the batch's
+        own copy of that agent and shares its generator, so step either the
+        batch or the returned agent afterwards, not both.
         """
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.n_agents:
             raise ValueError(f"i must be an int in [0, {self.n_agents}), got {i!r}")
