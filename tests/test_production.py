@@ -372,3 +372,28 @@ def test_drift_forgetting_preset_builds_forgetting_agents():
         assert agent.forgetting == spec["forgetting"]
         gammas.add(agent.forgetting)
     assert {1.0, 0.99, 0.95} <= gammas
+
+
+def test_threads_give_the_one_thread_result():
+    """Agents split across threads (probabilities and warm start) give the same bits as one thread."""
+    rng = np.random.default_rng(17)
+    B, d = 12, 16  # enough work (rows x d x (d + M)) for the drivers to split it
+    counts = rng.integers(0, 800, size=B)
+    counts[3] = 0
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    x, r = rng.normal(size=(offsets[-1], d)), rng.normal(size=offsets[-1])
+    X = rng.normal(size=(30, d))
+    before = _core.max_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            _core.set_max_threads(threads)
+            agent = epp.LinearEnsemble(d, 8, n_agents=B, seed=2, forgetting=0.97)
+            agent.warm_start(x, r, offsets)
+            results.append((agent._state_arrays(), agent.action_probabilities(X, n_samples=4096)))
+    finally:
+        _core.set_max_threads(before)
+    (s1, p1), (s2, p2) = results
+    for k in s1:
+        np.testing.assert_array_equal(s1[k], s2[k], err_msg=k)
+    np.testing.assert_array_equal(p1, p2)
