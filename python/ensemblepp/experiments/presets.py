@@ -511,6 +511,25 @@ def _min_ensemble_driver(ctx: PresetContext) -> list[Path]:
     return [out, png_k, png_d]
 
 
+_FORGETTING = (1.0, 0.99, 0.95)
+
+
+def _drift_forgetting() -> dict[str, Any]:
+    # Forgetting (issue 12 item 5): the same agents with gamma = 1 (none), 0.99 and 0.95 on a
+    # parameter that random-walks (drift_std 0.1 per step and coordinate, prior variance 10).
+    agents: list[dict[str, Any]] = []
+    for g in _FORGETTING:
+        agents.append({"name": "ensemble++", "label": f"Ensemble++ M=16 gamma={g}", "ensemble_size": 16,
+                       "forgetting": g})
+        agents.append({"name": "ts", "label": f"exact TS gamma={g}", "forgetting": g})
+    agents.append({"name": "greedy", "label": "greedy gamma=0.95", "forgetting": 0.95})
+    return {"name": "drift-forgetting",
+            "description": "DriftingLinear d=10, K=50, random walk 0.1/step: forgetting gamma in {1, 0.99, 0.95}",
+            "horizon": 3000, "n_seeds": 10, "seed": 0,
+            "environment": {"name": "drifting-linear", "dim": 10, "n_actions": 50, "drift_std": 0.1},
+            "agents": agents}
+
+
 _HERE, _REAL = "ensemblepp.experiments.presets", "ensemblepp.experiments.real_presets"
 # name, configuration (data, or the import string of a function returning it), driver, description.
 _BUILTIN: list[tuple[str, Any, str | None, str]] = [
@@ -553,6 +572,10 @@ _BUILTIN: list[tuple[str, Any, str | None, str]] = [
      "Bernoulli TS logs by IPS, SNIPS, DM and DR vs its own on-policy rate; (c) linear Ensemble++, exact TS and "
      "greedy trained by replay on the random logs, evaluated by replay and the estimators. Overrides: "
      "campaigns, n_samples, seeds / n_seeds, agents, data_dir, horizon (impressions used in part c)."),
+    ("drift-forgetting", f"{_HERE}:_drift_forgetting", None,
+     "DriftingLinear d=10, K=50, theta a Gaussian random walk (0.1 per step and coordinate), T=3000, 10 "
+     "seeds: Ensemble++ M=16 and exact TS with forgetting gamma in {1, 0.99, 0.95}, and greedy with 0.95. "
+     "Forgetting agents track the moving parameter; gamma = 1 agents become overconfident in a stale one."),
     ("hate-speech", f"{_REAL}:hate_speech_configs", None,
      "Content moderation of the Davidson et al. tweets (hate = class 0): publish (1 if benign, -0.5 if "
      "hateful) or block (0.5). Frozen all-MiniLM-L6-v2 embeddings, 3000-post subset, T=3000, 3 seeds: neural "
