@@ -12,10 +12,12 @@
 #include <type_traits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "ensemblepp/batch.hpp"
 #include "ensemblepp/distributions.hpp"
 #include "ensemblepp/philox.hpp"
+#include "ensemblepp/production.hpp"
 #include "config_binding.hpp"
 
 namespace py = pybind11;
@@ -239,6 +241,13 @@ class Kernel {
     const T* xp = static_cast<const T*>(x.data());
     const T* rp = static_cast<const T*>(r.data());
     KernelLock lock(mutex_);
+    if (forgets()) {
+      std::vector<std::int64_t> offsets(B + 1);
+      for (long b = 0; b <= B; ++b) offsets[b] = b * n;
+      py::gil_scoped_release nogil;
+      ensemblepp::update_ragged(cfg_, state_, &forget_, xp, rp, m, offsets.data(), B * n);
+      return;
+    }
     if (double(B) * n * d * (d + cfg_.ensemble_size) > kReleaseGil) {
       py::gil_scoped_release nogil;
       ensemblepp::update(cfg_, state_, xp, rp, m, n);
@@ -261,6 +270,12 @@ class Kernel {
     check_shape(x, "x", {static_cast<py::ssize_t>(cfg_.dim)});
     const T rv = static_cast<T>(r);
     KernelLock lock(mutex_);
+    if (forgets()) {
+      const std::int64_t offsets[2] = {0, 1};
+      ensemblepp::update_ragged(cfg_, state_, &forget_, static_cast<const T*>(x.data()), &rv, nullptr,
+                                offsets, 1);
+      return;
+    }
     if (double(cfg_.dim) * (cfg_.dim + cfg_.ensemble_size) > kReleaseGil) {
       py::gil_scoped_release nogil;
       ensemblepp::update(cfg_, state_, static_cast<const T*>(x.data()), &rv, nullptr, 1);
@@ -303,7 +318,83 @@ class Kernel {
 
   const LinearConfig& config() const { return cfg_; }
 
+  // ---- production loop (production.hpp) ----
+  void set_forgetting(double gamma, const py::array& dirs_in, const py::array& targets_in, py::array updates) {
+    const py::ssize_t d = cfg_.dim;
+    if (!(gamma > 0.0 && gamma <= 1.0)) throw std::invalid_argument("forgetting: must be in (0, 1]");
+    const py::array dirs = input_array<double>(dirs_in, "dirs");
+    const py::array targets = input_array<double>(targets_in, "targets");
+    check_shape(dirs, "dirs", {d, d});
+    check_shape(targets, "targets", {d});
+    std::uint64_t* up = state_array<std::uint64_t>(updates, "updates", {state_.n_agents}, true);
+    KernelLock lock(mutex_);
+    dirs_.assign(static_cast<const double*>(dirs.data()), static_cast<const double*>(dirs.data()) + d * d);
+    targets_.assign(static_cast<const double*>(targets.data()), static_cast<const double*>(targets.data()) + d);
+    updates_ = updates;
+    forget_ = Forgetting{gamma, dirs_.data(), targets_.data(), up};
+  }
+
+  double forgetting() const { return forget_.gamma; }
+
+  void update_ragged(const py::object& x_in, const py::object& r_in, const py::object& offsets_in,
+                     const py::object& mask) {
+    const long B = state_.n_agents, d = cfg_.dim;
+    const py::array x = input_array<T>(x_in, "x");
+    const py::array r = input_array<T>(r_in, "r");
+    if (x.ndim() != 2 || x.shape(1) != d)
+      throw std::invalid_argument("x: expected shape (N, " + std::to_string(d) + "), got " + shape_of(x));
+    const long N = x.shape(0);
+    check_shape(r, "r", {N});
+    if (!py::isinstance<py::array>(offsets_in) ||
+        py::reinterpret_borrow<py::array>(offsets_in).dtype().kind() != 'i')
+      throw py::type_error("offsets: expected an integer NumPy array");
+    const py::array off = input_array<std::int64_t>(offsets_in, "offsets");
+    check_shape(off, "offsets", {B + 1});
+    const std::uint8_t* m = nullptr;
+    py::array mask_keep;
+    if (!mask.is_none()) {
+      mask_keep = input_array<bool>(mask, "mask");
+      check_shape(mask_keep, "mask", {N});
+      m = static_cast<const std::uint8_t*>(mask_keep.data());
+    }
+    KernelLock lock(mutex_);
+    py::gil_scoped_release nogil;
+    ensemblepp::update_ragged(cfg_, state_, forgets() ? &forget_ : nullptr, static_cast<const T*>(x.data()),
+                              static_cast<const T*>(r.data()), m, static_cast<const std::int64_t*>(off.data()), N);
+  }
+
+  py::array_t<double> action_probabilities(const py::object& actions_in, const py::object& mask,
+                                           long n_samples, bool ties_first) {
+    const long B = state_.n_agents, d = cfg_.dim;
+    const py::array actions = input_array<T>(actions_in, "actions");
+    ActionSet<T> a{};
+    if (actions.ndim() == 2 && actions.shape(1) == d) {
+      a.n_actions = actions.shape(0);
+      a.per_agent = false;
+    } else if (actions.ndim() == 3 && actions.shape(0) == B && actions.shape(2) == d) {
+      a.n_actions = actions.shape(1);
+      a.per_agent = true;
+    } else {
+      throw std::invalid_argument("actions: expected shape (K, " + std::to_string(d) + ") or (" +
+                                  std::to_string(B) + ", K, " + std::to_string(d) + "), got " +
+                                  shape_of(actions));
+    }
+    a.data = static_cast<const T*>(actions.data());
+    py::array mask_keep;
+    a.mask = input_mask(mask, mask_keep, B, a.n_actions, a.mask_per_agent);
+    py::array_t<double> out({B, static_cast<long>(a.n_actions)});
+    double* o = out.mutable_data();
+    KernelLock lock(mutex_);
+    py::gil_scoped_release nogil;
+    ensemblepp::action_probabilities(cfg_, state_, a, n_samples, ties_first, o);
+    return out;
+  }
+
  private:
+  bool forgets() const { return forget_.gamma < 1.0; }
+  Forgetting forget_{1.0, nullptr, nullptr, nullptr};
+  std::vector<double> dirs_, targets_;
+  py::object updates_;
   LinearConfig cfg_;
   BatchState<T> state_{};
   py::array prec_, mean_;
@@ -342,6 +433,17 @@ on one kernel are serialised by a lock; large calls run without the GIL.
       .def("mean", &Kernel<T>::mean, "Posterior means, (B, d), in the kernel's dtype.")
       .def("covariance", &Kernel<T>::covariance, "Posterior covariances U^-1 U^-T, (B, d, d).")
       .def("factor", &Kernel<T>::factor, "A = P^-1 F (Ensemble++) or the models mu + P^-1 F, (B, d, M).")
+      .def("set_forgetting", &Kernel<T>::set_forgetting, py::arg("gamma"), py::arg("dirs"), py::arg("targets"),
+           py::arg("updates"),
+           "Forget with factor gamma toward the prior: refresh directions (d, d), targets (d,) and the "
+           "agents' update counters (B,) uint64 (production.hpp).")
+      .def_property_readonly("forgetting", &Kernel<T>::forgetting, "The forgetting factor gamma (1: none).")
+      .def("update_ragged", &Kernel<T>::update_ragged, py::arg("x"), py::arg("r"), py::arg("offsets"),
+           py::arg("mask") = py::none(),
+           "Apply rows offsets[b]..offsets[b+1]-1 of x (N, d), r (N,) to agent b, in order, in one call.")
+      .def("action_probabilities", &Kernel<T>::action_probabilities, py::arg("actions"),
+           py::arg("mask") = py::none(), py::arg("n_samples") = 1024, py::arg("ties_first") = false,
+           "Probability of each action for every agent, (B, K) float64 (production.hpp).")
       .def_property_readonly("config", &Kernel<T>::config, py::return_value_policy::copy)
       .def_property_readonly("theta", &Kernel<T>::theta, "theta used by the last act, (B, d) (a copy).");
 }
@@ -402,6 +504,8 @@ draw the same numbers and round them.
         return std::array<std::uint32_t, 4>{r.v[0], r.v[1], r.v[2], r.v[3]};
       },
       py::arg("counter"), py::arg("key"), "One Philox4x32-10 block (for known-answer tests).");
+  m.def("probability_key", &probability_key, py::arg("seed"), py::arg("step"), py::arg("stream_id"),
+        "Seed of the Philox stream that action_probabilities draws from for an agent at a step.");
   m.def("max_threads", &max_threads, "Threads the CPU kernels may use.");
   m.def("set_max_threads", &set_max_threads, py::arg("n"), "Limit the CPU kernels to n threads.");
   m.attr("MAX_VECTOR_LENGTH") = kMaxVectorLength;

@@ -396,7 +396,9 @@ def _load_linear(archive: _Archive, device: str | None) -> Any:
     cls = linear._CLASSES.get(meta["class"])
     if cls is None:
         raise archive.fail("class", f"unknown linear policy class {meta['class']!r:.60}")
-    hp = meta["hyperparameters"]
+    hp = dict(meta["hyperparameters"])
+    # Files written before forgetting existed hold no "forgetting": they forget nothing.
+    hp.setdefault("forgetting", 1.0)
     names = _linear_hyperparameter_names(cls)
     if set(hp) != names:
         extra, missing = sorted(set(hp) - names), sorted(names - set(hp))
@@ -415,6 +417,10 @@ def _load_linear(archive: _Archive, device: str | None) -> Any:
     shell._dim, shell._dtype = d, np.dtype(hp["dtype"])
     if cls._has_factor:
         shell._ensemble_size = _int_field(archive, hp, "ensemble_size", 1, _core.MAX_VECTOR_LENGTH)
+    try:  # forgetting < 1 adds the per-agent "updates" counters to the state
+        shell._forgetting = linear._check_forgetting(hp["forgetting"])
+    except (TypeError, ValueError) as exc:
+        raise archive.fail("forgetting", str(exc)) from None
     expected = {name: ((B, *shape), np.dtype(dt).newbyteorder("<"))
                 for name, (shape, dt) in cls._state_shapes(shell).items()}
     expected["prior_mean"] = ((d,), np.dtype("<f8"))
@@ -533,6 +539,14 @@ def _check_neural_sizes(archive: _Archive, hp: dict[str, Any]) -> None:
         if isinstance(v, int) and not isinstance(v, bool) and v > budget:
             raise archive.fail(name, f"{v} is larger than a file of {archive.size} bytes can hold")
     dim = hp.get("dim") if isinstance(hp.get("dim"), int) else 1
+    # A lower bound on the float32 elements the file must then hold: the buffer's inputs, rewards
+    # and perturbations, and the feature network's weight matrices.
+    cap = hp.get("buffer_capacity") if isinstance(hp.get("buffer_capacity"), int) else 1
+    index = hp.get("ensemble_size") if isinstance(hp.get("ensemble_size"), int) else 0
+    elements = cap * (dim + 1 + index)
+    if elements > budget:
+        raise archive.fail("buffer_capacity", f"a buffer of {cap} x ({dim} + 1 + {index}) floats is larger "
+                                              f"than a file of {archive.size} bytes can hold")
     for name in _NEURAL_WIDTHS:
         widths = hp.get(name)
         if widths is None:

@@ -189,6 +189,14 @@ def _available_bytes(device: str) -> int | None:
     return None
 
 
+def _check_forgetting(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"forgetting: expected a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise ValueError(f"forgetting: must be in (0, 1], got {value}")
+    return float(value)
+
+
 def _check_positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
@@ -226,6 +234,12 @@ class LinearPolicy:
         distinct ints for ``n_agents=B`` (default ``range(B)``). An agent's random draws are a
         function of (seed, stream id) only, so it makes the same decisions alone or at any
         position of any batch.
+    forgetting : float, default 1.0
+        Forgetting factor gamma in (0, 1]: each observation first decays the posterior toward
+        the prior, P <- gamma P + (1 - gamma**d) r_k r_k^T with the prior P_0 = sum_k r_k r_k^T
+        re-added one direction per observation (k cycles through 0, ..., d-1), then adds
+        x x^T / eta^2; b and the ensemble factor scale to match (see ``docs/design.md``,
+        "Forgetting"). 1.0 is no forgetting, bit for bit. CPU only.
     """
 
     _policy: ClassVar[str] = ""
@@ -240,15 +254,19 @@ class LinearPolicy:
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
+        forgetting: float = 1.0,
     ) -> None:
         self._dim = _check_int(dim, "dim", 1, _core.MAX_VECTOR_LENGTH + 1)
+        self._forgetting = _check_forgetting(forgetting)
         self._noise_std = _check_positive(noise_std, "noise_std")
         self._single = n_agents is None
         self._n_agents = 1 if n_agents is None else _check_int(n_agents, "n_agents", 1, 2**32)
         self._device = check_device(device)
+        if self._device != "cpu" and self._forgetting < 1.0:
+            raise NotImplementedError("forgetting: forgetting < 1 runs on the CPU only (device='cpu')")
         self._dtype = check_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
@@ -340,6 +358,9 @@ class LinearPolicy:
             shapes["factor"] = ((d, self._ensemble_size), self._dtype)
         shapes["steps"] = ((), np.dtype(np.uint64))
         shapes["stream_ids"] = ((), np.dtype(np.uint64))
+        if self._forgetting < 1.0:
+            # Observations applied per agent: picks the prior direction each one refreshes.
+            shapes["updates"] = ((), np.dtype(np.uint64))
         return shapes
 
     def _check_fits(self, capacity: int) -> str:
@@ -368,6 +389,8 @@ class LinearPolicy:
         """Writes the prior state of agents first, ..., B-1 (in the compiled core)."""
         p = self._prior
         self._kernel.initialize(p["prec"], p["mean"], p["root"], p["diagonal"], first)
+        if "updates" in self._buffers:
+            self._buffers["updates"][first : self._n_agents] = 0
 
     def _set_state(self, state: dict[str, Any]) -> None:
         # Construction from arrays (load): exact shapes, converted once to the agent's dtype.
@@ -392,6 +415,10 @@ class LinearPolicy:
         self._prec, self._mean, self._steps, self._stream_ids = v["prec"], v["mean"], v["steps"], v["stream_ids"]
         self._factor = v.get("factor")
         self._kernel = self._make_kernel()
+        if self._forgetting < 1.0:
+            R = self._prior["root"]
+            dirs = np.ascontiguousarray(R.T)  # row k = column k of R: P_0 = sum_k r_k r_k^T
+            self._kernel.set_forgetting(self._forgetting, dirs, dirs @ self._prior_mean, v["updates"])
         # Single CPU agents call the kernel directly: it converts dtype, byte order and layout.
         self._fast = self._single and self._device == "cpu"
 
@@ -522,7 +549,8 @@ class LinearPolicy:
         return self._out(self._prec.astype(self._dtype))
 
     # ---- acting and learning -----------------------------------------------------------
-    def act(self, actions: Any, mask: Any = None) -> Any:
+    def act(self, actions: Any, mask: Any = None, *, return_probability: bool = False,
+            n_samples: int = 1024) -> Any:
         """Choose an action from a finite set.
 
         Parameters
@@ -532,12 +560,28 @@ class LinearPolicy:
             Passing a C-contiguous array of the agent's dtype on its device avoids a copy.
         mask : array_like of bool, optional
             Available actions: (K,) or (B, K). Every agent needs at least one.
+        return_probability : bool, default False
+            Also return the probability, under the policy that acted, of the chosen action
+            (for logging propensities): :meth:`action_probabilities` with ``ties="first"``
+            evaluated on the state before acting. It draws from a separate stream, so the
+            action chosen is the same with or without it.
+        n_samples : int, default 1024
+            Posterior draws of that estimate (used with ``return_probability`` only).
 
         Returns
         -------
         int or array of int64
             The chosen index (single agent) or one index per agent, shape (B,).
+        float or array of float64
+            With ``return_probability``: the chosen action's probability, a float or (B,).
         """
+        if return_probability:
+            probs = self.action_probabilities(actions, mask, n_samples=n_samples, ties="first")
+            chosen = self.act(actions, mask)
+            if self._single:
+                return chosen, float(probs[chosen])
+            idx = to_numpy(chosen)
+            return chosen, probs[np.arange(idx.shape[0]), idx]
         if self._fast and mask is None and type(actions) is np.ndarray:
             # The kernel converts dtype, byte order and layout itself (one visible copy).
             return int(self._kernel.act1(actions, None))
@@ -546,6 +590,109 @@ class LinearPolicy:
         if self._single:
             return int(self._kernel.act1(X, m))
         return _in_library_of(self._kernel.act(X, m), actions)
+
+    def action_probabilities(self, actions: Any, mask: Any = None, *, n_samples: int = 1024,
+                             ties: str = "split") -> np.ndarray:
+        """Probability that each agent's policy picks each action now.
+
+        Parameters
+        ----------
+        actions : array_like
+            Action features (K, d), or (B, K, d) one set per agent.
+        mask : array_like of bool, optional
+            Available actions (K,) or (B, K); masked actions get probability 0.
+        n_samples : int, default 1024
+            Posterior draws per agent (Ensemble++ and Thompson sampling).
+        ties : {"split", "first"}, default "split"
+            Exactly tied best actions share the probability evenly, or all of it goes to the
+            lowest index, as :meth:`act` breaks ties.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64, shape (K,) for a single agent or (B, K); every row sums to 1.
+
+        Notes
+        -----
+        Ensemble++ and exact Thompson sampling: the fraction of ``n_samples`` posterior draws
+        under which the action scores highest, computed in one compiled pass per agent. An entry
+        p has Monte Carlo standard error ``sqrt(p (1 - p) / n_samples)`` (at most
+        ``0.5 / sqrt(n_samples)``, 0.016 for 1024 draws); draws are independent, so the entries
+        of a row are a multinomial frequency vector. Ensemble sampling is exact (the fraction of
+        its M models that pick the action), greedy and LinUCB are exact one-hot vectors.
+
+        The draws come from a stream of their own, keyed by (seed, the agent's stream id, the
+        agent's current step) with a domain constant (``probability_key`` in
+        ``cpp/include/ensemblepp/production.hpp``): the agent's own counter is neither used nor
+        advanced, so estimating probabilities never changes what the agent does, the same state
+        gives the same estimate, and an agent gets the same estimate alone or in any batch.
+        """
+        if ties not in ("split", "first"):
+            raise ValueError(f"ties: expected 'split' or 'first', got {ties!r}")
+        n = _check_int(n_samples, "n_samples", 1, 2**48 + 1)
+        if self._device != "cpu":
+            raise NotImplementedError("action_probabilities: runs on the CPU only for now (device='cpu')")
+        X = self._actions_in(actions)
+        m = None if mask is None else self._mask_in(mask, X)
+        out = self._kernel.action_probabilities(X, m, n, ties == "first")
+        return out[0] if self._single else out
+
+    def warm_start(self, x: Any, r: Any, offsets: Any = None, mask: Any = None) -> None:
+        """Learn from logged rows of many agents in one compiled call (a ragged update).
+
+        Parameters
+        ----------
+        x : array_like
+            Features (N, d) of all logged rows, grouped by agent: the rows of agent b are
+            ``offsets[b]:offsets[b + 1]``, applied in order (build ``offsets`` from per-agent
+            row counts with ``np.concatenate([[0], np.cumsum(counts)])``, or from a sorted agent
+            index with ``np.searchsorted(index, np.arange(B + 1))``).
+        r : array_like
+            Rewards (N,).
+        offsets : array_like of int, shape (B + 1,)
+            Row boundaries: ``offsets[0] == 0``, non-decreasing, ``offsets[B] == N``. Not
+            needed for a single agent (all rows are its own).
+        mask : array_like of bool, optional
+            (N,), False for rows to skip.
+
+        Notes
+        -----
+        Equivalent to applying each agent's rows one by one with :meth:`update` (the same
+        random draws, bit for bit), but agents run in parallel threads. Every row, the offsets
+        and the agents' random streams are checked before anything changes: bad input raises
+        ``ValueError`` naming the argument and leaves every agent as it was.
+        """
+        if self._device != "cpu":
+            raise NotImplementedError("warm_start: runs on the CPU only for now (device='cpu')")
+        X = self._array_in(x, "x")
+        R = self._array_in(r, "r")
+        if X.ndim != 2 or X.shape[1] != self._dim:
+            raise ValueError(f"x: expected shape (N, {self._dim}), got {tuple(X.shape)}")
+        if R.shape != (X.shape[0],):
+            raise ValueError(f"r: expected shape ({X.shape[0]},), got {tuple(R.shape)}")
+        if offsets is None:
+            if not self._single:
+                raise ValueError("offsets: batched agents need offsets (B + 1,) grouping the rows")
+            offsets = np.array([0, X.shape[0]], dtype=np.int64)
+        off = to_numpy(offsets)
+        if off.dtype.kind not in "iu":
+            raise TypeError(f"offsets: expected an integer array, got dtype {off.dtype}")
+        if off.shape != (self._n_agents + 1,):
+            raise ValueError(f"offsets: expected shape ({self._n_agents + 1},), got {off.shape}")
+        if off.dtype.kind == "u" and off.size and int(off.max()) > np.iinfo(np.int64).max:
+            raise ValueError("offsets: values out of range")
+        off = np.ascontiguousarray(off, dtype=np.int64)
+        M = None
+        if mask is not None:
+            M = self._array_in(mask, "mask", dtype=bool)
+            if M.shape != (X.shape[0],):
+                raise ValueError(f"mask: expected shape ({X.shape[0]},), got {tuple(M.shape)}")
+        self._kernel.update_ragged(X, R, off, M)
+
+    @property
+    def forgetting(self) -> float:
+        """Forgetting factor gamma in (0, 1] (1: no forgetting)."""
+        return self._forgetting
 
     def _actions_in(self, actions: Any) -> Any:
         X = self._array_in(actions, "actions")
@@ -652,6 +799,7 @@ class LinearPolicy:
             "n_agents": self.n_agents,
             "dtype": self._dtype.name,
             "seed": self._seed,
+            "forgetting": self._forgetting,
         }
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
@@ -720,7 +868,7 @@ class LinearEnsemble(_FactorPolicy):
         Feature dimension d.
     ensemble_size : int, default 16
         Number M of ensemble directions.
-    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed, stream_ids
+    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed, stream_ids, forgetting
         See :class:`LinearPolicy`.
     reference : str, default "gaussian"
         Distribution of zeta (reference scale, E[zeta zeta^T] = I).
@@ -756,9 +904,10 @@ class LinearEnsemble(_FactorPolicy):
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
+        forgetting: float = 1.0,
     ) -> None:
         self._set_ensemble_size(ensemble_size)
         distribution_code(reference, "reference")
@@ -767,7 +916,7 @@ class LinearEnsemble(_FactorPolicy):
         self._reference_sparsity = check_sparsity(reference_sparsity, self._ensemble_size, "reference_sparsity")
         self._perturbation_sparsity = check_sparsity(perturbation_sparsity, self._ensemble_size, "perturbation_sparsity")
         super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
-                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids)
+                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids, forgetting=forgetting)
 
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "reference": distribution_code(self._reference),
@@ -806,7 +955,7 @@ class LinearEnsembleSampling(_FactorPolicy):
         Feature dimension d.
     ensemble_size : int, default 16
         Number M of models.
-    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed, stream_ids
+    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed, stream_ids, forgetting
         See :class:`LinearPolicy`.
     """
 
@@ -822,13 +971,14 @@ class LinearEnsembleSampling(_FactorPolicy):
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
+        forgetting: float = 1.0,
     ) -> None:
         self._set_ensemble_size(ensemble_size)
         super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
-                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids)
+                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids, forgetting=forgetting)
 
     @property
     def models(self) -> Any:
@@ -845,7 +995,7 @@ class LinUCB(LinearPolicy):
         Feature dimension d.
     alpha : float, default 1.0
         Width of the confidence bonus.
-    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed, stream_ids
+    prior_var, noise_std, prior_mean, n_agents, device, dtype, seed, stream_ids, forgetting
         See :class:`LinearPolicy`.
     """
 
@@ -861,9 +1011,10 @@ class LinUCB(LinearPolicy):
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
+        forgetting: float = 1.0,
     ) -> None:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or not (
             math.isfinite(alpha) and alpha >= 0
@@ -871,7 +1022,7 @@ class LinUCB(LinearPolicy):
             raise ValueError(f"alpha: must be a finite number >= 0, got {alpha!r}")
         self._alpha = float(alpha)
         super().__init__(dim, prior_var=prior_var, noise_std=noise_std, prior_mean=prior_mean, n_agents=n_agents,
-                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids)
+                         device=device, dtype=dtype, seed=seed, stream_ids=stream_ids, forgetting=forgetting)
 
     @property
     def alpha(self) -> float:

@@ -29,13 +29,12 @@ overall rate by a Beta prior worth 200 impressions, cross-fitted on two folds
 own click never enters its prediction.
 
 Action probabilities of the learned policies go through one function,
-:func:`action_probabilities`. When the agent has an ``action_probabilities``
-method (issue 12, item 1) it is used; until then greedy is exact (one-hot on
-the best mean; ties go to the first index, as ``act`` breaks them, so that the
-policy evaluated is the one that acted) and Thompson-type agents are estimated by
-Monte Carlo: ``n_samples`` posterior draws from a *copy* of the agent (a
-batched clone with its own seed), so the acting agent's random stream is never
-advanced. Each probability then has Monte Carlo standard error at most
+:func:`action_probabilities`: the agents' own ``action_probabilities`` (issue
+12, item 1) with ties going to the first index, as ``act`` breaks them, so that
+the policy evaluated is the one that acted. Greedy and LinUCB are exact;
+Thompson-type agents are estimated from ``n_samples`` posterior draws of a
+separate random stream, so the acting agent's stream is never advanced. Each
+probability then has Monte Carlo standard error at most
 ``sqrt(p (1 - p) / n_samples)``.
 """
 
@@ -52,7 +51,7 @@ import numpy as np
 
 from .. import ope
 from ..datasets import OBD_CAMPAIGNS, BanditLog, OBDFeatures, load_obd, obd_features
-from ..linear import LinearEnsemble, LinearGreedy, LinearPolicy, LinearTS, LinUCB
+from ..linear import LinearEnsemble, LinearEnsembleSampling, LinearGreedy, LinearPolicy, LinearTS, LinUCB
 from .presets import PresetContext
 from .runner import ConfigError
 
@@ -72,47 +71,24 @@ NOISE_STD = 0.1
 # ---- action probabilities ---------------------------------------------------------------
 
 
-def _posterior_clone(agent: LinearPolicy, n_samples: int, seed: int) -> LinearPolicy:
-    """``n_samples`` copies of a single CPU agent's state as one batched agent with another seed.
-
-    Agent ``b`` of the clone draws from its own stream (seed, stream id b), so one ``act``
-    of the clone gives ``n_samples`` independent posterior draws, each scored
-    on the actions, and the original agent's stream is untouched.
-    """
-    # Private state access, kept to this one function until the agents gain
-    # action_probabilities (issue 12 item 1).
-    hp = dict(agent._hyperparameters())
-    hp.update(n_agents=n_samples, seed=seed, stream_ids=np.arange(n_samples, dtype=np.uint64))
-    # Distinct stream ids (0 .. n_samples - 1 under the clone's own seed): independent draws.
-    state = {k: np.repeat(np.asarray(v), n_samples, axis=0) for k, v in agent._state_arrays().items()
-             if k != "stream_ids"}
-    return type(agent)._from_state(state, prior_var=agent._prior_cov, prior_mean=agent._prior_mean, **hp)
-
-
-def _one_hot_best(scores: np.ndarray) -> np.ndarray:
-    # The kernels' act() keeps the first of tied maxima (a greedy agent whose mean
-    # is still zero plays item 0 every time), so the evaluated policy does too.
-    out = np.zeros(scores.shape[0])
-    out[int(np.argmax(scores))] = 1.0
-    return out
-
-
 class ActionProbabilities:
     """The probability that an agent's current policy picks each action.
+
+    A thin wrapper of :meth:`~ensemblepp.linear.LinearPolicy.action_probabilities`
+    with ``ties="first"`` (the policy evaluated is the one that acted: ``act``
+    keeps the first of tied maxima, so an untrained greedy agent plays item 0).
 
     Parameters
     ----------
     agent : LinearPolicy
         A single (unbatched) CPU agent.
     n_samples : int, default 256
-        Posterior draws per call for the Monte Carlo estimate.
+        Posterior draws per call (Ensemble++ and Thompson sampling; greedy,
+        LinUCB and ensemble sampling are exact).
     seed : int, default 0
-        Seeds the clones (together with the number of refreshes so far).
-
-    Notes
-    -----
-    Call :meth:`refresh` after the agent learns; the clone is rebuilt lazily
-    from the new state on the next call.
+        Kept for the preset's interface; the draws come from the agent's own
+        probability stream (keyed by its seed, stream id and step), so they
+        never advance the stream the agent acts with.
     """
 
     def __init__(self, agent: LinearPolicy, n_samples: int = 256, seed: int = 0) -> None:
@@ -123,43 +99,24 @@ class ActionProbabilities:
         self.agent = agent
         self.n_samples = int(n_samples)
         self.seed = int(seed)
-        self._clone: LinearPolicy | None = None
-        self._refreshes = 0
-        self.native = callable(getattr(agent, "action_probabilities", None))
-        self.method = ("agent.action_probabilities" if self.native else
-                       "exact" if isinstance(agent, (LinearGreedy, LinUCB)) else f"monte-carlo ({n_samples} draws)")
+        exact = isinstance(agent, (LinearGreedy, LinUCB, LinearEnsembleSampling))
+        self.method = "exact" if exact else f"monte-carlo ({n_samples} draws)"
 
     def refresh(self) -> None:
-        """Forget the clone: the agent's state changed."""
-        if self._clone is not None:
-            self._clone = None
-            self._refreshes += 1
+        """Nothing to do: every call reads the agent's current state."""
 
     def __call__(self, actions: np.ndarray) -> np.ndarray:
         """Probabilities ``(K,)`` of the actions ``(K, d)``."""
         X = np.asarray(actions, dtype=np.float64)
-        if self.native:
-            return np.asarray(self.agent.action_probabilities(X, n_samples=self.n_samples), dtype=np.float64)
-        if isinstance(self.agent, LinearGreedy):
-            return _one_hot_best(X @ np.asarray(self.agent.mean))
-        if isinstance(self.agent, LinUCB):
-            sigma = np.asarray(self.agent.covariance)
-            bonus = self.agent.alpha * np.sqrt(np.maximum(np.einsum("kd,de,ke->k", X, sigma, X), 0.0))
-            return _one_hot_best(X @ np.asarray(self.agent.mean) + bonus)
-        if self._clone is None:
-            seed = int(np.random.SeedSequence([self.seed, self._refreshes]).generate_state(1, np.uint64)[0])
-            self._clone = _posterior_clone(self.agent, self.n_samples, seed)
-        chosen = np.asarray(self._clone.act(X))
-        return np.bincount(chosen, minlength=X.shape[0]) / self.n_samples
+        return self.agent.action_probabilities(X, n_samples=self.n_samples, ties="first")
 
 
 def action_probabilities(agent: LinearPolicy, actions: Any, *, n_samples: int = 256, seed: int = 0) -> np.ndarray:
     """Probability that ``agent`` picks each of ``actions`` (K, d) now: ``(K,)``.
 
-    Uses ``agent.action_probabilities`` when the agent has it; otherwise exact
-    for greedy and LinUCB and a Monte Carlo estimate from ``n_samples``
-    posterior draws of a copy of the agent (never advancing the agent's own
-    random stream). See :class:`ActionProbabilities` for repeated calls.
+    :meth:`~ensemblepp.linear.LinearPolicy.action_probabilities` with ties
+    going to the first index, as ``act`` breaks them. Monte Carlo entries have
+    standard error ``sqrt(p (1 - p) / n_samples)``.
     """
     return ActionProbabilities(agent, n_samples, seed)(actions)
 

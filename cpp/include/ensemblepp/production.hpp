@@ -1,0 +1,132 @@
+/// @file production.hpp
+/// The production loop of the linear policies (issue 12): action probabilities estimated from
+/// many posterior draws in one pass, ragged warm starts of many agents from logged rows, and
+/// exponential forgetting toward the prior.
+///
+/// Forgetting with factor gamma in (0, 1), refresh weight w = 1 - gamma^d, and the prior
+/// written as P_0 = R R^T = sum_k r_k r_k^T (r_k the columns of the prior root R of linear.hpp),
+/// the t-th observation (t = 0, 1, ...) of an agent with k = t mod d gives the posterior
+///
+///   P <- gamma P + w r_k r_k^T + x x^T / eta^2
+///   b <- gamma b + w (r_k . mu_0) r_k + x r / eta^2          (b = P mu, mu = P^-1 b)
+///   F <- sqrt(gamma) F + sqrt(w) r_k z'^T + x z^T / eta      (both factor policies)
+///
+/// with z' a fresh draw (Ensemble++: the perturbation distribution; ensemble sampling: standard
+/// normal), drawn before the observation's own z, one step earlier on the agent's stream. On the
+/// state (U, mu, F) of linear.hpp this is: U <- sqrt(gamma) U (mu is unchanged: P and b both
+/// scale by gamma), then the prior refresh as a pseudo-observation with features sqrt(w) r_k,
+/// reward sqrt(w) (r_k . mu_0) and unit noise (observe() in feedback form), then the observation.
+///
+/// Why this form: plain exponential forgetting (gamma P + x x^T) lets the prior decay as well, so
+/// in directions no action excites the covariance grows like gamma^-t without bound; forgetting
+/// toward the prior, gamma P + (1 - gamma) P_0, stays bounded but adds a full-rank matrix,
+/// O(d^3) per step on a Cholesky factor. Adding the prior back one direction per step costs one
+/// more rank-one update, O(d^2); each direction is restored every d steps with the weight that
+/// makes its coefficient exactly 1 right after its refresh, so once every direction has been
+/// refreshed, gamma^(d-1) P_0 <= P - (data terms) <= P_0 (P_0 = sum r_k r_k^T, so coefficients
+/// in [gamma^(d-1), 1] bound the sum in the PSD order): the covariance never exceeds
+/// Sigma_0 / gamma^(d-1). gamma = 1 skips all of this and is bit for bit the plain update.
+///
+/// The second moments hold exactly in expectation: E[F F^T] = P (E[z z^T] has unit trace and the
+/// draws are independent, so sqrt(gamma) on F is gamma on F F^T), which keeps E[A A^T] = Sigma
+/// for Ensemble++ and the models' covariance Sigma for ensemble sampling.
+#pragma once
+
+#include <cstdint>
+
+#include "ensemblepp/batch.hpp"
+#include "ensemblepp/linear.hpp"
+
+namespace ensemblepp {
+
+/// Forgetting of a batch (see the file comment). Null pointer / gamma = 1: no forgetting.
+struct Forgetting {
+  double gamma;            ///< forgetting factor in (0, 1]
+  const double* dirs;      ///< (d, d): row k is the refresh direction r_k (column k of R)
+  const double* targets;   ///< (d): r_k . mu_0
+  std::uint64_t* updates;  ///< (B): observations each agent has applied (picks k)
+};
+
+/// Random vectors an observation draws: 1 for the factor policies, 2 with forgetting; 0 else.
+inline std::uint64_t draws_per_observation(const LinearConfig& c, const Forgetting* f) {
+  if (!has_factor(c.policy)) return 0;
+  return (f && f->gamma < 1.0) ? 2 : 1;
+}
+
+/// Applies the forgetting step of agent @p s (its counter value @p t picks the direction),
+/// then the observation (x, r) by observe() of linear.hpp. O(d^2 + dM).
+/// Precondition: check_observation(c, x, r) == 0.
+template <class T>
+void observe_forgetting(const LinearConfig& c, const Forgetting& f, const AgentState<T>& s,
+                        std::uint64_t* updates, const T* x, T r, T* scratch) {
+  const int d = c.dim, M = c.ensemble_size;
+  const int k = static_cast<int>(*updates % static_cast<std::uint64_t>(d));
+  const double g = f.gamma, w = 1.0 - std::pow(g, d);
+  const T sg = static_cast<T>(std::sqrt(g)), sw = static_cast<T>(std::sqrt(w));
+  const double* rk = f.dirs + long(k) * d;
+  for (int i = 0; i < d; ++i) {
+    T* row = s.prec + long(i) * d;
+    for (int j = i; j < d; ++j) row[j] *= sg;
+  }
+  if (has_factor(c.policy)) {
+    T* z = scratch;
+    const Stream st{c.seed, (*s.step)++, s.stream};
+    if (c.policy == Policy::ensemble_sampling)
+      draw<T>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, z);
+    else
+      draw<T>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, z);
+    for (int i = 0; i < d; ++i) {
+      T* row = s.factor + long(i) * M;
+      const T ri = sw * static_cast<T>(rk[i]);
+      for (int m = 0; m < M; ++m) row[m] = sg * row[m] + ri * z[m];
+    }
+  }
+  // The prior refresh: a pseudo-observation (sqrt(w) r_k, sqrt(w) r_k . mu_0) with unit noise,
+  // applied to U and mu only (observe() of a greedy configuration touches no factor or counter).
+  LinearConfig pseudo = c;
+  pseudo.policy = Policy::greedy;
+  pseudo.noise_std = 1.0;
+  T* v = scratch + 2 * d + 2;  // observe() uses scratch[0, 2d) for its own vectors
+  for (int i = 0; i < d; ++i) v[i] = sw * static_cast<T>(rk[i]);
+  observe(pseudo, s, v, static_cast<T>(std::sqrt(w) * f.targets[k]), scratch);
+  observe(c, s, x, r, scratch);
+  ++*updates;
+}
+
+/// Applies logged rows to B agents in one call: rows offsets[b], ..., offsets[b+1]-1 of x (N, d)
+/// and r (N) belong to agent b, in order (offsets (B+1), offsets[0] = 0, non-decreasing,
+/// offsets[B] = N); rows with mask[i] = 0 are skipped (mask may be null). With @p forget (may
+/// be null) the agents forget as in the file comment. Everything (offsets, every row, the
+/// agents' random streams) is checked before any state changes; agents run in parallel.
+template <class T>
+void update_ragged(const LinearConfig& c, const BatchState<T>& s, const Forgetting* forget,
+                   const T* x, const T* r, const std::uint8_t* mask, const std::int64_t* offsets,
+                   long n_rows);
+
+/// Probability that each agent's policy picks each action (B, K) in double, written to @p out.
+///
+/// Ensemble++ and Thompson sampling: the fraction of @p n_samples posterior draws under which
+/// the action scores highest. The draws of agent b come from the Philox stream keyed by
+/// probability_key(seed, step_b, id_b) -- not the agent's own stream, whose counter is neither
+/// read past nor advanced -- so estimating never changes what the agent does, and the same
+/// state gives the same estimate. Ensemble sampling: exact, the fraction of its M models under
+/// which the action is best (n_samples unused). Greedy and LinUCB: exact one-hot on the action
+/// act() scores highest. Ties: split evenly among the tied actions (@p ties_first = false) or
+/// all to the lowest index, as act() breaks them. Masked actions get 0.
+template <class T>
+void action_probabilities(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& a,
+                          long n_samples, bool ties_first, double* out);
+
+/// Key (64 bits) of the probability draws of an agent at step @p step: one Philox block of the
+/// counter (step, id) under the seed with a fixed domain constant xor-ed into the key. The
+/// draws for sample i then use Stream{key, i, id}. They meet an acting draw only if the derived
+/// key equals some agent's seed (chance 2^-64 per pair of keys).
+EPP_HD std::uint64_t probability_key(std::uint64_t seed, std::uint64_t step, std::uint64_t id) {
+  Block4 ctr{{static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
+              static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id >> 32)}};
+  const Block4 h = philox4x32_10(ctr, static_cast<std::uint32_t>(seed) ^ 0x70726F62u /* "prob" */,
+                                 static_cast<std::uint32_t>(seed >> 32) ^ 0x61626C65u /* "able" */);
+  return (static_cast<std::uint64_t>(h.v[1]) << 32) | h.v[0];
+}
+
+}  // namespace ensemblepp

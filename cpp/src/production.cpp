@@ -1,0 +1,296 @@
+// Production-loop drivers (see ensemblepp/production.hpp): ragged warm starts with optional
+// forgetting, and action probabilities from many posterior draws. Parallel over agents.
+#include "ensemblepp/production.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace ensemblepp {
+
+namespace {
+
+// As in batch.cpp: calls below ~0.1 ms of work stay on one thread (waking OpenMP workers on a
+// virtual machine can cost more than the work).
+constexpr double kParallelWork = 5e5;
+
+int threads_for(double work) {
+  if (work < kParallelWork) return 1;
+  return std::max(1, std::min(max_threads(), static_cast<int>(work / kParallelWork)));
+}
+
+// Agents [0, n) in contiguous ranges; with weights (prefix sums, n + 1 entries) the ranges
+// carry about equal work, so one agent with many rows does not hold up the rest.
+template <class F>
+void parallel_agents(long n, int nt, const std::int64_t* prefix, F&& body) {
+  if (nt <= 1 || n <= 1) {
+    body(0L, n);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    int t = 0, count = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    count = omp_get_num_threads();
+#endif
+    long lo = n * t / count, hi = n * (t + 1) / count;
+    if (prefix) {
+      const double total = static_cast<double>(prefix[n] - prefix[0]);
+      auto split = [&](int j) {
+        if (j == 0) return 0L;
+        if (j == count) return n;
+        const std::int64_t want = prefix[0] + static_cast<std::int64_t>(total * j / count);
+        return static_cast<long>(std::lower_bound(prefix, prefix + n + 1, want) - prefix);
+      };
+      lo = split(t);
+      hi = split(t + 1);
+    }
+    body(lo, hi);
+  }
+}
+
+template <class T>
+std::vector<T>& scratch(int slot, size_t n) {
+  thread_local std::vector<T> buffers[3];
+  std::vector<T>& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  return b;
+}
+
+[[noreturn]] void bad_row(const LinearConfig& c, int what, long agent, bool single_float) {
+  (void)c;
+  const std::string range = single_float ? "2**38 for float32)" : "2**480)";
+  if (what == 1)
+    throw std::invalid_argument("r: reward of agent " + std::to_string(agent) +
+                                " is NaN, infinite or beyond the representable range (|r| / noise_std > " + range);
+  throw std::invalid_argument("x: features of agent " + std::to_string(agent) +
+                              " are NaN, infinite or beyond the representable range (|x| / noise_std > " + range);
+}
+
+}  // namespace
+
+template <class T>
+void update_ragged(const LinearConfig& c, const BatchState<T>& s, const Forgetting* forget,
+                   const T* x, const T* r, const std::uint8_t* mask, const std::int64_t* offsets,
+                   long n_rows) {
+  const long B = s.n_agents, d = c.dim;
+  if (offsets[0] != 0) throw std::invalid_argument("offsets: offsets[0] must be 0");
+  for (long b = 0; b < B; ++b)
+    if (offsets[b + 1] < offsets[b])
+      throw std::invalid_argument("offsets: must be non-decreasing (agent " + std::to_string(b) + ")");
+  if (offsets[B] != n_rows)
+    throw std::invalid_argument("offsets: offsets[-1] must equal the number of rows " + std::to_string(n_rows) +
+                                ", got " + std::to_string(offsets[B]));
+  const bool forgets = forget && forget->gamma < 1.0;
+  const std::uint64_t per_row = draws_per_observation(c, forget);
+  for (long b = 0; b < B; ++b) {
+    std::uint64_t rows = 0;
+    for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i) {
+      if (mask && !mask[i]) continue;
+      ++rows;
+      const int bad = check_observation(c, x + i * d, r[i]);
+      if (bad) bad_row(c, bad, b, sizeof(T) == 4);
+    }
+    if (per_row && (s.steps[b] >= kMaxSteps || (kMaxSteps - s.steps[b]) / per_row < rows))
+      throw std::invalid_argument("steps: agent " + std::to_string(b) +
+                                  " has used up its random stream (2**48 draws)");
+  }
+  const double work = double(n_rows) * d * (d + c.ensemble_size) + double(B) * d * d;
+  parallel_agents(B, threads_for(work), offsets, [&](long lo, long hi) {
+    T* buf = scratch<T>(0, scratch_size(c)).data();
+    for (long b = lo; b < hi; ++b) {
+      const AgentState<T> st = s.agent(c, b);
+      for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i) {
+        if (mask && !mask[i]) continue;
+        if (forgets)
+          observe_forgetting(c, *forget, st, forget->updates + b, x + i * d, r[i], buf);
+        else
+          observe(c, st, x + i * d, r[i], buf);
+      }
+    }
+  });
+}
+
+namespace {
+
+// Adds the probability mass of one scored draw to acc (K): 1 to the best available action,
+// or 1 / (number tied) to each of the tied best ones. Returns false on a non-finite score.
+template <class T>
+bool vote(const T* scores, long K, const std::uint8_t* mask, bool ties_first, double weight, double* acc) {
+  long best = -1, tied = 0;
+  T top = T(0);
+  for (long k = 0; k < K; ++k) {
+    if (mask && !mask[k]) continue;
+    const T v = scores[k];
+    if (!std::isfinite(v)) return false;
+    if (best < 0 || v > top) {
+      best = k;
+      top = v;
+      tied = 1;
+    } else if (v == top) {
+      ++tied;
+    }
+  }
+  if (ties_first || tied == 1) {
+    acc[best] += weight;
+    return true;
+  }
+  const double share = weight / static_cast<double>(tied);
+  for (long k = best; k < K; ++k)
+    if ((!mask || mask[k]) && scores[k] == top) acc[k] += share;
+  return true;
+}
+
+// Probabilities of one agent, written to out (K). Returns 0, or 1 for a non-finite state and 2
+// for a non-finite score.
+template <class T>
+int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* X, long K,
+                        const std::uint8_t* mask, long n_samples, bool ties_first, double* out) {
+  const int d = c.dim, M = c.ensemble_size;
+  std::fill(out, out + K, 0.0);
+  // Masked actions may hold anything (act() ignores them too): score zeros in their place.
+  // Available ones must be finite.
+  RowMatrix<T> masked;
+  for (long k = 0; k < K; ++k) {
+    if (mask && !mask[k]) continue;
+    for (int i = 0; i < d; ++i)
+      if (!std::isfinite(X[k * d + i])) return 2;
+  }
+  if (mask) {
+    masked = ConstMatrixMap<T>(X, K, d);
+    for (long k = 0; k < K; ++k)
+      if (!mask[k]) masked.row(k).setZero();
+    X = masked.data();
+  }
+  std::vector<T>& sc = scratch<T>(1, static_cast<size_t>(K) * 256 + scratch_size(c) + d);
+  T* buf = sc.data();
+  if (c.policy == Policy::greedy || c.policy == Policy::ucb) {
+    T* theta = buf + K;
+    T* work = theta + d;
+    sample_theta(c, s, theta, work);  // the mean: no draw, the counter is untouched
+    for (int i = 0; i < d; ++i)
+      if (!std::isfinite(theta[i])) return 1;
+    ConstMatrixMap<T> Xm(X, K, d);
+    VectorMap<T> scores(buf, K);
+    scores.noalias() = Xm * ConstVectorMap<T>(theta, d);
+    if (c.policy == Policy::ucb) {
+      // The LinUCB bonus alpha |U^-T x| for all actions at once, as act() computes it.
+      Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose();
+      const auto U = ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>();
+      U.transpose().solveInPlace(Y);
+      const T alpha = static_cast<T>(c.alpha);
+      for (long k = 0; k < K; ++k) buf[k] += alpha * Y.col(k).norm();
+    }
+    return vote(buf, K, mask, ties_first, 1.0, out) ? 0 : 2;
+  }
+  // Scores are linear in the random vector: X theta = X mu + G v with v the draw, so G (K, n)
+  // and s0 = X mu (K) are formed once and each draw costs K n multiply-adds (n = M or d).
+  const auto U = ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>();
+  ConstMatrixMap<T> Xm(X, K, d);
+  using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+  ColMatrix Y = Xm.transpose();  // (d, K)
+  Vector<T> s0 = (Xm.template cast<double>() * Eigen::Map<const Vector<double>>(s.mean, d)).template cast<T>();
+  ColMatrix G;  // (K, n)
+  int n = 0;
+  if (c.policy == Policy::thompson) {
+    // theta = mu + U^-1 g: X theta = X mu + (X U^-1) g, and X U^-1 = (U^-T X^T)^T.
+    U.transpose().solveInPlace(Y);
+    G = Y.transpose();
+    n = d;
+  } else {
+    // Ensemble++ theta = mu + P^-1 F zeta; ensemble sampling theta_m = mu + P^-1 F e_m.
+    U.transpose().solveInPlace(Y);
+    U.solveInPlace(Y);  // Y = P^-1 X^T
+    G.noalias() = Y.transpose() * ConstMatrixMap<T>(s.factor, d, M);
+    n = M;
+  }
+  if (!G.allFinite() || !s0.allFinite()) return 1;
+  if (c.policy == Policy::ensemble_sampling) {
+    // Counts first, one division at the end: the row then sums to 1 up to a few ulps.
+    G.colwise() += s0;
+    for (int m = 0; m < M; ++m)
+      if (!vote(G.col(m).data(), K, mask, ties_first, 1.0, out)) return 2;
+    for (long k = 0; k < K; ++k) out[k] /= static_cast<double>(M);
+    return 0;
+  }
+  const std::uint64_t key = probability_key(c.seed, *s.step, s.stream);
+  constexpr long kChunk = 256;
+  ColMatrix V(n, std::min(kChunk, n_samples));
+  for (long i0 = 0; i0 < n_samples; i0 += kChunk) {
+    const long m = std::min(kChunk, n_samples - i0);
+    for (long j = 0; j < m; ++j) {
+      const Stream st{key, static_cast<std::uint64_t>(i0 + j), s.stream};
+      if (c.policy == Policy::thompson)
+        draw<T>(Distribution::gaussian, n, 1, std::sqrt(double(n)), st, V.col(j).data());
+      else
+        draw<T>(c.reference, n, c.reference_sparsity, std::sqrt(double(n)), st, V.col(j).data());
+    }
+    Eigen::Map<ColMatrix> Sm(buf, K, m);
+    Sm.noalias() = G * V.leftCols(m);
+    Sm.colwise() += s0;
+    for (long j = 0; j < m; ++j)
+      if (!vote(buf + j * K, K, mask, ties_first, 1.0, out)) return 2;
+  }
+  for (long k = 0; k < K; ++k) out[k] /= static_cast<double>(n_samples);
+  return 0;
+}
+
+}  // namespace
+
+template <class T>
+void action_probabilities(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& a,
+                          long n_samples, bool ties_first, double* out) {
+  const long B = s.n_agents, d = c.dim, K = a.n_actions;
+  if (K < 1) throw std::invalid_argument("actions: the action set is empty");
+  if (n_samples < 1 || static_cast<std::uint64_t>(n_samples) > kMaxSteps)
+    throw std::invalid_argument("n_samples: must be in [1, 2**48]");
+  if (a.mask) {
+    const long rows = a.mask_per_agent ? B : 1;
+    for (long b = 0; b < rows; ++b) {
+      const std::uint8_t* m = a.mask + b * K;
+      if (std::none_of(m, m + K, [](std::uint8_t v) { return v != 0; }))
+        throw std::invalid_argument("mask: every action of agent " + std::to_string(b) + " is masked out");
+    }
+  }
+  const bool sampled = c.policy == Policy::ensemble || c.policy == Policy::thompson;
+  const double per_agent = double(K) * d * d + (sampled ? double(n_samples) * K * std::max(c.ensemble_size, c.dim) : 0.0);
+  std::atomic<long> failed{-1};
+  std::atomic<int> reason{0};
+  parallel_agents(B, threads_for(per_agent * B), nullptr, [&](long lo, long hi) {
+    for (long b = lo; b < hi; ++b) {
+      const T* X = a.data + (a.per_agent ? b * K * d : 0);
+      const std::uint8_t* m = a.mask ? a.mask + (a.mask_per_agent ? b * K : 0) : nullptr;
+      const int bad = agent_probabilities(c, s.agent(c, b), X, K, m, n_samples, ties_first, out + b * K);
+      if (bad) {
+        long expected = -1;
+        if (failed.compare_exchange_strong(expected, b)) reason = bad;
+      }
+    }
+  });
+  if (failed >= 0) {
+    if (reason == 1)
+      throw std::invalid_argument("state: agent " + std::to_string(failed.load()) +
+                                  " has a NaN or infinite state (its posterior is not finite)");
+    throw std::invalid_argument("actions: contains NaN or infinite values");
+  }
+}
+
+#define EPP_INSTANTIATE(T)                                                                             \
+  template void update_ragged<T>(const LinearConfig&, const BatchState<T>&, const Forgetting*, const T*, \
+                                 const T*, const std::uint8_t*, const std::int64_t*, long);           \
+  template void action_probabilities<T>(const LinearConfig&, const BatchState<T>&, const ActionSet<T>&, \
+                                        long, bool, double*);
+EPP_INSTANTIATE(float)
+EPP_INSTANTIATE(double)
+#undef EPP_INSTANTIATE
+
+}  // namespace ensemblepp
