@@ -106,7 +106,7 @@ void update_ragged(const LinearConfig& c, const BatchState<T>& s, const Forgetti
   }
   const double work = double(n_rows) * d * (d + c.ensemble_size) + double(B) * d * d;
   parallel_agents(B, threads_for(work), offsets, [&](long lo, long hi) {
-    T* buf = scratch<T>(0, scratch_size(c)).data();
+    double* buf = scratch<double>(0, scratch_size(c)).data();
     for (long b = lo; b < hi; ++b) {
       const AgentState<T> st = s.agent(c, b);
       for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i) {
@@ -171,11 +171,11 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
       if (!mask[k]) masked.row(k).setZero();
     X = masked.data();
   }
-  std::vector<T>& sc = scratch<T>(1, static_cast<size_t>(K) * 256 + scratch_size(c) + d);
+  std::vector<T>& sc = scratch<T>(1, static_cast<size_t>(K) * 256 + d);
   T* buf = sc.data();
   if (c.policy == Policy::greedy || c.policy == Policy::ucb) {
     T* theta = buf + K;
-    T* work = theta + d;
+    double* work = scratch<double>(2, scratch_size(c)).data();
     sample_theta(c, s, theta, work);  // the mean: no draw, the counter is untouched
     for (int i = 0; i < d; ++i)
       if (!std::isfinite(theta[i])) return 1;
@@ -184,33 +184,34 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
     scores.noalias() = Xm * ConstVectorMap<T>(theta, d);
     if (c.policy == Policy::ucb) {
       // The LinUCB bonus alpha |U^-T x| for all actions at once, as act() computes it.
-      Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose();
-      const auto U = ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>();
+      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose().template cast<double>();
+      const auto U = ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>();
       U.transpose().solveInPlace(Y);
-      const T alpha = static_cast<T>(c.alpha);
-      for (long k = 0; k < K; ++k) buf[k] += alpha * Y.col(k).norm();
+      for (long k = 0; k < K; ++k)
+        buf[k] = static_cast<T>(static_cast<double>(buf[k]) + c.alpha * Y.col(k).norm());
     }
     return vote(buf, K, mask, ties_first, 1.0, out) ? 0 : 2;
   }
   // Scores are linear in the random vector: X theta = X mu + G v with v the draw, so G (K, n)
   // and s0 = X mu (K) are formed once and each draw costs K n multiply-adds (n = M or d).
-  const auto U = ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>();
+  const auto U = ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>();
   ConstMatrixMap<T> Xm(X, K, d);
   using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
-  ColMatrix Y = Xm.transpose();  // (d, K)
+  // The solves run in double, as the state's U; the scores are rounded to T as act()'s.
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose().template cast<double>();  // (d, K)
   Vector<T> s0 = (Xm.template cast<double>() * Eigen::Map<const Vector<double>>(s.mean, d)).template cast<T>();
   ColMatrix G;  // (K, n)
   int n = 0;
   if (c.policy == Policy::thompson) {
     // theta = mu + U^-1 g: X theta = X mu + (X U^-1) g, and X U^-1 = (U^-T X^T)^T.
     U.transpose().solveInPlace(Y);
-    G = Y.transpose();
+    G = Y.transpose().template cast<T>();
     n = d;
   } else {
     // Ensemble++ theta = mu + P^-1 F zeta; ensemble sampling theta_m = mu + P^-1 F e_m.
     U.transpose().solveInPlace(Y);
     U.solveInPlace(Y);  // Y = P^-1 X^T
-    G.noalias() = Y.transpose() * ConstMatrixMap<T>(s.factor, d, M);
+    G = (Y.transpose() * ConstMatrixMap<T>(s.factor, d, M).template cast<double>()).template cast<T>();
     n = M;
   }
   if (!G.allFinite() || !s0.allFinite()) return 1;
