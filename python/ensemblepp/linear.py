@@ -543,10 +543,10 @@ class LinearPolicy:
     def precision_factor(self) -> Any:
         """Upper Cholesky factor U of the posterior precision, P = U^T U; (d, d) or (B, d, d).
 
-        A copy in the agent's dtype, like :attr:`mean`; the state keeps U in float64 (see
-        ``_state_arrays()`` for the stored arrays).
+        A float64 copy whatever the agent's dtype: the state keeps U in float64 (docs/design.md,
+        state representation).
         """
-        return self._out(self._prec.astype(self._dtype))
+        return self._out(self._prec.copy())
 
     # ---- acting and learning -----------------------------------------------------------
     def act(self, actions: Any, mask: Any = None, *, return_probability: bool = False,
