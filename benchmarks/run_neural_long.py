@@ -28,11 +28,13 @@ import numpy as np
 import torch
 
 from ensemblepp.experiments import run_experiment
+from ensemblepp.experiments.results import Results
 from ensemblepp.experiments.presets import neural_agent_set
 
 
 def _slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    # "+" is spelled out so that Ensemble++ and Ensemble+ get different file names.
+    return re.sub(r"[^a-z0-9]+", "-", label.lower().replace("+", "p")).strip("-")
 
 
 def run(env: str, which: str, horizon: int, n_seeds: int, out: Path, only: list[str] | None) -> None:
@@ -57,16 +59,16 @@ def run(env: str, which: str, horizon: int, n_seeds: int, out: Path, only: list[
 def summary(out: Path) -> None:
     rows = []
     for path in sorted(out.glob("*.json")):
-        doc = json.loads(path.read_text())
-        cfg = doc["config"]
-        for lab in doc["agents"]:
-            reg = np.asarray(doc["regret"][lab])
-            final = reg.sum(axis=1)
-            T = reg.shape[1]
-            half = reg[:, T // 2:].sum(axis=1)
-            rows.append((cfg["environment"]["name"], path.stem.split("-")[-len(_slug(lab).split("-")) - 1], lab, T,
-                         len(final), final.mean(), final.std(ddof=1) / np.sqrt(len(final)), half.mean(),
-                         1e3 * doc["seconds_per_step"][lab] / len(final)))
+        res = Results.load(path)
+        for lab in res.agents:
+            cum = res.cumulative_regret(lab)
+            final = cum[:, -1]
+            T = cum.shape[1]
+            half = cum[:, -1] - cum[:, T // 2 - 1]
+            which = "tuned" if "-tuned-" in path.stem else "paper"
+            rows.append((res.config["environment"]["name"], which, lab, T, len(final), final.mean(),
+                         final.std(ddof=1) / np.sqrt(len(final)), half.mean(),
+                         1e3 * res.seconds_per_step[lab] / len(final)))
     print("| environment | set | agent | T | seeds | final regret | regret in the 2nd half | ms per seed-step |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for env, which, lab, T, n, m, se, half, ms in rows:

@@ -216,8 +216,8 @@ class Kernels {
   }
 
   /// init_kernel: the prior state of agents first, ..., B-1.
-  void initialize(const double* U0, const double* b0, const double* R, bool diagonal, long first) {
-    grid([&](HostCtx& ctx) { detail::init_grid(ctx, c_, s_, U0, b0, R, diagonal, first, smem()); });
+  void initialize(const double* U0, const double* mu0, const double* R, bool diagonal, long first) {
+    grid([&](HostCtx& ctx) { detail::init_grid(ctx, c_, s_, U0, mu0, R, diagonal, first, smem()); });
   }
 
   void sample(T* out, bool unit_norm) {
@@ -254,7 +254,7 @@ class Kernels {
 
  private:
   void grid(const std::function<void(HostCtx&)>& body) {
-    const T nan = std::numeric_limits<T>::quiet_NaN();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
     std::fill(work_.begin(), work_.end(), nan);
     const long blocks = s_.n_agents > 1 ? s_.n_agents - 1 : 1;
     for (long b = 0; b < blocks; ++b) {
@@ -273,15 +273,15 @@ class Kernels {
     for (long b = 0; b < blocks; ++b) block_.run(b, blocks, body);
   }
 
-  T* smem() { return global_ ? nullptr : vec_.data(); }
+  double* smem() { return global_ ? nullptr : vec_.data(); }
   detail::Reduce<T> red() { return detail::Reduce<T>{red_value_, red_index_, red_flags_}; }
 
   Config c_;
   detail::Batch<T> s_;
   Block& block_;
   bool global_;
-  std::vector<T> vec_, work_;
-  T red_value_[32];
+  std::vector<double> vec_, work_;
+  double red_value_[32];
   long long red_index_[32];
   int red_flags_[32];
 };

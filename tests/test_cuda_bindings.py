@@ -79,8 +79,7 @@ def test_bad_config_raises_value_error_naming_the_field(field: str, value: objec
     (8, 4, 1, 0),                # 3 * 8 doubles: shared memory
     (1706, 16, 1, 0),            # 5118 doubles = 40,944 bytes: still shared
     (1707, 16, 1, 3 * 1707),     # 40,968 bytes: global workspace
-    (3413, 16, 0, 0),            # float32: twice the dimension fits
-    (3414, 16, 0, 3 * 3414),
+    (1707, 16, 0, 3 * 1707),     # float32 agents too: the scratch is double whatever the dtype
     (4, 2000, 1, 3 * 2000),      # the ensemble size counts too
     (600, 16, 1, 0),             # LinUCB (below): 3 d + 8 d doubles = 52,800 bytes: global
 ])  # fmt: skip

@@ -86,8 +86,8 @@ bool same_bits(const std::vector<V>& a, const std::vector<V>& b) {
 
 template <class T>
 struct Host {
-  std::vector<T> prec, factor;
-  std::vector<double> mean;
+  std::vector<double> prec, mean;
+  std::vector<T> factor;
   std::vector<std::uint64_t> steps;
   bool operator==(const Host& o) const {
     return same_bits(prec, o.prec) && same_bits(mean, o.mean) && same_bits(factor, o.factor) &&
@@ -136,7 +136,7 @@ int run(const Scenario& sc) {
   const bool has_f = has_factor(cfg.policy);
   Host<T> cpu, gpu;
   for (Host<T>* h : {&cpu, &gpu}) {
-    h->prec.assign(B * d * d, T(-3));  // garbage that the initialisation must overwrite
+    h->prec.assign(B * d * d, -3.0);  // garbage that the initialisation must overwrite
     h->mean.assign(B * d, -3.0);
     h->factor.assign(has_f ? B * d * M : 0, T(-3));
     h->steps.assign(B, 77);
@@ -324,7 +324,7 @@ ec::Config make(const int* ci, const double* cd, unsigned long long seed) {
 
 template <class T>
 ec::detail::Batch<T> batch(const std::uintptr_t* s, long B) {
-  return ec::detail::Batch<T>{reinterpret_cast<T*>(s[0]), reinterpret_cast<double*>(s[1]),
+  return ec::detail::Batch<T>{reinterpret_cast<double*>(s[0]), reinterpret_cast<double*>(s[1]),
                               reinterpret_cast<T*>(s[2]), reinterpret_cast<std::uint64_t*>(s[3]),
                               reinterpret_cast<const std::uint64_t*>(s[4]), nullptr, B, 0};
 }
@@ -565,9 +565,9 @@ def _fake_cupy() -> types.ModuleType:
 
 
 def _host_workspace_size(c: Any) -> int:
-    # Mirrors ensemblepp::cuda::workspace_size: 3 max(d, M) (+ 8 d for LinUCB) beyond 40 KiB.
+    # Mirrors ensemblepp::cuda::workspace_size: 3 max(d, M) (+ 8 d for LinUCB) doubles beyond 40 KiB.
     width = 3 * max(c.dim, c.ensemble_size) + (8 * c.dim if c.policy == 3 else 0)
-    return 0 if width * (8 if c.dtype == 1 else 4) <= 40 * 1024 else width
+    return 0 if width * 8 <= 40 * 1024 else width
 
 
 class EmulatedCuda(types.ModuleType):

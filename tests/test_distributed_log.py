@@ -315,6 +315,7 @@ def test_cell_plan():
     """Agents stepped over all seeds at once (linear, neural via MultiSeed) get one chunk per
     worker, a batched agent without per-seed streams (random) one cell, so results stay those
     of a serial run, and agents stepped seed by seed (a compact environment) a cell per seed."""
+    pytest.importorskip("torch")
     from ensemblepp.distributed.experiments import plan_cells
     from ensemblepp.experiments import ExperimentConfig
 
@@ -324,5 +325,6 @@ def test_cell_plan():
     assert plan_cells(cfg, workers=2) == [(0, [0, 1, 2]), (0, [3, 4]), (1, [0, 1, 2, 3, 4]),
                                           (2, [0, 1, 2]), (2, [3, 4])]
     assert plan_cells(cfg, workers=2, seeds_per_task=2)[:3] == [(0, [0, 1]), (0, [2, 3]), (0, [4])]
+    assert plan_cells(cfg, workers=1)[:2] == [(0, [0, 1, 2, 3, 4]), (1, [0, 1, 2, 3, 4])]  # 3 cells: enough
     compact = ExperimentConfig.from_dict({**cfg.to_dict(), "environment": {"name": "compact-linear", "dim": 3}})
     assert plan_cells(compact, workers=2)[-5:] == [(2, [0]), (2, [1]), (2, [2]), (2, [3]), (2, [4])]

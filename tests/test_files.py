@@ -498,6 +498,8 @@ NEURAL_CRAFTED: dict[str, tuple[Any, str]] = {
     "generator state of the wrong size": (_set_array(lambda a: "generator", lambda v: v[:5]), "generator"),
     "huge hidden width": (lambda m, a: m["hyperparameters"].update(hidden=[10**8]), "hidden"),
     "huge buffer": (lambda m, a: m["hyperparameters"].update(buffer_capacity=10**12), "buffer_capacity"),
+    "buffer times index too large": (lambda m, a: m["hyperparameters"].update(buffer_capacity=1000, ensemble_size=1000),
+                                     "buffer_capacity"),
     "unknown hyperparameter": (lambda m, a: m["hyperparameters"].update(colour=1), "colour"),
     "bad loss": (lambda m, a: m["hyperparameters"].update(loss="hinge"), "loss"),
     "relabelled EpiNet": (lambda m, a: m.update({"class": "EpiNet"}), ""),

@@ -182,3 +182,15 @@ def test_paper_agent_set_pins_the_official_configuration():
         neural_agent_set("finite-linear")
     with pytest.raises(ValueError, match="which"):
         neural_agent_set("quadratic", "best")
+
+
+def test_tuned_values_are_the_constructor_defaults():
+    import inspect
+
+    from ensemblepp.experiments.presets import TUNED
+
+    classes = {"neural-ensemble++": NeuralEnsemble, "ensemble+": EnsemblePlus, "epinet": EpiNet}
+    for name, opts in TUNED.items():
+        params = inspect.signature(classes[name]).parameters
+        for key, value in opts.items():
+            assert params[key].default == value, (name, key)

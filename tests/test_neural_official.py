@@ -24,13 +24,14 @@ def test_ensemblepp_official_base_head_and_reference():
     assert max(h.abs().max().item() for h in heads) <= bound
     # U(-b, b) has standard deviation b / sqrt(3).
     assert _std(heads) == pytest.approx(bound / math.sqrt(3), rel=0.06)
-    default = [NeuralEnsemble(D, M, hidden=(F,), seed=s).model.base_weight for s in range(40)]
+    default = [NeuralEnsemble(D, M, hidden=(F,), seed=s, style="ensemblepp").model.base_weight for s in range(40)]
     assert _std(default) == pytest.approx(math.sqrt(2 / (F + 1)), rel=0.06)
     agent = NeuralEnsemble(D, M, style="official")
     assert agent.reference == "sphere" and agent.update_distribution == "coordinate"
     z = torch.cat([agent._act_index() for _ in range(50)])
     torch.testing.assert_close(z.norm(dim=1), torch.full((50,), math.sqrt(M)))
-    assert NeuralEnsemble(D, M).reference == "gaussian"
+    assert NeuralEnsemble(D, M, style="ensemblepp").reference == "gaussian"
+    assert NeuralEnsemble(D, M).style == "official" and EnsemblePlus(D, M).style == "official"
 
 
 def test_ensemble_plus_official_heads_and_formula():
@@ -52,14 +53,14 @@ def test_ensemble_plus_official_heads_and_formula():
     torch.testing.assert_close(got, want)
     # Acting and training use unit one-hot indices: head k's target noise is c xi_k, sd c / sqrt(M).
     torch.testing.assert_close(agent._train_index(4), torch.eye(M))
-    torch.testing.assert_close(EnsemblePlus(D, M)._train_index(4), torch.eye(M) * math.sqrt(M))
+    torch.testing.assert_close(EnsemblePlus(D, M, style="ensemblepp")._train_index(4), torch.eye(M) * math.sqrt(M))
     xi = torch.stack([agent._draw_xi() for _ in range(4000)])
     assert xi.std().item() == pytest.approx(1 / math.sqrt(M), rel=0.05)
 
 
 def test_ensemble_plus_posterior_scale_in_default_style():
-    a = EnsemblePlus(D, M, hidden=(F,), posterior_scale=0.0, prior_scale=1.0, seed=2)
-    b = EnsemblePlus(D, M, hidden=(F,), posterior_scale=1.0, prior_scale=0.0, seed=2)
+    a = EnsemblePlus(D, M, hidden=(F,), posterior_scale=0.0, prior_scale=1.0, seed=2, style="ensemblepp")
+    b = EnsemblePlus(D, M, hidden=(F,), posterior_scale=1.0, prior_scale=0.0, seed=2, style="ensemblepp")
     x = torch.randn(3, D)
     with torch.no_grad():
         hp = a.model.prior_net(x)
@@ -86,7 +87,7 @@ def test_epinet_official_laws_and_per_sample_indices():
     z = agent._train_index(128)
     assert z.shape == (128, 16, M)  # one set of indices per observation, N(0, I)
     assert z.std().item() == pytest.approx(1.0, rel=0.03)
-    assert EpiNet(D, M)._train_index(128).shape == (16, M)
+    assert EpiNet(D, M, style="ensemblepp")._train_index(128).shape == (16, M)
     # base head with its bias enters f(x, z) additively
     x = torch.randn(4, D)
     zz = torch.randn(3, M)
@@ -100,7 +101,7 @@ def test_style_is_checked_and_kept_in_the_state():
     with pytest.raises(ValueError, match="style"):
         NeuralEnsemble(D, M, style="paper")
     a = EpiNet(D, M, style="official")
-    b = EpiNet(D, M)
+    b = EpiNet(D, M, style="ensemblepp")
     with pytest.raises(ValueError):
         b.load_state_dict(a.state_dict())
     np.testing.assert_equal(a.state_dict()["config"]["style"], "official")

@@ -144,7 +144,7 @@ class Kernel {
     if (mean.ndim() != 2) throw std::invalid_argument("mean: expected a (B, d) array");
     const py::ssize_t B = mean.shape(0), d = cfg_.dim, M = cfg_.ensemble_size;
     state_.n_agents = B;
-    state_.prec = state_array<T>(prec, "prec", {B, d, d}, true);
+    state_.prec = state_array<double>(prec, "prec", {B, d, d}, true);
     state_.mean = state_array<double>(mean, "mean", {B, d}, true);
     state_.factor = nullptr;
     if (!factor.is_none())
@@ -409,7 +409,8 @@ void bind_kernel(py::module_& m, const char* name) {
   py::class_<Kernel<T>>(m, name, R"pbdoc(
 Batched CPU kernel of one linear policy over state arrays owned by the caller.
 
-The arrays prec (B, d, d), mean (B, d) float64, factor (B, d, M) or None and steps (B,) uint64 are kept
+The arrays prec (B, d, d) and mean (B, d) float64, factor (B, d, M) of the kernel's dtype or None
+and steps (B,) uint64 are kept
 alive by the kernel and updated in place; stream_ids (B,) uint64 keys each agent's stream. Calls
 on one kernel are serialised by a lock; large calls run without the GIL.
 )pbdoc")

@@ -124,7 +124,7 @@ void check_mask(long B, const ActionSet<T>& a) {
 // (theta is then mu), by one triangular solve with K right-hand sides per chunk of actions.
 template <class T>
 void score_block(const LinearConfig& c, const AgentState<T>& s, const T* theta, const T* X,
-                 long K, T* scores, std::vector<T>& work) {
+                 long K, T* scores, std::vector<double>& work) {
   const int d = c.dim;
   ConstMatrixMap<T> Xm(X, K, d);
   VectorMap<T> out(scores, K);
@@ -132,15 +132,16 @@ void score_block(const LinearConfig& c, const AgentState<T>& s, const T* theta, 
   if (c.policy != Policy::ucb) return;
   constexpr long kChunk = 256;
   work.resize(static_cast<size_t>(std::min(K, kChunk)) * d);
-  const auto U = ConstMatrixMap<T>(s.prec, d, d).template triangularView<Eigen::Upper>();
-  const T alpha = static_cast<T>(c.alpha);
+  const auto U = ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>();
+  const double alpha = c.alpha;
   for (long k0 = 0; k0 < K; k0 += kChunk) {
     const long n = std::min(kChunk, K - k0);
-    // Column k of Y (d, n), column-major, is x_{k0+k}: the same bytes as the rows of X.
-    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>> Y(work.data(), d, n);
-    Y = Xm.middleRows(k0, n).transpose();
+    // Column k of Y (d, n), column-major, is x_{k0+k}: the same layout as the rows of X.
+    Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>> Y(work.data(), d, n);
+    Y = Xm.middleRows(k0, n).transpose().template cast<double>();
     U.transpose().solveInPlace(Y);
-    for (long k = 0; k < n; ++k) scores[k0 + k] += alpha * Y.col(k).norm();
+    for (long k = 0; k < n; ++k)
+      scores[k0 + k] = static_cast<T>(static_cast<double>(scores[k0 + k]) + alpha * Y.col(k).norm());
   }
 }
 
@@ -158,22 +159,18 @@ void initialize(const LinearConfig& c, const BatchState<T>& s, const Prior& prio
   const long B = s.n_agents, d = c.dim;
   const double work = double(B - first) * d * (d + (prior.diagonal ? 1.0 : d / 2.0) * c.ensemble_size);
   parallel_ranges(B - first, threads_for(work), [&](long lo, long hi) {
-    T* scratch = scratch_buffer<T>(0, scratch_size(c)).data();
+    double* scratch = scratch_buffer<double>(0, scratch_size(c)).data();
     for (long b = first + lo; b < first + hi; ++b) init_agent(c, prior, s.agent(c, b), scratch);
   });
 }
 
 namespace {
-// Runs f(agent index, U, k) over the agents with U = the agent's precision factor in double.
+// Runs f(agent index, U) over the agents, U the agent's precision factor (a map).
 template <class T, class F>
 void each_agent_double(const LinearConfig& c, const BatchState<T>& s, double per_agent, F&& f) {
   const long d = c.dim;
   parallel_ranges(s.n_agents, threads_for(per_agent * s.n_agents), [&](long lo, long hi) {
-    RowMatrix<double> U(d, d);
-    for (long b = lo; b < hi; ++b) {
-      U = ConstMatrixMap<T>(s.prec + b * d * d, d, d).template cast<double>();
-      f(b, U);
-    }
+    for (long b = lo; b < hi; ++b) f(b, ConstMatrixMap<double>(s.prec + b * d * d, d, d));
   });
 }
 }  // namespace
@@ -181,7 +178,7 @@ void each_agent_double(const LinearConfig& c, const BatchState<T>& s, double per
 template <class T>
 void posterior_covariance(const LinearConfig& c, const BatchState<T>& s, T* out) {
   const long d = c.dim;
-  each_agent_double(c, s, double(d) * d * d, [&](long b, const RowMatrix<double>& U) {
+  each_agent_double(c, s, double(d) * d * d, [&](long b, const ConstMatrixMap<double>& U) {
     RowMatrix<double> W = RowMatrix<double>::Identity(d, d);
     U.triangularView<Eigen::Upper>().solveInPlace(W);  // W = U^-1
     RowMatrix<double> S = W * W.transpose();
@@ -195,7 +192,7 @@ template <class T>
 void posterior_factor(const LinearConfig& c, const BatchState<T>& s, T* out) {
   const long d = c.dim, M = c.ensemble_size;
   if (!s.factor) throw std::invalid_argument("factor: this policy keeps no factor");
-  each_agent_double(c, s, double(d) * d * M, [&](long b, const RowMatrix<double>& U) {
+  each_agent_double(c, s, double(d) * d * M, [&](long b, const ConstMatrixMap<double>& U) {
     RowMatrix<double> F = ConstMatrixMap<T>(s.factor + b * d * M, d, M).template cast<double>();
     U.triangularView<Eigen::Upper>().transpose().solveInPlace(F);
     U.triangularView<Eigen::Upper>().solveInPlace(F);
@@ -211,7 +208,7 @@ void sample(const LinearConfig& c, const BatchState<T>& s, T* theta) {
   check_steps(s.steps, B, draws_when_acting(c.policy) ? 1 : 0);
   const int nt = threads_for(double(B) * d * std::max(c.ensemble_size, c.dim));
   parallel_ranges(B, nt, [&](long lo, long hi) {
-    T* scratch = scratch_buffer<T>(0, scratch_size(c)).data();
+    double* scratch = scratch_buffer<double>(0, scratch_size(c)).data();
     for (long b = lo; b < hi; ++b) sample_theta(c, s.agent(c, b), theta + b * d, scratch);
   });
 }
@@ -289,7 +286,7 @@ void act(const LinearConfig& c, const BatchState<T>& s, const ActionSet<T>& a,
     std::atomic<bool> ok{true};
     parallel_ranges(B, threads_for(per_agent * B), [&](long lo, long hi) {
       T* scores = scratch_buffer<T>(1, K).data();
-      std::vector<T>& work = scratch_buffer<T>(2, 0);
+      std::vector<double>& work = scratch_buffer<double>(2, 0);
       bool all_finite = true;
       for (long b = lo; b < hi; ++b) {
         const T* X = a.data + (a.per_agent ? b * K * d : 0);
@@ -352,7 +349,7 @@ void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* 
   }
   const int nt = threads_for(double(B) * n_obs * d * (d + c.ensemble_size));
   parallel_ranges(B, nt, [&](long lo, long hi) {
-    T* scratch = scratch_buffer<T>(0, scratch_size(c)).data();
+    double* scratch = scratch_buffer<double>(0, scratch_size(c)).data();
     for (long b = lo; b < hi; ++b) {
       const AgentState<T> st = s.agent(c, b);
       for (long j = 0; j < n_obs; ++j) {

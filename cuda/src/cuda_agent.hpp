@@ -7,8 +7,8 @@
 /// host emulation of thread blocks (tests/cuda_emulation.hpp), used to test the index arithmetic and
 /// the barriers without a GPU, run the same code.
 ///
-/// They reproduce ensemblepp/linear.hpp operation by operation on the same state (U, the
-/// float64 mean and the factor accumulator F): the same random draws from the same counters, the
+/// They reproduce ensemblepp/linear.hpp operation by operation on the same state (U and the
+/// mean in double, the factor accumulator F in T), with every vector of a step in double: the same random draws from the same counters, the
 /// same formulas evaluated in T in the same order per element; only the order of the terms of
 /// the dot products differs (parallel reductions), which changes results at rounding level.
 ///
@@ -61,7 +61,7 @@ EPP_HD bool is_finite(float x) {
 /// Pointers to one agent's state (layout of linear.hpp).
 template <class T>
 struct Agent {
-  T* prec;
+  double* prec;
   double* mean;
   T* factor;
   std::uint64_t* step;
@@ -71,14 +71,14 @@ struct Agent {
 /// Device pointers of the whole batch, typed.
 template <class T>
 struct Batch {
-  T* prec;
+  double* prec;
   double* mean;
   T* factor;
   std::uint64_t* steps;
   const std::uint64_t* stream_ids;
-  T* work;
+  double* work;
   long n_agents;
-  long width;  ///< scratch elements per agent in work (when the block does not use shared memory)
+  long width;  ///< scratch doubles per agent in work (when the block does not use shared memory)
 
   EPP_HD Agent<T> agent(const Config& c, long b) const {
     const long d = c.dim, M = c.ensemble_size;
@@ -90,55 +90,54 @@ struct Batch {
 /// Block-shared scratch for reductions across warps, 32 entries each.
 template <class T>
 struct Reduce {
-  T* value;
+  double* value;  ///< partial sums and best scores (a T converts to double exactly)
   long long* index;
   int* flags;
 };
 
-/// Width of the per-agent scratch vector `vec`, in elements: three work vectors, and for
+/// Width of the per-agent scratch vector `vec`, in doubles: three work vectors, and for
 /// LinUCB one d-vector per warp (the triangular solves of the scores).
 inline long scratch_width(const Config& c) {
   const long n = c.dim > c.ensemble_size ? c.dim : c.ensemble_size;
   return 3L * n + (c.policy == Policy::ucb ? static_cast<long>(kMaxWarps) * c.dim : 0L);
 }
 
-/// Sum of v over the block, returned to every thread (same bits everywhere).
-template <class T, class Ctx>
-EPP_BODY T block_sum(Ctx& c, T v, T* red) {
+/// Sum of v over the block in V's arithmetic, returned to every thread (same bits everywhere).
+template <class V, class Ctx>
+EPP_BODY V block_sum(Ctx& c, V v, double* red) {
   v = c.warp_sum(v);
   c.sync();  // the previous call's readers of red are done
-  if (c.lane() == 0) red[c.warp()] = v;
+  if (c.lane() == 0) red[c.warp()] = static_cast<double>(v);
   c.sync();
-  T total = T(0);
-  for (int w = 0; w < c.nwarps(); ++w) total += red[w];
+  V total = V(0);
+  for (int w = 0; w < c.nwarps(); ++w) total += static_cast<V>(red[w]);
   return total;
 }
 
 /// Gaussian draw of length n at scale @p scale into out, the pairs spread over the threads.
 /// Same numbers as draw<T>(Distribution::gaussian, n, 1, scale, stream, out).
-template <class T, class Ctx>
-EPP_BODY void draw_gaussian(Ctx& c, int n, double scale, const Stream& stream, T* out) {
+template <class Ctx>
+EPP_BODY void draw_gaussian(Ctx& c, int n, double scale, const Stream& stream, double* out) {
   for (int j = c.tid(); 2 * j < n; j += c.nthreads()) {
     double a, b;
     normal_pair(stream.block(static_cast<std::uint32_t>(j)), a, b);
-    out[2 * j] = static_cast<T>(a);
-    if (2 * j + 1 < n) out[2 * j + 1] = static_cast<T>(b);
+    out[2 * j] = a;
+    if (2 * j + 1 < n) out[2 * j + 1] = b;
   }
   c.sync();
   const double f = scale / sqrt(static_cast<double>(n));
-  for (int i = c.tid(); i < n; i += c.nthreads())
-    out[i] = static_cast<T>(static_cast<double>(out[i]) * f);
+  for (int i = c.tid(); i < n; i += c.nthreads()) out[i] = out[i] * f;
   c.sync();
 }
 
 /// Solves U sol = g for upper-triangular U (d, d) by back substitution; g is destroyed.
 /// Column-oriented: once sol[i] is known, every thread removes it from its rows j < i.
 /// Precondition: g is complete (a barrier since its last write). Ends with a barrier.
-template <class T, class Ctx>
-EPP_BODY void solve_upper(Ctx& c, const T* U, int d, T* g, T* sol) {
+template <class Ctx>
+EPP_BODY void solve_upper(Ctx& c, const double* U, int d, double* g, double* sol) {
   for (int i = d - 1; i >= 0; --i) {
     // g[i] is final: its last change happened before the previous barrier.
-    const T si = g[i] / U[static_cast<long>(i) * d + i];
+    const double si = g[i] / U[static_cast<long>(i) * d + i];
     if (c.tid() == 0) sol[i] = si;
     for (int j = c.tid(); j < i; j += c.nthreads()) g[j] -= U[static_cast<long>(j) * d + i] * si;
     c.sync();
@@ -147,11 +146,11 @@ EPP_BODY void solve_upper(Ctx& c, const T* U, int d, T* g, T* sol) {
 
 /// Solves U^T sol = g (forward substitution with the lower factor U^T); g is destroyed.
 /// Precondition: g is complete. Ends with a barrier.
-template <class T, class Ctx>
-EPP_BODY void solve_upper_transposed(Ctx& c, const T* U, int d, T* g, T* sol) {
+template <class Ctx>
+EPP_BODY void solve_upper_transposed(Ctx& c, const double* U, int d, double* g, double* sol) {
   for (int i = 0; i < d; ++i) {
-    const T* row = U + static_cast<long>(i) * d;  // column i of U^T
-    const T si = g[i] / row[i];
+    const double* row = U + static_cast<long>(i) * d;  // column i of U^T
+    const double si = g[i] / row[i];
     if (c.tid() == 0) sol[i] = si;
     for (int j = i + 1 + c.tid(); j < d; j += c.nthreads()) g[j] -= row[j] * si;
     c.sync();
@@ -159,27 +158,27 @@ EPP_BODY void solve_upper_transposed(Ctx& c, const T* U, int d, T* g, T* sol) {
 }
 
 /// theta <- P^-1 g: U^T w = g, U theta = w; g and w are destroyed (all three of length d).
-template <class T, class Ctx>
-EPP_BODY void solve_precision(Ctx& c, const T* U, int d, T* g, T* w, T* theta) {
+template <class Ctx>
+EPP_BODY void solve_precision(Ctx& c, const double* U, int d, double* g, double* w, double* theta) {
   solve_upper_transposed(c, U, d, g, w);
   solve_upper(c, U, d, w, theta);
 }
 
 /// U^T U + v v^T by Givens rotations, as cholesky_update_upper in linear.hpp (same c and s,
 /// same skip of a zero v_k); v is destroyed. Precondition: v complete. Ends with a barrier.
-template <class T, class Ctx>
-EPP_BODY void cholesky_update_upper(Ctx& c, T* U, T* v, int d) {
+template <class Ctx>
+EPP_BODY void cholesky_update_upper(Ctx& c, double* U, double* v, int d) {
   for (int k = 0; k < d; ++k) {
-    const T vk = v[k];  // the same value in every thread: the skip is uniform
-    if (vk == T(0)) continue;
-    T* row = U + static_cast<long>(k) * d;
-    const T ukk = row[k];
-    const T r = m_hypot(ukk, vk);
-    const T cs = ukk / r, sn = vk / r;
+    const double vk = v[k];  // the same value in every thread: the skip is uniform
+    if (vk == 0.0) continue;
+    double* row = U + static_cast<long>(k) * d;
+    const double ukk = row[k];
+    const double r = m_hypot(ukk, vk);
+    const double cs = ukk / r, sn = vk / r;
     c.sync();  // every thread has read row[k] and v[k] before they are overwritten
     if (c.tid() == 0) row[k] = r;
     for (int i = k + 1 + c.tid(); i < d; i += c.nthreads()) {
-      const T ri = row[i], wi = v[i];
+      const double ri = row[i], wi = v[i];
       row[i] = cs * ri + sn * wi;
       v[i] = cs * wi - sn * ri;
     }
@@ -191,10 +190,10 @@ EPP_BODY void cholesky_update_upper(Ctx& c, T* U, T* v, int d) {
 /// R_ik z_km over k = i, ..., d-1 in increasing k; tmp holds M.
 template <class T, class Ctx>
 EPP_BODY void init_agent(Ctx& c, const Config& cfg, const Agent<T>& a, const double* U0,
-                         const double* mu0, const double* R, bool diagonal, T* tmp) {
+                         const double* mu0, const double* R, bool diagonal, double* tmp) {
   const int d = cfg.dim, M = cfg.ensemble_size;
   const long dd = static_cast<long>(d) * d;
-  for (long i = c.tid(); i < dd; i += c.nthreads()) a.prec[i] = static_cast<T>(U0[i]);
+  for (long i = c.tid(); i < dd; i += c.nthreads()) a.prec[i] = U0[i];
   for (int i = c.tid(); i < d; i += c.nthreads()) a.mean[i] = mu0[i];
   if (has_factor(cfg.policy)) {
     const bool models = cfg.policy == Policy::ensemble_sampling;
@@ -205,15 +204,16 @@ EPP_BODY void init_agent(Ctx& c, const Config& cfg, const Agent<T>& a, const dou
       if (c.tid() == 0) {
         const Stream st{cfg.seed, static_cast<std::uint64_t>(k), a.stream};
         if (models)
-          draw<T>(Distribution::gaussian, M, 1, sqrt(static_cast<double>(M)), st, tmp);
+          draw<double>(Distribution::gaussian, M, 1, sqrt(static_cast<double>(M)), st, tmp);
         else
-          draw<T>(cfg.perturbation, M, cfg.perturbation_sparsity, 1.0, st, tmp);
+          draw<double>(cfg.perturbation, M, cfg.perturbation_sparsity, 1.0, st, tmp);
       }
       c.sync();
       const int i0 = diagonal ? k : 0, rows = k - i0 + 1;
       for (long e = c.tid(); e < static_cast<long>(rows) * M; e += c.nthreads()) {
         const int i = i0 + static_cast<int>(e / M), m = static_cast<int>(e % M);
-        a.factor[static_cast<long>(i) * M + m] += static_cast<T>(R[static_cast<long>(i) * d + k]) * tmp[m];
+        T& f = a.factor[static_cast<long>(i) * M + m];
+        f = static_cast<T>(static_cast<double>(f) + R[static_cast<long>(i) * d + k] * tmp[m]);
       }
     }
   }
@@ -225,25 +225,25 @@ EPP_BODY void init_agent(Ctx& c, const Config& cfg, const Agent<T>& a, const dou
 /// Advances @p step (held identically by every thread) once per random vector. Ends with a
 /// barrier, after which theta is complete.
 template <class T, class Ctx>
-EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step, T* theta,
-                       T* tmp) {
+EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step,
+                       double* theta, double* tmp) {
   const int d = cfg.dim, M = cfg.ensemble_size;
   const int n = d > M ? d : M;
-  T* t1 = tmp;
-  T* t2 = tmp + n;
+  double* t1 = tmp;
+  double* t2 = tmp + n;
   switch (cfg.policy) {
     case Policy::ensemble: {
       // theta = mu + P^-1 F zeta.
       if (c.tid() == 0) {
         const Stream st{cfg.seed, step, a.stream};
-        draw<T>(cfg.reference, M, cfg.reference_sparsity, sqrt(static_cast<double>(M)), st, t1);
+        draw<double>(cfg.reference, M, cfg.reference_sparsity, sqrt(static_cast<double>(M)), st, t1);
       }
       ++step;
       c.sync();
       for (int i = c.tid(); i < d; i += c.nthreads()) {
         const T* row = a.factor + static_cast<long>(i) * M;
-        T acc = T(0);
-        for (int m = 0; m < M; ++m) acc += row[m] * t1[m];
+        double acc = 0.0;
+        for (int m = 0; m < M; ++m) acc += static_cast<double>(row[m]) * t1[m];
         t2[i] = acc;
       }
       c.sync();
@@ -260,39 +260,41 @@ EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64
       const std::uint32_t m =
           draw_index(Stream{cfg.seed, step, a.stream}, static_cast<std::uint32_t>(M));
       ++step;
-      for (int i = c.tid(); i < d; i += c.nthreads()) t2[i] = a.factor[static_cast<long>(i) * M + m];
+      for (int i = c.tid(); i < d; i += c.nthreads())
+        t2[i] = static_cast<double>(a.factor[static_cast<long>(i) * M + m]);
       c.sync();
       solve_precision(c, a.prec, d, t2, t1, theta);
       break;
     }
     default:  // ucb, greedy: the mean
-      for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = T(0);
+      for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = 0.0;
       break;
   }
   c.sync();
+  // Rounded to T once, as the CPU's theta: the scores below use exactly these values.
   for (int i = c.tid(); i < d; i += c.nthreads())
-    theta[i] = static_cast<T>(a.mean[i] + static_cast<double>(theta[i]));
+    theta[i] = static_cast<double>(static_cast<T>(a.mean[i] + theta[i]));
   c.sync();
 }
 
 /// One posterior draw (or the unit action theta / |theta|) of one agent into out (d).
 template <class T, class Ctx>
-EPP_BODY void sample_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec,
+EPP_BODY void sample_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* vec,
                            const Reduce<T>& red, T* out, bool unit_norm) {
   const int d = cfg.dim;
   std::uint64_t step = *a.step;
-  T* theta = vec;
+  double* theta = vec;
   theta_of(c, cfg, a, step, theta, vec + d);
   if (unit_norm) {
     T sq = T(0);
-    for (int i = c.tid(); i < d; i += c.nthreads()) sq += theta[i] * theta[i];
+    for (int i = c.tid(); i < d; i += c.nthreads()) sq += static_cast<T>(theta[i]) * static_cast<T>(theta[i]);
     sq = block_sum(c, sq, red.value);
     const T n = m_sqrt(sq);
     // theta = 0 makes every unit vector optimal: pick e_1, as the CPU does.
     for (int i = c.tid(); i < d; i += c.nthreads())
-      out[i] = n > T(0) ? theta[i] / n : (i == 0 ? T(1) : T(0));
+      out[i] = n > T(0) ? static_cast<T>(theta[i]) / n : (i == 0 ? T(1) : T(0));
   } else {
-    for (int i = c.tid(); i < d; i += c.nthreads()) out[i] = theta[i];
+    for (int i = c.tid(); i < d; i += c.nthreads()) out[i] = static_cast<T>(theta[i]);
   }
   c.sync();  // every thread has read *a.step and vec
   if (c.tid() == 0) *a.step = step;
@@ -302,14 +304,14 @@ EPP_BODY void sample_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec,
 /// U_ij y_i of the coordinates j = l, l + 32, ... in y (its own entries only, so no barrier);
 /// each y_i reaches every lane by a warp sum of one nonzero term (exact).
 template <class T, class Ctx>
-EPP_BODY T warp_quadratic(Ctx& c, const T* U, int d, const T* x, T* y) {
+EPP_BODY double warp_quadratic(Ctx& c, const double* U, int d, const T* x, double* y) {
   const int lane = c.lane();
-  for (int j = lane; j < d; j += kWarp) y[j] = x[j];
-  T q = T(0);
+  for (int j = lane; j < d; j += kWarp) y[j] = static_cast<double>(x[j]);
+  double q = 0.0;
   for (int i = 0; i < d; ++i) {
-    const T* row = U + static_cast<long>(i) * d;
-    const T mine = (i % kWarp == lane) ? y[i] / row[i] : T(0);
-    const T yi = c.warp_sum(mine);
+    const double* row = U + static_cast<long>(i) * d;
+    const double mine = (i % kWarp == lane) ? y[i] / row[i] : 0.0;
+    const double yi = c.warp_sum(mine);
     q += yi * yi;
     for (int j = lane; j < d; j += kWarp)
       if (j > i) y[j] -= row[j] * yi;
@@ -325,16 +327,16 @@ EPP_BODY T warp_quadratic(Ctx& c, const T* U, int d, const T* x, T* y) {
 /// @tparam Ucb the LinUCB scoring (a separate instantiation, so that its registers and its
 ///             per-warp solves do not weigh on the other policies' act kernels).
 template <bool Ucb, class T, class Ctx>
-EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, const Reduce<T>& red,
+EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* vec, const Reduce<T>& red,
                         const T* X, long K, const std::uint8_t* mask, T* theta_out,
                         std::int64_t* choice, std::uint64_t* saved, unsigned long long* errors,
                         long b) {
   const int d = cfg.dim, M = cfg.ensemble_size;
   const std::uint64_t step0 = *a.step;
   std::uint64_t step = step0;
-  T* theta = vec;
+  double* theta = vec;
   theta_of(c, cfg, a, step, theta, vec + d);
-  for (int i = c.tid(); i < d; i += c.nthreads()) theta_out[i] = theta[i];
+  for (int i = c.tid(); i < d; i += c.nthreads()) theta_out[i] = static_cast<T>(theta[i]);
   bool theta_ok = true;
   for (int i = 0; i < d; ++i) theta_ok = theta_ok && is_finite(theta[i]);
 
@@ -344,16 +346,16 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, co
   T best = T(0);
   long long best_k = -1;
   bool available = false, bad = false;
-  const T alpha = static_cast<T>(cfg.alpha);
-  T* y = vec + 3L * (d > M ? d : M) + static_cast<long>(c.warp()) * d;  // Ucb only
+  double* y = vec + 3L * (d > M ? d : M) + static_cast<long>(c.warp()) * d;  // Ucb only
   for (long k = c.warp(); k < K; k += c.nwarps()) {
     if (mask && !mask[k]) continue;
     available = true;
     const T* xk = X + k * d;
     T acc = T(0);
-    for (int i = c.lane(); i < d; i += kWarp) acc += xk[i] * theta[i];
+    for (int i = c.lane(); i < d; i += kWarp) acc += xk[i] * static_cast<T>(theta[i]);
     T s = c.warp_sum(acc);
-    if (Ucb) s += alpha * m_sqrt(warp_quadratic(c, a.prec, d, xk, y));
+    if (Ucb)
+      s = static_cast<T>(static_cast<double>(s) + cfg.alpha * m_sqrt(warp_quadratic(c, a.prec, d, xk, y)));
     if (!is_finite(s)) {
       bad = true;
       continue;
@@ -365,13 +367,13 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, co
   }
   c.sync();
   if (c.lane() == 0) {
-    red.value[c.warp()] = best;
+    red.value[c.warp()] = static_cast<double>(best);
     red.index[c.warp()] = best_k;
     red.flags[c.warp()] = (available ? 1 : 0) | (bad ? 2 : 0);
   }
   c.sync();
   if (c.tid() == 0) {
-    T v = T(0);
+    double v = 0.0;
     long long kk = -1;
     int flags = 0;
     for (int w = 0; w < c.nwarps(); ++w) {
@@ -400,50 +402,51 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec, co
 /// sampling).
 template <class T, class Ctx>
 EPP_BODY void observe(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step,
-                      const T* x, T r, T* vec, const Reduce<T>& red) {
+                      const T* x, T r, double* vec, const Reduce<T>& red) {
   const int d = cfg.dim, M = cfg.ensemble_size;
   const int tid = c.tid(), nt = c.nthreads();
-  const T eta = static_cast<T>(cfg.noise_std);
-  const T inv_eta = T(1) / eta;
-  T* g = vec;          // x, destroyed by the solves
-  T* u = vec + d;      // U^-T x, then (destroyed) the right-hand side of U k = u
-  T* w = vec + 2 * d;  // the gain k, then the factor's w
-  for (int i = tid; i < d; i += nt) g[i] = x[i];
+  const double eta = cfg.noise_std;
+  const double inv_eta = 1.0 / eta;
+  double* g = vec;          // x, destroyed by the solves
+  double* u = vec + d;      // U^-T x, then (destroyed) the right-hand side of U k = u
+  double* w = vec + 2 * d;  // the gain k, then the factor's w
+  for (int i = tid; i < d; i += nt) g[i] = static_cast<double>(x[i]);
   c.sync();
   solve_upper_transposed(c, a.prec, d, g, u);
-  T sq = T(0);
+  double sq = 0.0;
   for (int i = tid; i < d; i += nt) sq += u[i] * u[i];
   sq = block_sum(c, sq, red.value);
-  const T denom = eta * eta + sq;
+  const double denom = eta * eta + sq;
   solve_upper(c, a.prec, d, u, w);  // w = k * denom
   double xm = 0.0;
   for (int i = tid; i < d; i += nt) xm += static_cast<double>(x[i]) * a.mean[i];
-  xm = block_sum(c, xm, reinterpret_cast<double*>(red.index));  // 32 eight-byte slots
-  const double gain = (static_cast<double>(r) - xm) / static_cast<double>(denom);
-  for (int i = tid; i < d; i += nt) a.mean[i] += static_cast<double>(w[i]) * gain;
-  for (int i = tid; i < d; i += nt) g[i] = x[i] * inv_eta;
+  xm = block_sum(c, xm, red.value);
+  const double gain = (static_cast<double>(r) - xm) / denom;
+  for (int i = tid; i < d; i += nt) a.mean[i] += w[i] * gain;
+  for (int i = tid; i < d; i += nt) g[i] = static_cast<double>(x[i]) * inv_eta;
   c.sync();  // g complete, w read
   cholesky_update_upper(c, a.prec, g, d);
   if (has_factor(cfg.policy)) {
     if (tid == 0) {
       const Stream st{cfg.seed, step, a.stream};
       if (cfg.policy == Policy::ensemble)
-        draw<T>(cfg.perturbation, M, cfg.perturbation_sparsity, 1.0, st, w);
+        draw<double>(cfg.perturbation, M, cfg.perturbation_sparsity, 1.0, st, w);
       else
-        draw<T>(Distribution::gaussian, M, 1, sqrt(static_cast<double>(M)), st, w);
+        draw<double>(Distribution::gaussian, M, 1, sqrt(static_cast<double>(M)), st, w);
       for (int m = 0; m < M; ++m) w[m] *= inv_eta;
     }
     ++step;
     c.sync();
     const long dm = static_cast<long>(d) * M;
-    for (long e = tid; e < dm; e += nt) a.factor[e] += x[e / M] * w[e % M];
+    for (long e = tid; e < dm; e += nt)
+      a.factor[e] = static_cast<T>(static_cast<double>(a.factor[e]) + static_cast<double>(x[e / M]) * w[e % M]);
   }
   c.sync();  // the next observation overwrites the scratch
 }
 
 /// Applies the unmasked observations x (n, d), r (n) of one agent in order.
 template <class T, class Ctx>
-EPP_BODY void update_agent(Ctx& c, const Config& cfg, const Agent<T>& a, T* vec,
+EPP_BODY void update_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* vec,
                            const Reduce<T>& red, const T* x, const T* r, const std::uint8_t* mask,
                            long n) {
   const int d = cfg.dim;
@@ -473,14 +476,14 @@ EPP_HD unsigned long long check_observation(const T* x, const T* r, long i, int 
 // `smem` is the block's dynamic shared scratch, or nullptr to use row b of Batch::work.
 
 template <class T>
-EPP_HD T* agent_scratch(const Batch<T>& s, long b, T* smem) {
+EPP_HD double* agent_scratch(const Batch<T>& s, long b, double* smem) {
   return smem ? smem : s.work + b * s.width;
 }
 
 /// init_kernel: the prior state of agents first, ..., B-1.
 template <class T, class Ctx>
 EPP_BODY void init_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const double* U0,
-                        const double* b0, const double* R, bool diagonal, long first, T* smem) {
+                        const double* b0, const double* R, bool diagonal, long first, double* smem) {
   for (long b = first + c.block(); b < s.n_agents; b += c.nblocks())
     init_agent(c, cfg, s.agent(cfg, b), U0, b0, R, diagonal, agent_scratch(s, b, smem));
 }
@@ -488,7 +491,7 @@ EPP_BODY void init_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const doub
 /// sample_kernel: one draw (or unit action) per agent into out (B, d).
 template <class T, class Ctx>
 EPP_BODY void sample_grid(Ctx& c, const Config& cfg, const Batch<T>& s, T* out, bool unit_norm,
-                          T* smem, const Reduce<T>& red) {
+                          double* smem, const Reduce<T>& red) {
   for (long b = c.block(); b < s.n_agents; b += c.nblocks())
     sample_agent(c, cfg, s.agent(cfg, b), agent_scratch(s, b, smem), red, out + b * cfg.dim,
                  unit_norm);
@@ -500,7 +503,7 @@ template <bool Ucb, class T, class Ctx>
 EPP_BODY void act_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const T* X, long K,
                        bool per_agent, const std::uint8_t* mask, bool mask_per_agent, T* theta,
                        std::int64_t* choice, std::uint64_t* saved, unsigned long long* errors,
-                       T* smem, const Reduce<T>& red) {
+                       double* smem, const Reduce<T>& red) {
   const long d = cfg.dim;
   for (long b = c.block(); b < s.n_agents; b += c.nblocks()) {
     const T* Xb = per_agent ? X + b * K * d : X;
@@ -537,7 +540,7 @@ EPP_BODY void check_grid(Ctx& c, const T* x, const T* r, const std::uint8_t* mas
 template <class T, class Ctx>
 EPP_BODY void update_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const T* x, const T* r,
                           const std::uint8_t* mask, long n, const unsigned long long* errors,
-                          T* smem, const Reduce<T>& red) {
+                          double* smem, const Reduce<T>& red) {
   if (errors[0] != kNoError) return;  // the same for every thread: no barrier is skipped
   const long d = cfg.dim;
   for (long b = c.block(); b < s.n_agents; b += c.nblocks())

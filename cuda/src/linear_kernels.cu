@@ -51,8 +51,8 @@ struct DeviceCtx {
   __shared__ double epp_red_value[32];                                                       \
   __shared__ long long epp_red_index[32];                                                    \
   __shared__ int epp_red_flags[32];                                                          \
-  const Reduce<T> red{reinterpret_cast<T*>(epp_red_value), epp_red_index, epp_red_flags};   \
-  T* smem = use_shared ? reinterpret_cast<T*>(epp_dynamic_smem) : nullptr;                   \
+  const Reduce<T> red{epp_red_value, epp_red_index, epp_red_flags};                          \
+  double* smem = use_shared ? reinterpret_cast<double*>(epp_dynamic_smem) : nullptr;         \
   DeviceCtx ctx;
 
 // The kernels are thin wrappers of the grid bodies in cuda_agent.hpp (which the host emulation
@@ -104,8 +104,6 @@ __global__ void update_kernel(Config cfg, Batch<T> s, const T* x, const T* r,
 
 // ---- host side -----------------------------------------------------------------------------
 
-long element_size(const Config& c) { return c.dtype == DType::float64 ? 8 : 4; }
-
 struct Launch {
   unsigned grid;
   unsigned threads;
@@ -118,7 +116,7 @@ Launch launch_shape(const Config& c, const State& s) {
   L.grid = static_cast<unsigned>(s.n_agents < kMaxGrid ? s.n_agents : kMaxGrid);
   // Warps split rows and actions; a wide block pays off once rows are long.
   L.threads = c.dim <= 64 ? 128u : 256u;
-  const long bytes = detail::scratch_width(c) * element_size(c);
+  const long bytes = detail::scratch_width(c) * static_cast<long>(sizeof(double));
   L.use_shared = bytes <= kMaxSharedBytes;
   L.shared_bytes = L.use_shared ? static_cast<std::size_t>(bytes) : 0;
   if (!L.use_shared && s.work == 0)
@@ -138,12 +136,12 @@ void check_state(const Config& c, const State& s) {
 
 template <class T>
 Batch<T> typed(const Config& c, const State& s) {
-  return Batch<T>{reinterpret_cast<T*>(s.prec),
+  return Batch<T>{reinterpret_cast<double*>(s.prec),
                   reinterpret_cast<double*>(s.mean),
                   reinterpret_cast<T*>(s.factor),
                   reinterpret_cast<std::uint64_t*>(s.steps),
                   reinterpret_cast<const std::uint64_t*>(s.stream_ids),
-                  reinterpret_cast<T*>(s.work),
+                  reinterpret_cast<double*>(s.work),
                   s.n_agents,
                   detail::scratch_width(c)};
 }
@@ -216,7 +214,7 @@ void update_t(const Config& c, const State& s, std::uintptr_t x, std::uintptr_t 
 long workspace_size(const Config& c) {
   check_config(c);
   const long width = detail::scratch_width(c);
-  return width * element_size(c) <= kMaxSharedBytes ? 0 : width;
+  return width * static_cast<long>(sizeof(double)) <= kMaxSharedBytes ? 0 : width;
 }
 
 void initialize(const Config& c, const State& s, std::uintptr_t prior_prec, std::uintptr_t prior_mean,

@@ -110,9 +110,9 @@ def _ptr(a: Any) -> int:
 class CudaKernel:
     """Batched CUDA kernel of one linear policy over CuPy state arrays owned by the caller.
 
-    Same methods as ``_core.Kernel64``; the state arrays ``prec`` (B, d, d), ``mean`` (B, d)
-    float64, ``factor`` (B, d, M) or None, ``steps`` and ``stream_ids`` (B,) uint64 must be
-    C-contiguous CuPy arrays (``prec`` and ``factor`` float32 or float64 alike). They are kept alive by the kernel and updated in
+    Same methods as ``_core.Kernel64``; the state arrays ``prec`` (B, d, d) and ``mean`` (B, d)
+    float64, ``factor`` (B, d, M) of the agent's dtype or None, ``steps`` and ``stream_ids``
+    (B,) uint64 must be C-contiguous CuPy arrays. They are kept alive by the kernel and updated in
     place on CuPy's current stream. Calls on one kernel are serialised by a lock.
 
     Parameters
@@ -164,7 +164,7 @@ class CudaKernel:
         self.config = self._cuda.LinearConfig(**config)
         B, d, M = int(mean.shape[0]), self.config.dim, self.config.ensemble_size
         self._dtype = np.dtype(np.float32 if self.config.dtype == 0 else np.float64)
-        self._check_state(prec, "prec", (B, d, d), self._dtype)
+        self._check_state(prec, "prec", (B, d, d), np.dtype(np.float64))
         self._check_state(mean, "mean", (B, d), np.dtype(np.float64))
         policy = self.config.policy
         if factor is not None:
@@ -179,7 +179,7 @@ class CudaKernel:
         self._prec, self._mean, self._factor, self._steps = prec, mean, factor, steps
         self._stream_ids = stream_ids
         width = self._cuda.workspace_size(self.config)
-        self._work = cp.empty((B, width), self._dtype) if width else None
+        self._work = cp.empty((B, width), cp.float64) if width else None
         self._state = self._cuda.State(
             prec=_ptr(prec), mean=_ptr(mean), factor=_ptr(factor), steps=_ptr(steps), stream_ids=_ptr(stream_ids),
             work=_ptr(self._work), n_agents=B,

@@ -539,6 +539,14 @@ def _check_neural_sizes(archive: _Archive, hp: dict[str, Any]) -> None:
         if isinstance(v, int) and not isinstance(v, bool) and v > budget:
             raise archive.fail(name, f"{v} is larger than a file of {archive.size} bytes can hold")
     dim = hp.get("dim") if isinstance(hp.get("dim"), int) else 1
+    # A lower bound on the float32 elements the file must then hold: the buffer's inputs, rewards
+    # and perturbations, and the feature network's weight matrices.
+    cap = hp.get("buffer_capacity") if isinstance(hp.get("buffer_capacity"), int) else 1
+    index = hp.get("ensemble_size") if isinstance(hp.get("ensemble_size"), int) else 0
+    elements = cap * (dim + 1 + index)
+    if elements > budget:
+        raise archive.fail("buffer_capacity", f"a buffer of {cap} x ({dim} + 1 + {index}) floats is larger "
+                                              f"than a file of {archive.size} bytes can hold")
     for name in _NEURAL_WIDTHS:
         widths = hp.get(name)
         if widths is None:

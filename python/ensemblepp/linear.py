@@ -2,7 +2,10 @@
 
 Every policy holds B independent agents (``n_agents=B``) with the same hyperparameters and
 their own random streams, or a single agent (``n_agents=None``, no batch axis). State lives in
-arrays of the agent's device and is updated in place by the compiled kernels:
+arrays of the agent's device and is updated in place by the compiled kernels: the upper
+Cholesky factor U of the posterior precision and the posterior mean (both float64 whatever the
+dtype), and for the two ensemble policies a (d, M) perturbation accumulator F in the agent's
+dtype (docs/design.md, "State representation"):
 
 =========================  ====================================================================
 ``LinearEnsemble``         Ensemble++: theta = mu + A zeta, A A^T tracks Sigma
@@ -251,7 +254,7 @@ class LinearPolicy:
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
         forgetting: float = 1.0,
@@ -349,7 +352,8 @@ class LinearPolicy:
     def _state_shapes(self) -> dict[str, tuple[tuple[int, ...], Any]]:
         """Per-agent shape and dtype of every state array (the keys of :meth:`_state_arrays`)."""
         d = self._dim
-        shapes = {"prec": ((d, d), self._dtype), "mean": ((d,), np.dtype(np.float64))}
+        # U and mu accumulate in float64 whatever the dtype (docs/design.md, state representation).
+        shapes = {"prec": ((d, d), np.dtype(np.float64)), "mean": ((d,), np.dtype(np.float64))}
         if self._has_factor:
             shapes["factor"] = ((d, self._ensemble_size), self._dtype)
         shapes["steps"] = ((), np.dtype(np.uint64))
@@ -849,9 +853,10 @@ class _FactorPolicy(LinearPolicy):
 class LinearEnsemble(_FactorPolicy):
     """Linear Ensemble++: approximate Thompson sampling with a shared ensemble factor.
 
-    Keeps the posterior mean mu, covariance Sigma and a factor A (d x M) with
-    E[A A^T] ~ Sigma, all updated by rank-one formulas in O(d^2 + dM) per observation. A
-    posterior draw is theta = mu + A zeta with zeta from the reference distribution.
+    Keeps the posterior mean mu, the precision factor U (P = U^T U = Sigma^-1) and an
+    accumulator F (d x M) with A = P^-1 F and E[A A^T] ~ Sigma, all updated in O(d^2 + dM) per
+    observation (rotations of U, no downdate). A posterior draw is theta = mu + A zeta with
+    zeta from the reference distribution.
 
     Parameters
     ----------
@@ -895,7 +900,7 @@ class LinearEnsemble(_FactorPolicy):
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
         forgetting: float = 1.0,
@@ -935,9 +940,10 @@ class LinearTS(LinearPolicy):
 class LinearEnsembleSampling(_FactorPolicy):
     """Ensemble sampling (Lu and Van Roy, 2017): M perturbed least-squares models.
 
-    Each model starts from theta_m ~ N(mu_0, Sigma_0) and is updated with
-    theta_m <- theta_m + k (r + w_m - x.theta_m), w_m ~ N(0, eta^2), k = Sigma x / (eta^2 + x^T Sigma x);
-    an action is chosen greedily for one model picked uniformly at random.
+    Each model starts from theta_m ~ N(mu_0, Sigma_0) and follows
+    theta_m <- theta_m + k (r + w_m - x.theta_m), w_m ~ N(0, eta^2), k = Sigma x / (eta^2 + x^T Sigma x),
+    kept as theta_m = mu + P^-1 F e_m with F += x w_m / eta^2; an action is chosen greedily for
+    one model picked uniformly at random.
 
     Parameters
     ----------
@@ -961,7 +967,7 @@ class LinearEnsembleSampling(_FactorPolicy):
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
         forgetting: float = 1.0,
@@ -1001,7 +1007,7 @@ class LinUCB(LinearPolicy):
         prior_mean: Any = None,
         n_agents: int | None = None,
         device: str = "cpu",
-        dtype: str = "float64",
+        dtype: str | type | np.dtype = "float64",
         seed: int | None = None,
         stream_ids: Any = None,
         forgetting: float = 1.0,

@@ -13,11 +13,11 @@
 
 namespace ensemblepp {
 
-/// State of B agents (layout of linear.hpp): prec (B, d, d), mean (B, d) double, factor
-/// (B, d, M) or nullptr, steps (B) and the agents' stream ids (B), which key their streams.
+/// State of B agents (layout of linear.hpp): prec (B, d, d) and mean (B, d) double, factor
+/// (B, d, M) of T or nullptr, steps (B) and the agents' stream ids (B), which key their streams.
 template <class T>
 struct BatchState {
-  T* prec;
+  double* prec;
   double* mean;
   T* factor;
   std::uint64_t* steps;

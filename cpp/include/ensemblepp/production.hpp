@@ -58,37 +58,45 @@ inline std::uint64_t draws_per_observation(const LinearConfig& c, const Forgetti
 /// Precondition: check_observation(c, x, r) == 0.
 template <class T>
 void observe_forgetting(const LinearConfig& c, const Forgetting& f, const AgentState<T>& s,
-                        std::uint64_t* updates, const T* x, T r, T* scratch) {
+                        std::uint64_t* updates, const T* x, T r, double* scratch) {
   const int d = c.dim, M = c.ensemble_size;
   const int k = static_cast<int>(*updates % static_cast<std::uint64_t>(d));
   const double g = f.gamma, w = 1.0 - std::pow(g, d);
-  const T sg = static_cast<T>(std::sqrt(g)), sw = static_cast<T>(std::sqrt(w));
+  const double sg = std::sqrt(g), sw = std::sqrt(w);
   const double* rk = f.dirs + long(k) * d;
   for (int i = 0; i < d; ++i) {
-    T* row = s.prec + long(i) * d;
+    double* row = s.prec + long(i) * d;
     for (int j = i; j < d; ++j) row[j] *= sg;
   }
   if (has_factor(c.policy)) {
-    T* z = scratch;
+    double* z = scratch;
     const Stream st{c.seed, (*s.step)++, s.stream};
     if (c.policy == Policy::ensemble_sampling)
-      draw<T>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, z);
+      draw<double>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, z);
     else
-      draw<T>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, z);
+      draw<double>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, z);
     for (int i = 0; i < d; ++i) {
       T* row = s.factor + long(i) * M;
-      const T ri = sw * static_cast<T>(rk[i]);
-      for (int m = 0; m < M; ++m) row[m] = sg * row[m] + ri * z[m];
+      const double ri = sw * rk[i];
+      for (int m = 0; m < M; ++m) row[m] = static_cast<T>(sg * static_cast<double>(row[m]) + ri * z[m]);
     }
   }
-  // The prior refresh: a pseudo-observation (sqrt(w) r_k, sqrt(w) r_k . mu_0) with unit noise,
-  // applied to U and mu only (observe() of a greedy configuration touches no factor or counter).
-  LinearConfig pseudo = c;
-  pseudo.policy = Policy::greedy;
-  pseudo.noise_std = 1.0;
-  T* v = scratch + 2 * d + 2;  // observe() uses scratch[0, 2d) for its own vectors
-  for (int i = 0; i < d; ++i) v[i] = sw * static_cast<T>(rk[i]);
-  observe(pseudo, s, v, static_cast<T>(std::sqrt(w) * f.targets[k]), scratch);
+  // The prior refresh: a pseudo-observation v = sqrt(w) r_k, y = sqrt(w) r_k . mu_0 with unit
+  // noise, in the feedback form of observe(): mu += Sigma v (y - v.mu) / (1 + v' Sigma v).
+  double* kv = scratch;
+  double* v = scratch + d;
+  double* rot = scratch + 2 * d;
+  for (int i = 0; i < d; ++i) v[i] = kv[i] = rot[i] = sw * rk[i];
+  const auto U = ConstMatrixMap<double>(s.prec, d, d).template triangularView<Eigen::Upper>();
+  VectorMap<double> kvec(kv, d);
+  U.transpose().solveInPlace(kvec);
+  const double denom = 1.0 + kvec.squaredNorm();
+  U.solveInPlace(kvec);
+  double vm = 0.0;
+  for (int i = 0; i < d; ++i) vm += v[i] * s.mean[i];
+  const double gain = (sw * f.targets[k] - vm) / denom;
+  for (int i = 0; i < d; ++i) s.mean[i] += kv[i] * gain;
+  cholesky_update_upper(s.prec, rot, d);
   observe(c, s, x, r, scratch);
   ++*updates;
 }

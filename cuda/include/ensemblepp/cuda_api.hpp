@@ -43,9 +43,10 @@ using ensemblepp::DType;
 /// Value of an error slot that records no error (the buffers are reset to all ones bits).
 constexpr std::uint64_t kNoError = ~std::uint64_t{0};
 
-/// Device state of B agents, laid out as in linear.hpp: prec (B, d, d), mean (B, d) float64,
+/// Device state of B agents, laid out as in linear.hpp: prec (B, d, d) and mean (B, d) float64,
 /// factor (B, d, M) or 0, steps (B) uint64, stream_ids (B) uint64 (the keys of the agents'
-/// random streams, philox.hpp) and work (B, workspace_size(config)) or 0.
+/// random streams, philox.hpp) and work (B, workspace_size(config)) float64 or 0. prec and mean
+/// are float64 whatever Config::dtype, which names the type of factor and of every input.
 struct State {
   std::uintptr_t prec = 0;
   std::uintptr_t mean = 0;
@@ -59,9 +60,8 @@ struct State {
 /// Throws std::invalid_argument naming the field when a configuration is out of range.
 using ensemblepp::check_config;
 
-/// Elements of scratch per agent that State::work must hold: 0 when the per-agent vectors fit
-/// in shared memory (d and M up to about 1,700 in float64), else 3 max(d, M) (plus 8 d for
-/// LinUCB, one vector per warp).
+/// Doubles of scratch per agent that State::work (float64) must hold: 0 when the per-agent
+/// vectors fit in shared memory (3 max(d, M), plus 8 d for LinUCB, up to 40 KiB), else that many.
 long workspace_size(const Config& config);
 
 /// Writes the prior state of agents first, ..., B-1 (init_agent of linear.hpp, same order):

@@ -33,9 +33,9 @@ def plan_cells(cfg: Any, workers: int, seeds_per_task: int | None = None) -> lis
     """The cells of an experiment: (agent index, positions of its seeds), in run order.
 
     An agent that the runner steps over all seeds at once (the linear policies, and the neural
-    agents through ``MultiSeed``) gets ``workers`` chunks: its step cost grows slowly with the
-    chunk, so fewer, larger cells waste less. An agent stepped seed after seed gets one seed per
-    cell. ``seeds_per_task`` overrides both. A batched agent without per-seed streams (no
+    agents through ``MultiSeed``) is split into as few chunks as keep about two cells per worker
+    over all agents: its step cost grows slowly with the chunk, so fewer, larger cells waste
+    less. An agent stepped seed after seed gets one seed per cell. ``seeds_per_task`` overrides both. A batched agent without per-seed streams (no
     ``stream_ids``: its draws depend on the whole batch) stays one cell, so that its results
     still equal the serial run's.
     """
@@ -56,7 +56,8 @@ def plan_cells(cfg: Any, workers: int, seeds_per_task: int | None = None) -> lis
         elif seeds_per_task is not None:
             size = seeds_per_task
         elif stepped_together:
-            size = math.ceil(n / max(1, workers))
+            chunks = min(n, math.ceil(2 * max(1, workers) / len(cfg.agents)))
+            size = math.ceil(n / chunks)
         else:
             size = 1
         cells += [(i, list(range(lo, min(n, lo + size)))) for lo in range(0, n, size)]
