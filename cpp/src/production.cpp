@@ -157,57 +157,61 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
                         const std::uint8_t* mask, long n_samples, bool ties_first, double* out) {
   const int d = c.dim, M = c.ensemble_size;
   std::fill(out, out + K, 0.0);
+  // Masked actions may hold anything (act() ignores them too): score zeros in their place.
+  // Available ones must be finite.
+  RowMatrix<T> masked;
   for (long k = 0; k < K; ++k) {
     if (mask && !mask[k]) continue;
     for (int i = 0; i < d; ++i)
       if (!std::isfinite(X[k * d + i])) return 2;
   }
-  // Masked actions may hold anything (act() ignores them too): score zeros in their place.
-  RowMatrix<T> masked;
   if (mask) {
     masked = ConstMatrixMap<T>(X, K, d);
     for (long k = 0; k < K; ++k)
       if (!mask[k]) masked.row(k).setZero();
     X = masked.data();
   }
-  ConstMatrixMap<T> Xm(X, K, d);
+  std::vector<T>& sc = scratch<T>(1, static_cast<size_t>(K) * 256 + d);
+  T* buf = sc.data();
   if (c.policy == Policy::greedy || c.policy == Policy::ucb) {
-    // Exactly the scores act() compares: theta = mu in T, X theta in T, the LinUCB bonus in double.
-    std::vector<T>& tb = scratch<T>(1, static_cast<size_t>(K) + d);
-    std::vector<double>& db = scratch<double>(2, scratch_size(c));
-    T* scores = tb.data();
-    T* theta = scores + K;
-    sample_theta(c, s, theta, db.data());  // the mean: no draw, the counter is untouched
+    T* theta = buf + K;
+    double* work = scratch<double>(2, scratch_size(c)).data();
+    sample_theta(c, s, theta, work);  // the mean: no draw, the counter is untouched
     for (int i = 0; i < d; ++i)
       if (!std::isfinite(theta[i])) return 1;
-    VectorMap<T>(scores, K).noalias() = Xm * ConstVectorMap<T>(theta, d);
+    ConstMatrixMap<T> Xm(X, K, d);
+    VectorMap<T> scores(buf, K);
+    scores.noalias() = Xm * ConstVectorMap<T>(theta, d);
     if (c.policy == Policy::ucb) {
-      const auto U = ConstMatrixMap<double>(s.prec, d, d).template triangularView<Eigen::Upper>();
-      Eigen::MatrixXd Y = Xm.transpose().template cast<double>();
+      // The LinUCB bonus alpha |U^-T x| for all actions at once, as act() computes it.
+      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose().template cast<double>();
+      const auto U = ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>();
       U.transpose().solveInPlace(Y);
       for (long k = 0; k < K; ++k)
-        scores[k] = static_cast<T>(static_cast<double>(scores[k]) + c.alpha * Y.col(k).norm());
+        buf[k] = static_cast<T>(static_cast<double>(buf[k]) + c.alpha * Y.col(k).norm());
     }
-    return vote(scores, K, mask, ties_first, 1.0, out) ? 0 : 2;
+    return vote(buf, K, mask, ties_first, 1.0, out) ? 0 : 2;
   }
   // Scores are linear in the random vector: X theta = X mu + G v with v the draw, so G (K, n)
-  // and s0 = X mu (K) are formed once and each draw costs K n multiply-adds (n = M or d). In
-  // double, as the core keeps U and mu.
-  const auto U = ConstMatrixMap<double>(s.prec, d, d).template triangularView<Eigen::Upper>();
-  Eigen::MatrixXd Y = Xm.transpose().template cast<double>();  // (d, K)
-  Eigen::VectorXd s0 = Xm.template cast<double>() * Eigen::Map<const Eigen::VectorXd>(s.mean, d);
-  Eigen::MatrixXd G;  // (K, n)
+  // and s0 = X mu (K) are formed once and each draw costs K n multiply-adds (n = M or d).
+  const auto U = ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>();
+  ConstMatrixMap<T> Xm(X, K, d);
+  using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+  // The solves run in double, as the state's U; the scores are rounded to T as act()'s.
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose().template cast<double>();  // (d, K)
+  Vector<T> s0 = (Xm.template cast<double>() * Eigen::Map<const Vector<double>>(s.mean, d)).template cast<T>();
+  ColMatrix G;  // (K, n)
   int n = 0;
   if (c.policy == Policy::thompson) {
     // theta = mu + U^-1 g: X theta = X mu + (X U^-1) g, and X U^-1 = (U^-T X^T)^T.
     U.transpose().solveInPlace(Y);
-    G = Y.transpose();
+    G = Y.transpose().template cast<T>();
     n = d;
   } else {
     // Ensemble++ theta = mu + P^-1 F zeta; ensemble sampling theta_m = mu + P^-1 F e_m.
     U.transpose().solveInPlace(Y);
     U.solveInPlace(Y);  // Y = P^-1 X^T
-    G.noalias() = Y.transpose() * ConstMatrixMap<T>(s.factor, d, M).template cast<double>();
+    G = (Y.transpose() * ConstMatrixMap<T>(s.factor, d, M).template cast<double>()).template cast<T>();
     n = M;
   }
   if (!G.allFinite() || !s0.allFinite()) return 1;
@@ -221,22 +225,21 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
   }
   const std::uint64_t key = probability_key(c.seed, *s.step, s.stream);
   constexpr long kChunk = 256;
-  Eigen::MatrixXd V(n, std::min(kChunk, n_samples));
-  std::vector<double>& sb = scratch<double>(1, static_cast<size_t>(K) * kChunk);
+  ColMatrix V(n, std::min(kChunk, n_samples));
   for (long i0 = 0; i0 < n_samples; i0 += kChunk) {
     const long m = std::min(kChunk, n_samples - i0);
     for (long j = 0; j < m; ++j) {
       const Stream st{key, static_cast<std::uint64_t>(i0 + j), s.stream};
       if (c.policy == Policy::thompson)
-        draw<double>(Distribution::gaussian, n, 1, std::sqrt(double(n)), st, V.col(j).data());
+        draw<T>(Distribution::gaussian, n, 1, std::sqrt(double(n)), st, V.col(j).data());
       else
-        draw<double>(c.reference, n, c.reference_sparsity, std::sqrt(double(n)), st, V.col(j).data());
+        draw<T>(c.reference, n, c.reference_sparsity, std::sqrt(double(n)), st, V.col(j).data());
     }
-    Eigen::Map<Eigen::MatrixXd> Sm(sb.data(), K, m);
+    Eigen::Map<ColMatrix> Sm(buf, K, m);
     Sm.noalias() = G * V.leftCols(m);
     Sm.colwise() += s0;
     for (long j = 0; j < m; ++j)
-      if (!vote(sb.data() + j * K, K, mask, ties_first, 1.0, out)) return 2;
+      if (!vote(buf + j * K, K, mask, ties_first, 1.0, out)) return 2;
   }
   for (long k = 0; k < K; ++k) out[k] /= static_cast<double>(n_samples);
   return 0;

@@ -541,7 +541,11 @@ class LinearPolicy:
 
     @property
     def precision_factor(self) -> Any:
-        """Upper Cholesky factor U of the posterior precision, P = U^T U; (d, d) or (B, d, d) (a copy)."""
+        """Upper Cholesky factor U of the posterior precision, P = U^T U; (d, d) or (B, d, d).
+
+        A float64 copy whatever the agent's dtype: the state keeps U in float64 (docs/design.md,
+        state representation).
+        """
         return self._out(self._prec.copy())
 
     # ---- acting and learning -----------------------------------------------------------

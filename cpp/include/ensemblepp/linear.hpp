@@ -200,8 +200,10 @@ inline int check_observation(const LinearConfig& c, const T* x, T r) {
 ///   U absorbs x / eta by rotations                          (P += x x^T / eta^2)
 ///   F += x z^T / eta  (Ensemble++),  F += x g^T / eta  (ensemble sampling, w_m = eta g_m)
 /// Precondition: check_observation(c, x, r) == 0.
-template <class T>
-void observe(const LinearConfig& c, const AgentState<T>& s, const T* x, T r, double* scratch) {
+/// @tparam X the type of the features and reward: T, or double for the pseudo-observations of
+///           forgetting (production.hpp).
+template <class T, class X = T>
+void observe(const LinearConfig& c, const AgentState<T>& s, const X* x, X r, double* scratch) {
   const int d = c.dim, M = c.ensemble_size;
   const double eta = c.noise_std;
   const double inv_eta = 1.0 / eta;

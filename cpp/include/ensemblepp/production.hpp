@@ -81,22 +81,15 @@ void observe_forgetting(const LinearConfig& c, const Forgetting& f, const AgentS
       for (int m = 0; m < M; ++m) row[m] = static_cast<T>(sg * static_cast<double>(row[m]) + ri * z[m]);
     }
   }
-  // The prior refresh: a pseudo-observation v = sqrt(w) r_k, y = sqrt(w) r_k . mu_0 with unit
-  // noise, in the feedback form of observe(): mu += Sigma v (y - v.mu) / (1 + v' Sigma v).
-  double* kv = scratch;
-  double* v = scratch + d;
-  double* rot = scratch + 2 * d;
-  for (int i = 0; i < d; ++i) v[i] = kv[i] = rot[i] = sw * rk[i];
-  const auto U = ConstMatrixMap<double>(s.prec, d, d).template triangularView<Eigen::Upper>();
-  VectorMap<double> kvec(kv, d);
-  U.transpose().solveInPlace(kvec);
-  const double denom = 1.0 + kvec.squaredNorm();
-  U.solveInPlace(kvec);
-  double vm = 0.0;
-  for (int i = 0; i < d; ++i) vm += v[i] * s.mean[i];
-  const double gain = (sw * f.targets[k] - vm) / denom;
-  for (int i = 0; i < d; ++i) s.mean[i] += kv[i] * gain;
-  cholesky_update_upper(s.prec, rot, d);
+  // The prior refresh: a pseudo-observation (sqrt(w) r_k, sqrt(w) r_k . mu_0) with unit noise,
+  // applied to U and mu only (observe() of a greedy configuration touches no factor or counter),
+  // its features in double (observe() reads them before it writes scratch[0, 2d)).
+  LinearConfig pseudo = c;
+  pseudo.policy = Policy::greedy;
+  pseudo.noise_std = 1.0;
+  double* v = scratch + 2 * d + 2;
+  for (int i = 0; i < d; ++i) v[i] = sw * rk[i];
+  observe<T, double>(pseudo, s, v, sw * f.targets[k], scratch);
   observe(c, s, x, r, scratch);
   ++*updates;
 }
