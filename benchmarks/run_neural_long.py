@@ -65,14 +65,16 @@ def summary(out: Path) -> None:
             final = cum[:, -1]
             T = cum.shape[1]
             half = cum[:, -1] - cum[:, T // 2 - 1]
+            at3k = cum[:, min(T, 3000) - 1].mean()
             which = "tuned" if "-tuned-" in path.stem else "paper"
             rows.append((res.config["environment"]["name"], which, lab, T, len(final), final.mean(),
-                         final.std(ddof=1) / np.sqrt(len(final)), half.mean(),
+                         final.std(ddof=1) / np.sqrt(len(final)), at3k, half.mean(),
                          1e3 * res.seconds_per_step[lab] / len(final)))
-    print("| environment | set | agent | T | seeds | final regret | regret in the 2nd half | ms per seed-step |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for env, which, lab, T, n, m, se, half, ms in rows:
-        print(f"| {env} | {which} | {lab} | {T} | {n} | {m:.1f} ± {se:.1f} | {half:.1f} | {ms:.2f} |")
+    print("| environment | set | agent | T | seeds | final regret | regret at t=3000 | regret in the 2nd half "
+          "| ms per seed-step |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for env, which, lab, T, n, m, se, at3k, half, ms in sorted(rows):
+        print(f"| {env} | {which} | {lab} | {T} | {n} | {m:.1f} ± {se:.1f} | {at3k:.1f} | {half:.1f} | {ms:.2f} |")
 
 
 def main() -> None:

@@ -91,7 +91,10 @@ def hate_speech_configs(n_posts: int = 3000, horizon: int = 3000, n_seeds: int =
     list of dict
         Two configuration mappings.
     """
-    neural = {"ensemble_size": 8, "prior_scale": 1.0, "n_updates": 4, "update_every": 1}
+    # Pinned to the configuration docs/results.md was run with, so that the tuned defaults of
+    # Ensemble++ and Ensemble+ (lr 1e-3, style "official") do not change this preset.
+    before = {"lr": 1e-4, "style": "ensemblepp"}
+    neural = {"ensemble_size": 8, "prior_scale": 1.0, "n_updates": 4, "update_every": 1, **before}
     frozen = {
         "name": "hate-speech-frozen",
         "description": f"Davidson et al. tweets ({n_posts}-post subset), publish/block with rewards 1 / -0.5 / "
@@ -107,7 +110,7 @@ def hate_speech_configs(n_posts: int = 3000, horizon: int = 3000, n_seeds: int =
         ],
     }
     text = {"ensemble_size": 8, "prior_scale": 1.0, "posterior_scale": 0.1, "n_updates": 1,
-            "update_every": 4, "batch_size": 32, "update_start": 32}
+            "update_every": 4, "batch_size": 32, "update_start": 32, **before}
     tuned = {
         "name": "hate-speech-finetune",
         "description": f"Davidson et al. tweets ({finetune_posts}-post subset): Ensemble++ with the MiniLM "
