@@ -2,6 +2,8 @@
 // over action chunks for a single agent with a large action set.
 #include "ensemblepp/batch.hpp"
 
+#include "parallel.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -40,14 +42,8 @@ void check_steps(const std::uint64_t* steps, long n_agents, std::uint64_t draws)
 
 namespace {
 
-// Work (in multiply-adds) below which a call stays on one thread. Waking idle OpenMP workers
-// can cost milliseconds on virtual machines, so only calls of ~0.1 ms of work or more split.
-constexpr double kParallelWork = 5e5;
-
-inline int threads_for(double work) {
-  if (work < kParallelWork) return 1;
-  return std::max(1, std::min(max_threads(), static_cast<int>(work / kParallelWork)));
-}
+using detail::parallel_ranges;
+using detail::threads_for;
 
 // Per-thread scratch that lives across calls, so that a step allocates nothing.
 template <class T>
@@ -56,24 +52,6 @@ std::vector<T>& scratch_buffer(int slot, size_t n) {
   std::vector<T>& b = buffers[slot];
   if (b.size() < n) b.resize(n);
   return b;
-}
-
-// Runs body(begin, end) over [0, n) split among nt threads; inline (no OpenMP region) for one.
-template <class F>
-void parallel_ranges(long n, int nt, F&& body) {
-  if (nt <= 1 || n <= 1) {
-    body(0L, n);
-    return;
-  }
-#pragma omp parallel num_threads(nt)
-  {
-    int t = 0, count = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    count = omp_get_num_threads();
-#endif
-    body(n * t / count, n * (t + 1) / count);
-  }
 }
 
 struct Best {
@@ -337,14 +315,7 @@ void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* 
       const long i = b * n_obs + j;
       if (mask && !mask[i]) continue;
       const int bad = check_observation(c, x + i * d, r[i]);
-      if (bad == 1)
-        throw std::invalid_argument("r: reward of agent " + std::to_string(b) + " is NaN, infinite or " +
-                                    "beyond the representable range (|r| / noise_std > " +
-                                    (sizeof(T) == 4 ? "2**38 for float32)" : "2**480)"));
-      if (bad == 2)
-        throw std::invalid_argument("x: features of agent " + std::to_string(b) + " are NaN, infinite or " +
-                                    "beyond the representable range (|x| / noise_std > " +
-                                    (sizeof(T) == 4 ? "2**38 for float32)" : "2**480)"));
+      if (bad) detail::throw_bad_observation(bad, b, sizeof(T) == 4);
     }
   }
   const int nt = threads_for(double(B) * n_obs * d * (d + c.ensemble_size));

@@ -2,6 +2,8 @@
 // forgetting, and action probabilities from many posterior draws. Parallel over agents.
 #include "ensemblepp/production.hpp"
 
+#include "parallel.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -10,53 +12,11 @@
 #include <string>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace ensemblepp {
 
 namespace {
 
-// As in batch.cpp: calls below ~0.1 ms of work stay on one thread (waking OpenMP workers on a
-// virtual machine can cost more than the work).
-constexpr double kParallelWork = 5e5;
-
-int threads_for(double work) {
-  if (work < kParallelWork) return 1;
-  return std::max(1, std::min(max_threads(), static_cast<int>(work / kParallelWork)));
-}
-
-// Agents [0, n) in contiguous ranges; with weights (prefix sums, n + 1 entries) the ranges
-// carry about equal work, so one agent with many rows does not hold up the rest.
-template <class F>
-void parallel_agents(long n, int nt, const std::int64_t* prefix, F&& body) {
-  if (nt <= 1 || n <= 1) {
-    body(0L, n);
-    return;
-  }
-#pragma omp parallel num_threads(nt)
-  {
-    int t = 0, count = 1;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-    count = omp_get_num_threads();
-#endif
-    long lo = n * t / count, hi = n * (t + 1) / count;
-    if (prefix) {
-      const double total = static_cast<double>(prefix[n] - prefix[0]);
-      auto split = [&](int j) {
-        if (j == 0) return 0L;
-        if (j == count) return n;
-        const std::int64_t want = prefix[0] + static_cast<std::int64_t>(total * j / count);
-        return static_cast<long>(std::lower_bound(prefix, prefix + n + 1, want) - prefix);
-      };
-      lo = split(t);
-      hi = split(t + 1);
-    }
-    body(lo, hi);
-  }
-}
+using detail::threads_for;
 
 template <class T>
 std::vector<T>& scratch(int slot, size_t n) {
@@ -64,16 +24,6 @@ std::vector<T>& scratch(int slot, size_t n) {
   std::vector<T>& b = buffers[slot];
   if (b.size() < n) b.resize(n);
   return b;
-}
-
-[[noreturn]] void bad_row(const LinearConfig& c, int what, long agent, bool single_float) {
-  (void)c;
-  const std::string range = single_float ? "2**38 for float32)" : "2**480)";
-  if (what == 1)
-    throw std::invalid_argument("r: reward of agent " + std::to_string(agent) +
-                                " is NaN, infinite or beyond the representable range (|r| / noise_std > " + range);
-  throw std::invalid_argument("x: features of agent " + std::to_string(agent) +
-                              " are NaN, infinite or beyond the representable range (|x| / noise_std > " + range);
 }
 
 }  // namespace
@@ -98,14 +48,14 @@ void update_ragged(const LinearConfig& c, const BatchState<T>& s, const Forgetti
       if (mask && !mask[i]) continue;
       ++rows;
       const int bad = check_observation(c, x + i * d, r[i]);
-      if (bad) bad_row(c, bad, b, sizeof(T) == 4);
+      if (bad) detail::throw_bad_observation(bad, b, sizeof(T) == 4);
     }
     if (per_row && (s.steps[b] >= kMaxSteps || (kMaxSteps - s.steps[b]) / per_row < rows))
       throw std::invalid_argument("steps: agent " + std::to_string(b) +
                                   " has used up its random stream (2**48 draws)");
   }
   const double work = double(n_rows) * d * (d + c.ensemble_size) + double(B) * d * d;
-  parallel_agents(B, threads_for(work), offsets, [&](long lo, long hi) {
+  detail::parallel_ranges(B, threads_for(work), [&](long lo, long hi) {
     double* buf = scratch<double>(0, scratch_size(c)).data();
     for (long b = lo; b < hi; ++b) {
       const AgentState<T> st = s.agent(c, b);
@@ -117,7 +67,7 @@ void update_ragged(const LinearConfig& c, const BatchState<T>& s, const Forgetti
           observe(c, st, x + i * d, r[i], buf);
       }
     }
-  });
+  }, offsets);
 }
 
 namespace {
@@ -266,7 +216,7 @@ void action_probabilities(const LinearConfig& c, const BatchState<T>& s, const A
   const double per_agent = double(K) * d * d + (sampled ? double(n_samples) * K * std::max(c.ensemble_size, c.dim) : 0.0);
   std::atomic<long> failed{-1};
   std::atomic<int> reason{0};
-  parallel_agents(B, threads_for(per_agent * B), nullptr, [&](long lo, long hi) {
+  detail::parallel_ranges(B, threads_for(per_agent * B), [&](long lo, long hi) {
     for (long b = lo; b < hi; ++b) {
       const T* X = a.data + (a.per_agent ? b * K * d : 0);
       const std::uint8_t* m = a.mask ? a.mask + (a.mask_per_agent ? b * K : 0) : nullptr;
