@@ -514,32 +514,20 @@ def _run_agent(cfg: ExperimentConfig, ac: AgentConfig, progress: _Progress,
     extra = {m: np.zeros((n, T)) for m in metrics}
     chunk = max(1, T // 100)
     start = time.perf_counter()
-    if spec.batched and env_spec.batched:
+    multiseed = _multiseed_class(spec)
+    if env_spec.batched and (spec.batched or (multiseed is not None and not _is_compact(cfg))):
         env = make_environment(cfg.environment, n_instances=n, seed=cfg.seeds, **cfg.env_options)
-        # The environment seeds are the agents' stream ids: seed s of this run is the run of s alone.
-        agent = make_agent(ac.name, env.dim, n_agents=n, seed=cfg.agent_seed,
-                           **_stream_ids(ac.name, list(cfg.seeds)), **ac.options)
-        for t in range(T):
-            a, x = _choose(agent, env, n)
-            r, g = env.step(a)
-            agent.update(x, r)
-            reward[:, t] = r
-            regret[:, t] = g
-            if metrics:
-                info = env.info()
-                for m in metrics:
-                    extra[m][:, t] = info[m]
-            if (t + 1) % chunk == 0 or t + 1 == T:
-                progress.update(chunk if (t + 1) % chunk == 0 else (t + 1) % chunk)
-    elif env_spec.batched and _multiseed_class(spec) is not None and not _is_compact(cfg):
-        # Neural agents: every seed in one batched computation, each seed exactly
-        # the agent run_experiment would build for it alone (neural_seed).
-        from ..neural import MultiSeed
+        if spec.batched:
+            # The environment seeds are the agents' stream ids: seed s of this run is the run of s alone.
+            agent = make_agent(ac.name, env.dim, n_agents=n, seed=cfg.agent_seed,
+                               **_stream_ids(ac.name, list(cfg.seeds)), **ac.options)
+        else:
+            # Neural agents: every seed in one batched computation, each seed exactly
+            # the agent run_experiment would build for it alone (neural_seed).
+            from ..neural import MultiSeed
 
-        env = make_environment(cfg.environment, n_instances=n, seed=cfg.seeds, **cfg.env_options)
-        opts = normalize_options({**spec.defaults, **ac.options})
-        agent = MultiSeed(_multiseed_class(spec), env.dim, [neural_seed(cfg.agent_seed, s) for s in cfg.seeds],
-                          **opts)
+            opts = normalize_options({**spec.defaults, **ac.options})
+            agent = MultiSeed(multiseed, env.dim, [neural_seed(cfg.agent_seed, s) for s in cfg.seeds], **opts)
         for t in range(T):
             a, x = _choose(agent, env, n)
             r, g = env.step(a)
