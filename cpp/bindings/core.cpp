@@ -179,9 +179,12 @@ class Kernel {
     return out;
   }
 
-  void act_into(const py::object& actions_in, const py::object& mask, std::int64_t* o) {
+  // The action set (K, d) or (B, K, d) and its mask, converted once; @p actions and @p mask_keep
+  // hold the converted arrays alive while @p a points into them.
+  ActionSet<T> input_actions(const py::object& actions_in, const py::object& mask, py::array& actions,
+                             py::array& mask_keep) const {
     const long B = state_.n_agents, d = cfg_.dim;
-    const py::array actions = input_array<T>(actions_in, "actions");
+    actions = input_array<T>(actions_in, "actions");
     ActionSet<T> a{};
     if (actions.ndim() == 2 && actions.shape(1) == d) {
       a.n_actions = actions.shape(0);
@@ -195,8 +198,14 @@ class Kernel {
                                   shape_of(actions));
     }
     a.data = static_cast<const T*>(actions.data());
-    py::array mask_keep;
     a.mask = input_mask(mask, mask_keep, B, a.n_actions, a.mask_per_agent);
+    return a;
+  }
+
+  void act_into(const py::object& actions_in, const py::object& mask, std::int64_t* o) {
+    const long B = state_.n_agents, d = cfg_.dim;
+    py::array actions, mask_keep;
+    const ActionSet<T> a = input_actions(actions_in, mask, actions, mask_keep);
     KernelLock lock(mutex_);
     T* th = static_cast<T*>(theta_.mutable_data());
     if (double(B) * a.n_actions * d > kReleaseGil) {
@@ -366,22 +375,8 @@ class Kernel {
   py::array_t<double> action_probabilities(const py::object& actions_in, const py::object& mask,
                                            long n_samples, bool ties_first) {
     const long B = state_.n_agents, d = cfg_.dim;
-    const py::array actions = input_array<T>(actions_in, "actions");
-    ActionSet<T> a{};
-    if (actions.ndim() == 2 && actions.shape(1) == d) {
-      a.n_actions = actions.shape(0);
-      a.per_agent = false;
-    } else if (actions.ndim() == 3 && actions.shape(0) == B && actions.shape(2) == d) {
-      a.n_actions = actions.shape(1);
-      a.per_agent = true;
-    } else {
-      throw std::invalid_argument("actions: expected shape (K, " + std::to_string(d) + ") or (" +
-                                  std::to_string(B) + ", K, " + std::to_string(d) + "), got " +
-                                  shape_of(actions));
-    }
-    a.data = static_cast<const T*>(actions.data());
-    py::array mask_keep;
-    a.mask = input_mask(mask, mask_keep, B, a.n_actions, a.mask_per_agent);
+    py::array actions, mask_keep;
+    const ActionSet<T> a = input_actions(actions_in, mask, actions, mask_keep);
     py::array_t<double> out({B, static_cast<long>(a.n_actions)});
     double* o = out.mutable_data();
     KernelLock lock(mutex_);
