@@ -41,17 +41,16 @@ POLICIES = {
 
 
 def posterior64(agent) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (stored in float64) and covariance (from the stored factor U, evaluated in float64).
+    """Mean (stored in float64) and covariance (from the stored root L, Sigma = L^T L in float64).
 
     Agents of ensemblepp 0.1.0 (covariance form, ``--baseline`` runs) report their stored
     mean and covariance instead.
     """
     state = agent._state_arrays()
-    if "prec" not in state:
+    if "cov_root" not in state:
         return np.asarray(agent.mean, np.float64), np.asarray(agent.covariance, np.float64)
-    U = state["prec"][0].astype(np.float64)
-    Uinv = np.linalg.inv(np.triu(U))
-    return state["mean"][0], Uinv @ Uinv.T
+    L = np.tril(state["cov_root"][0].astype(np.float64))
+    return state["mean"][0], L.T @ L
 
 
 def drift(name: str, steps: int, d: int = 32, K: int = 100, seed: int = 0, chunk: int = 2000) -> dict[str, float]:

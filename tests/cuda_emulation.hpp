@@ -216,8 +216,8 @@ class Kernels {
   }
 
   /// init_kernel: the prior state of agents first, ..., B-1.
-  void initialize(const double* U0, const double* mu0, const double* R, bool diagonal, long first) {
-    grid([&](HostCtx& ctx) { detail::init_grid(ctx, c_, s_, U0, mu0, R, diagonal, first, smem()); });
+  void initialize(const double* L0, const double* mu0, bool diagonal, long first) {
+    grid([&](HostCtx& ctx) { detail::init_grid(ctx, c_, s_, L0, mu0, diagonal, first, smem()); });
   }
 
   void sample(T* out, bool unit_norm) {
@@ -242,9 +242,9 @@ class Kernels {
     });
   }
 
-  /// check_kernel then update_kernel, after the memset of the error slot.
+  /// check_kernel then update_kernel, after the memset of the error slots (bounds, refusals).
   void update(const T* x, const T* r, const std::uint8_t* mask, long n, unsigned long long* errors) {
-    errors[0] = kNoError;
+    errors[0] = errors[1] = kNoError;
     if (n == 0) return;
     elementwise(s_.n_agents * n, [&](HostCtx& ctx) {
       detail::check_grid(ctx, x, r, mask, s_.n_agents * n, c_.dim, c_.noise_std, errors);

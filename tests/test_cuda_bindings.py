@@ -24,7 +24,7 @@ def config(**kw):
 
 
 def state(**kw):
-    args = dict(prec=4096, mean=8192, factor=12288, steps=16384, stream_ids=20480, work=0, n_agents=2)
+    args = dict(cov_root=4096, mean=8192, factor=12288, steps=16384, stream_ids=20480, work=0, n_agents=2)
     return _cuda.State(**{**args, **kw})
 
 
@@ -76,19 +76,18 @@ def test_bad_config_raises_value_error_naming_the_field(field: str, value: objec
 
 
 @pytest.mark.parametrize(("dim", "M", "dtype", "expected"), [
-    (8, 4, 1, 0),                # 3 * 8 doubles: shared memory
-    (1706, 16, 1, 0),            # 5118 doubles = 40,944 bytes: still shared
-    (1707, 16, 1, 3 * 1707),     # 40,968 bytes: global workspace
-    (1707, 16, 0, 3 * 1707),     # float32 agents too: the scratch is double whatever the dtype
-    (4, 2000, 1, 3 * 2000),      # the ensemble size counts too
-    (600, 16, 1, 0),             # LinUCB (below): 3 d + 8 d doubles = 52,800 bytes: global
+    (8, 4, 1, 0),                # 5 d + 2 M + 1 = 49 doubles: shared memory
+    (1017, 16, 1, 0),            # 5118 doubles = 40,944 bytes: still shared
+    (1018, 16, 1, 5123),         # 40,984 bytes: global workspace
+    (1018, 16, 0, 5123),         # float32 agents too: the scratch is double whatever the dtype
+    (4, 2600, 1, 20 + 5201),     # the ensemble size counts too
+    (1018, 16, 1, 5123),         # LinUCB (below) needs no more: its scores need no solves
 ])  # fmt: skip
 def test_workspace_size_switches_to_global_memory_above_40_kib(dim: int, M: int, dtype: int, expected: int) -> None:
     c = config(dim=dim, ensemble_size=M, reference_sparsity=1, perturbation_sparsity=1, dtype=dtype)
     assert _cuda.workspace_size(c) == expected
-    if dim == 600:
-        ucb = config(policy=3, dim=dim, ensemble_size=M, reference_sparsity=1, perturbation_sparsity=1, dtype=dtype)
-        assert _cuda.workspace_size(ucb) == 11 * 600
+    ucb = config(policy=3, dim=dim, ensemble_size=M, reference_sparsity=1, perturbation_sparsity=1, dtype=dtype)
+    assert _cuda.workspace_size(ucb) == expected
 
 
 def test_missing_workspace_is_reported_before_any_launch() -> None:
@@ -97,7 +96,7 @@ def test_missing_workspace_is_reported_before_any_launch() -> None:
         _cuda.sample(c, state(), 1024, False, 0)
 
 
-@pytest.mark.parametrize("field", ["prec", "mean", "steps", "stream_ids"])
+@pytest.mark.parametrize("field", ["cov_root", "mean", "steps", "stream_ids"])
 def test_null_state_pointers_raise(field: str) -> None:
     with pytest.raises(ValueError, match="null device pointer"):
         _cuda.sample(config(), state(**{field: 0}), 1024, False, 0)

@@ -86,11 +86,11 @@ bool same_bits(const std::vector<V>& a, const std::vector<V>& b) {
 
 template <class T>
 struct Host {
-  std::vector<double> prec, mean;
+  std::vector<double> root, mean;
   std::vector<T> factor;
   std::vector<std::uint64_t> steps;
   bool operator==(const Host& o) const {
-    return same_bits(prec, o.prec) && same_bits(mean, o.mean) && same_bits(factor, o.factor) &&
+    return same_bits(root, o.root) && same_bits(mean, o.mean) && same_bits(factor, o.factor) &&
            steps == o.steps;
   }
 };
@@ -120,23 +120,19 @@ int run(const Scenario& sc) {
   cfg.noise_std = 0.7; cfg.alpha = 1.3; cfg.seed = 0x1234567890abcdefull;
   cfg.dtype = sizeof(T) == 8 ? DType::float64 : DType::float32;
 
-  // A prior: upper U0 with a positive diagonal, mu0, upper R.
-  std::vector<double> U0(d * d, 0.0), mu0(d), R(d * d, 0.0);
+  // A prior: lower L0 with a positive diagonal (Sigma_0 = L0^T L0), mu0.
+  std::vector<double> L0(d * d, 0.0), mu0(d);
   for (long i = 0; i < d; ++i) {
     mu0[i] = N(rng);
-    U0[i * d + i] = 0.5 + U(rng);
-    R[i * d + i] = 0.5 + U(rng);
+    L0[i * d + i] = 0.5 + U(rng);
     if (sc.dense_prior)
-      for (long j = i + 1; j < d; ++j) {
-        U0[i * d + j] = 0.3 * N(rng);
-        R[i * d + j] = 0.3 * N(rng);
-      }
+      for (long j = 0; j < i; ++j) L0[i * d + j] = 0.3 * N(rng);
   }
-  const Prior prior{U0.data(), mu0.data(), R.data(), !sc.dense_prior};
+  const Prior prior{L0.data(), mu0.data(), !sc.dense_prior};
   const bool has_f = has_factor(cfg.policy);
   Host<T> cpu, gpu;
   for (Host<T>* h : {&cpu, &gpu}) {
-    h->prec.assign(B * d * d, -3.0);  // garbage that the initialisation must overwrite
+    h->root.assign(B * d * d, -3.0);  // garbage that the initialisation must overwrite
     h->mean.assign(B * d, -3.0);
     h->factor.assign(has_f ? B * d * M : 0, T(-3));
     h->steps.assign(B, 77);
@@ -144,16 +140,16 @@ int run(const Scenario& sc) {
   // Stream ids far apart and above 2^32, as the runner's environment seeds may be.
   std::vector<std::uint64_t> ids(B);
   for (long b = 0; b < B; ++b) ids[b] = 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(b + 1);
-  BatchState<T> cs{cpu.prec.data(), cpu.mean.data(), has_f ? cpu.factor.data() : nullptr,
+  BatchState<T> cs{cpu.root.data(), cpu.mean.data(), has_f ? cpu.factor.data() : nullptr,
                    cpu.steps.data(), ids.data(), B};
-  ec::detail::Batch<T> gs{gpu.prec.data(), gpu.mean.data(), has_f ? gpu.factor.data() : nullptr,
+  ec::detail::Batch<T> gs{gpu.root.data(), gpu.mean.data(), has_f ? gpu.factor.data() : nullptr,
                           gpu.steps.data(), ids.data(), nullptr, B, 0};
   emu::Block block(sc.threads, sc.order, 99);
   // float32 runs keep the per-agent vectors in the global workspace, float64 in shared memory.
   emu::Kernels<T> kern(cfg, gs, block, sizeof(T) == 4);
   initialize(cfg, cs, prior, 0);
-  kern.initialize(U0.data(), mu0.data(), R.data(), !sc.dense_prior, 0);
-  const double max_init = std::max({rel_diff(gpu.prec, cpu.prec), rel_diff(gpu.mean, cpu.mean),
+  kern.initialize(L0.data(), mu0.data(), !sc.dense_prior, 0);
+  const double max_init = std::max({rel_diff(gpu.root, cpu.root), rel_diff(gpu.mean, cpu.mean),
                                     has_f ? rel_diff(gpu.factor, cpu.factor) : 0.0});
   int step_mismatch = 0;
   for (long b = 0; b < B; ++b) step_mismatch += cpu.steps[b] != gpu.steps[b];
@@ -215,7 +211,7 @@ int run(const Scenario& sc) {
     kern.update(x.data(), r.data(), om.empty() ? nullptr : om.data(), n, err);
     if (err[0] != ec::kNoError) ++error_mismatch;
     for (long b = 0; b < B; ++b) step_mismatch += cpu.steps[b] != gpu.steps[b];
-    max_state = std::max({max_state, rel_diff(gpu.prec, cpu.prec), rel_diff(gpu.mean, cpu.mean),
+    max_state = std::max({max_state, rel_diff(gpu.root, cpu.root), rel_diff(gpu.mean, cpu.mean),
                           has_f ? rel_diff(gpu.factor, cpu.factor) : 0.0});
   }
 
@@ -357,12 +353,11 @@ int dispatch(const ec::Config& c, const std::uintptr_t* s, long B, int threads, 
 extern "C" {
 
 int emu_initialize(const int* ci, const double* cd, unsigned long long seed, const std::uintptr_t* s,
-                   long B, int threads, std::uintptr_t U0, std::uintptr_t mu0, std::uintptr_t R,
-                   int diagonal, long first) {
+                   long B, int threads, std::uintptr_t L0, std::uintptr_t mu0, int diagonal, long first) {
   const ec::Config c = make(ci, cd, seed);
   return dispatch(c, s, B, threads, [&](auto& k, auto) {
-    k.initialize(reinterpret_cast<const double*>(U0), reinterpret_cast<const double*>(mu0),
-                 reinterpret_cast<const double*>(R), diagonal != 0, first);
+    k.initialize(reinterpret_cast<const double*>(L0), reinterpret_cast<const double*>(mu0), diagonal != 0,
+                 first);
   });
 }
 
@@ -602,7 +597,7 @@ class EmulatedCuda(types.ModuleType):
         ci = (ctypes.c_int * 8)(c.policy, c.dim, c.ensemble_size, c.reference, c.perturbation,
                                 c.reference_sparsity, c.perturbation_sparsity, c.dtype)  # fmt: skip
         cd = (ctypes.c_double * 2)(c.noise_std, c.alpha)
-        ptrs = (ctypes.c_size_t * 5)(s.prec, s.mean, s.factor, s.steps, s.stream_ids)
+        ptrs = (ctypes.c_size_t * 5)(s.cov_root, s.mean, s.factor, s.steps, s.stream_ids)
         if c.policy in (0, 2) and not s.factor:
             raise ValueError("factor: this policy needs a (B, d, M) factor")
         return [ci, cd, ctypes.c_ulonglong(c.seed), ptrs, ctypes.c_long(s.n_agents),
@@ -613,11 +608,11 @@ class EmulatedCuda(types.ModuleType):
         if rc != 0:
             raise RuntimeError("emulated kernel failed (see stderr)")
 
-    def initialize(self, config: Any, state: Any, prior_prec: int, prior_info: int, prior_root: int,
-                   diagonal: bool, first: int, stream: int) -> None:
+    def initialize(self, config: Any, state: Any, prior_cov_root: int, prior_mean: int, diagonal: bool,
+                   first: int, stream: int) -> None:
         self._check(self._lib.emu_initialize(
-            *self._common(config, state), ctypes.c_size_t(prior_prec), ctypes.c_size_t(prior_info),
-            ctypes.c_size_t(prior_root), ctypes.c_int(int(diagonal)), ctypes.c_long(first)))  # fmt: skip
+            *self._common(config, state), ctypes.c_size_t(prior_cov_root), ctypes.c_size_t(prior_mean),
+            ctypes.c_int(int(diagonal)), ctypes.c_long(first)))  # fmt: skip
 
     def sample(self, config: Any, state: Any, theta: int, unit_norm: bool, stream: int) -> None:
         self._check(self._lib.emu_sample(*self._common(config, state), ctypes.c_size_t(theta),

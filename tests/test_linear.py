@@ -72,7 +72,12 @@ def test_initial_factor_is_prior_root_times_perturbations() -> None:
     Sigma0 = np.diag([1.0, 2.0, 3.0, 4.0]) + 0.3
     agent = epp.LinearEnsemble(d, M, prior_var=Sigma0, perturbation="cube", seed=9)
     Z0 = epp.draw("cube", d, M, seed=9)
-    np.testing.assert_allclose(agent.factor, np.linalg.cholesky(Sigma0) @ Z0, rtol=1e-14)
+    # The state's root: upper-triangular C with C C^T = Sigma_0 (the transpose of L_0, Sigma_0 =
+    # L_0^T L_0), i.e. the lower Cholesky factor of the index-reversed matrix, reversed back.
+    C = np.linalg.cholesky(Sigma0[::-1, ::-1])[::-1, ::-1]
+    assert np.allclose(C, np.triu(C)) and np.allclose(C @ C.T, Sigma0, rtol=1e-14)
+    np.testing.assert_allclose(agent.covariance_factor, C.T, rtol=1e-14)
+    np.testing.assert_allclose(agent.factor, C @ Z0, rtol=1e-14)
     assert agent.steps == d
 
 
@@ -633,7 +638,7 @@ def test_act_on_a_non_finite_state_names_the_state(tmp_path) -> None:
 
 
 def test_memory_error_names_bytes_and_arrays_before_allocating() -> None:
-    with pytest.raises(MemoryError, match=r"n_agents: 1000000000 agents .* need (\d+) bytes .*prec .*factor"):
+    with pytest.raises(MemoryError, match=r"n_agents: 1000000000 agents .* need (\d+) bytes .*cov_root .*factor"):
         epp.LinearEnsemble(dim=64, ensemble_size=16, n_agents=10**9, dtype="float32")
 
 

@@ -135,16 +135,16 @@ class KernelLock {
 template <class T>
 class Kernel {
  public:
-  Kernel(const LinearConfig& cfg, py::array prec, py::array mean, py::object factor,
+  Kernel(const LinearConfig& cfg, py::array cov_root, py::array mean, py::object factor,
          py::array steps, py::array stream_ids)
-      : cfg_(cfg), prec_(prec), mean_(mean), factor_(factor), steps_(steps), stream_ids_(stream_ids) {
+      : cfg_(cfg), cov_root_(cov_root), mean_(mean), factor_(factor), steps_(steps), stream_ids_(stream_ids) {
     check_config(cfg_);
     if (cfg_.dtype != (sizeof(T) == 4 ? DType::float32 : DType::float64))
       throw std::invalid_argument("dtype: the configuration's dtype differs from this kernel's");
     if (mean.ndim() != 2) throw std::invalid_argument("mean: expected a (B, d) array");
     const py::ssize_t B = mean.shape(0), d = cfg_.dim, M = cfg_.ensemble_size;
     state_.n_agents = B;
-    state_.prec = state_array<double>(prec, "prec", {B, d, d}, true);
+    state_.cov_root = state_array<double>(cov_root, "cov_root", {B, d, d}, true);
     state_.mean = state_array<double>(mean, "mean", {B, d}, true);
     state_.factor = nullptr;
     if (!factor.is_none())
@@ -156,18 +156,14 @@ class Kernel {
     theta_ = py::array_t<T>({B, d});
   }
 
-  void initialize(const py::array& prior_prec, const py::array& prior_mean, const py::array& prior_root,
-                  bool diagonal, long first) {
+  void initialize(const py::array& prior_cov_root, const py::array& prior_mean, bool diagonal, long first) {
     const py::ssize_t d = cfg_.dim;
-    const py::array P = input_array<double>(prior_prec, "prior_prec");
+    const py::array L = input_array<double>(prior_cov_root, "prior_cov_root");
     const py::array b = input_array<double>(prior_mean, "prior_mean");
-    const py::array R = input_array<double>(prior_root, "prior_root");
-    check_shape(P, "prior_prec", {d, d});
+    check_shape(L, "prior_cov_root", {d, d});
     check_shape(b, "prior_mean", {d});
-    check_shape(R, "prior_root", {d, d});
     if (first < 0 || first > state_.n_agents) throw std::invalid_argument("first: out of range");
-    const Prior prior{static_cast<const double*>(P.data()), static_cast<const double*>(b.data()),
-                      static_cast<const double*>(R.data()), diagonal};
+    const Prior prior{static_cast<const double*>(L.data()), static_cast<const double*>(b.data()), diagonal};
     KernelLock lock(mutex_);
     py::gil_scoped_release nogil;
     ensemblepp::initialize(cfg_, state_, prior, first);
@@ -392,7 +388,7 @@ class Kernel {
   py::object updates_;
   LinearConfig cfg_;
   BatchState<T> state_{};
-  py::array prec_, mean_;
+  py::array cov_root_, mean_;
   py::object factor_;
   py::array steps_, stream_ids_;
   py::array_t<T> theta_;
@@ -404,16 +400,16 @@ void bind_kernel(py::module_& m, const char* name) {
   py::class_<Kernel<T>>(m, name, R"pbdoc(
 Batched CPU kernel of one linear policy over state arrays owned by the caller.
 
-The arrays prec (B, d, d) and mean (B, d) float64, factor (B, d, M) of the kernel's dtype or None
+The arrays cov_root (B, d, d) and mean (B, d) float64, factor (B, d, M) of the kernel's dtype or None
 and steps (B,) uint64 are kept
 alive by the kernel and updated in place; stream_ids (B,) uint64 keys each agent's stream. Calls
 on one kernel are serialised by a lock; large calls run without the GIL.
 )pbdoc")
       .def(py::init<const LinearConfig&, py::array, py::array, py::object, py::array, py::array>(),
-           py::arg("config"), py::arg("prec"), py::arg("mean"), py::arg("factor"), py::arg("steps"),
+           py::arg("config"), py::arg("cov_root"), py::arg("mean"), py::arg("factor"), py::arg("steps"),
            py::arg("stream_ids"))
-      .def("initialize", &Kernel<T>::initialize, py::arg("prior_prec"), py::arg("prior_mean"),
-           py::arg("prior_root"), py::arg("diagonal"), py::arg("first") = 0,
+      .def("initialize", &Kernel<T>::initialize, py::arg("prior_cov_root"), py::arg("prior_mean"),
+           py::arg("diagonal"), py::arg("first") = 0,
            "Write the prior state of agents first, ..., B-1 (float64 prior arrays, see linear.hpp).")
       .def("act", &Kernel<T>::act, py::arg("actions"), py::arg("mask") = py::none(),
            "Index of the chosen action of every agent, (B,) int64.")

@@ -98,8 +98,8 @@ void check_mask(long B, const ActionSet<T>& a) {
   }
 }
 
-// Scores of actions X (K, d) for one agent: theta.x, or the LinUCB index x.mu + alpha |U^-T x|
-// (theta is then mu), by one triangular solve with K right-hand sides per chunk of actions.
+// Scores of actions X (K, d) for one agent: theta.x, or the LinUCB index x.mu + alpha |L x|
+// (theta is then mu; |L x|^2 = x' Sigma x), by one triangular product per chunk of actions.
 template <class T>
 void score_block(const LinearConfig& c, const AgentState<T>& s, const T* theta, const T* X,
                  long K, T* scores, std::vector<double>& work) {
@@ -109,17 +109,18 @@ void score_block(const LinearConfig& c, const AgentState<T>& s, const T* theta, 
   out.noalias() = Xm * ConstVectorMap<T>(theta, d);
   if (c.policy != Policy::ucb) return;
   constexpr long kChunk = 256;
-  work.resize(static_cast<size_t>(std::min(K, kChunk)) * d);
-  const auto U = ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>();
+  work.resize(static_cast<size_t>(std::min(K, kChunk)) * d * 2);
+  const auto L = ConstMatrixMap<double>(s.cov_root, d, d).triangularView<Eigen::Lower>();
   const double alpha = c.alpha;
   for (long k0 = 0; k0 < K; k0 += kChunk) {
     const long n = std::min(kChunk, K - k0);
     // Column k of Y (d, n), column-major, is x_{k0+k}: the same layout as the rows of X.
     Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>> Y(work.data(), d, n);
+    Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>> Z(work.data() + d * n, d, n);
     Y = Xm.middleRows(k0, n).transpose().template cast<double>();
-    U.transpose().solveInPlace(Y);
+    Z.noalias() = L * Y;
     for (long k = 0; k < n; ++k)
-      scores[k0 + k] = static_cast<T>(static_cast<double>(scores[k0 + k]) + alpha * Y.col(k).norm());
+      scores[k0 + k] = static_cast<T>(static_cast<double>(scores[k0 + k]) + alpha * Z.col(k).norm());
   }
 }
 
@@ -142,27 +143,17 @@ void initialize(const LinearConfig& c, const BatchState<T>& s, const Prior& prio
   });
 }
 
-namespace {
-// Runs f(agent index, U) over the agents, U the agent's precision factor (a map).
-template <class T, class F>
-void each_agent_double(const LinearConfig& c, const BatchState<T>& s, double per_agent, F&& f) {
-  const long d = c.dim;
-  parallel_ranges(s.n_agents, threads_for(per_agent * s.n_agents), [&](long lo, long hi) {
-    for (long b = lo; b < hi; ++b) f(b, ConstMatrixMap<double>(s.prec + b * d * d, d, d));
-  });
-}
-}  // namespace
-
 template <class T>
 void posterior_covariance(const LinearConfig& c, const BatchState<T>& s, T* out) {
   const long d = c.dim;
-  each_agent_double(c, s, double(d) * d * d, [&](long b, const ConstMatrixMap<double>& U) {
-    RowMatrix<double> W = RowMatrix<double>::Identity(d, d);
-    U.triangularView<Eigen::Upper>().solveInPlace(W);  // W = U^-1
-    RowMatrix<double> S = W * W.transpose();
-    MatrixMap<T> o(out + b * d * d, d, d);
-    for (long i = 0; i < d; ++i)
-      for (long j = 0; j <= i; ++j) o(i, j) = o(j, i) = static_cast<T>(S(j, i));
+  parallel_ranges(s.n_agents, threads_for(double(d) * d * d * s.n_agents), [&](long lo, long hi) {
+    for (long b = lo; b < hi; ++b) {
+      const auto L = ConstMatrixMap<double>(s.cov_root + b * d * d, d, d);
+      RowMatrix<double> S = L.transpose() * L.triangularView<Eigen::Lower>();
+      MatrixMap<T> o(out + b * d * d, d, d);
+      for (long i = 0; i < d; ++i)
+        for (long j = 0; j <= i; ++j) o(i, j) = o(j, i) = static_cast<T>(S(j, i));
+    }
   });
 }
 
@@ -170,13 +161,16 @@ template <class T>
 void posterior_factor(const LinearConfig& c, const BatchState<T>& s, T* out) {
   const long d = c.dim, M = c.ensemble_size;
   if (!s.factor) throw std::invalid_argument("factor: this policy keeps no factor");
-  each_agent_double(c, s, double(d) * d * M, [&](long b, const ConstMatrixMap<double>& U) {
-    RowMatrix<double> F = ConstMatrixMap<T>(s.factor + b * d * M, d, M).template cast<double>();
-    U.triangularView<Eigen::Upper>().transpose().solveInPlace(F);
-    U.triangularView<Eigen::Upper>().solveInPlace(F);
-    if (c.policy == Policy::ensemble_sampling)
-      F.colwise() += Eigen::Map<const Vector<double>>(s.mean + b * d, d);
-    MatrixMap<T>(out + b * d * M, d, M) = F.template cast<T>();
+  parallel_ranges(s.n_agents, threads_for(double(d) * M * s.n_agents), [&](long lo, long hi) {
+    for (long b = lo; b < hi; ++b) {
+      MatrixMap<T> o(out + b * d * M, d, M);
+      if (c.policy == Policy::ensemble_sampling) {
+        const ConstVectorMap<double> mu(s.mean + b * d, d);
+        o = (ConstMatrixMap<T>(s.factor + b * d * M, d, M).template cast<double>().colwise() + mu).template cast<T>();
+      } else {
+        o = ConstMatrixMap<T>(s.factor + b * d * M, d, M);
+      }
+    }
   });
 }
 
@@ -319,6 +313,7 @@ void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* 
     }
   }
   const int nt = threads_for(double(B) * n_obs * d * (d + c.ensemble_size));
+  std::atomic<long> refused{-1};
   parallel_ranges(B, nt, [&](long lo, long hi) {
     double* scratch = scratch_buffer<double>(0, scratch_size(c)).data();
     for (long b = lo; b < hi; ++b) {
@@ -326,10 +321,14 @@ void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* 
       for (long j = 0; j < n_obs; ++j) {
         const long i = b * n_obs + j;
         if (mask && !mask[i]) continue;
-        observe(c, st, x + i * d, r[i], scratch);
+        if (!observe(c, st, x + i * d, r[i], scratch)) {
+          detail::record_refusal(refused, b);
+          break;
+        }
       }
     }
   });
+  detail::throw_if_refused(refused);
 }
 
 #define EPP_INSTANTIATE(T)                                                                   \

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -65,6 +66,21 @@ void parallel_ranges(long n, int nt, F&& body, const std::int64_t* prefix = null
                                 " is NaN, infinite or beyond the representable range (|r| / noise_std > " + range);
   throw std::invalid_argument("x: features of agent " + std::to_string(agent) +
                               " are NaN, infinite or beyond the representable range (|x| / noise_std > " + range);
+}
+
+// An agent whose observe() refused an update (linear.hpp): the lowest index is reported.
+inline void record_refusal(std::atomic<long>& refused, long agent) {
+  long seen = refused.load();
+  while ((seen < 0 || agent < seen) && !refused.compare_exchange_weak(seen, agent)) {
+  }
+}
+
+inline void throw_if_refused(const std::atomic<long>& refused) {
+  if (refused.load() < 0) return;
+  throw std::invalid_argument(
+      "x: the update of agent " + std::to_string(refused.load()) +
+      " would make its posterior non-finite (x' Sigma x / noise_std**2 overflows: a prior variance "
+      "beyond ~1e150 with features near the input bound); that agent keeps its state from that row on");
 }
 
 }  // namespace detail

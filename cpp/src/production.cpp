@@ -55,19 +55,23 @@ void update_ragged(const LinearConfig& c, const BatchState<T>& s, const Forgetti
                                   " has used up its random stream (2**48 draws)");
   }
   const double work = double(n_rows) * d * (d + c.ensemble_size) + double(B) * d * d;
+  std::atomic<long> refused{-1};
   detail::parallel_ranges(B, threads_for(work), [&](long lo, long hi) {
     double* buf = scratch<double>(0, scratch_size(c)).data();
     for (long b = lo; b < hi; ++b) {
       const AgentState<T> st = s.agent(c, b);
       for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i) {
         if (mask && !mask[i]) continue;
-        if (forgets)
-          observe_forgetting(c, *forget, st, forget->updates + b, x + i * d, r[i], buf);
-        else
-          observe(c, st, x + i * d, r[i], buf);
+        const bool ok = forgets ? observe_forgetting(c, *forget, st, forget->updates + b, x + i * d, r[i], buf)
+                                : observe(c, st, x + i * d, r[i], buf);
+        if (!ok) {
+          detail::record_refusal(refused, b);
+          break;
+        }
       }
     }
   }, offsets);
+  detail::throw_if_refused(refused);
 }
 
 namespace {
@@ -133,35 +137,33 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
     VectorMap<T> scores(buf, K);
     scores.noalias() = Xm * ConstVectorMap<T>(theta, d);
     if (c.policy == Policy::ucb) {
-      // The LinUCB bonus alpha |U^-T x| for all actions at once, as act() computes it.
+      // The LinUCB bonus alpha |L x| for all actions at once, as act() computes it.
       Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose().template cast<double>();
-      const auto U = ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>();
-      U.transpose().solveInPlace(Y);
+      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Z =
+          ConstMatrixMap<double>(s.cov_root, d, d).triangularView<Eigen::Lower>() * Y;
       for (long k = 0; k < K; ++k)
-        buf[k] = static_cast<T>(static_cast<double>(buf[k]) + c.alpha * Y.col(k).norm());
+        buf[k] = static_cast<T>(static_cast<double>(buf[k]) + c.alpha * Z.col(k).norm());
     }
     return vote(buf, K, mask, ties_first, 1.0, out) ? 0 : 2;
   }
   // Scores are linear in the random vector: X theta = X mu + G v with v the draw, so G (K, n)
   // and s0 = X mu (K) are formed once and each draw costs K n multiply-adds (n = M or d).
-  const auto U = ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>();
   ConstMatrixMap<T> Xm(X, K, d);
   using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
-  // The solves run in double, as the state's U; the scores are rounded to T as act()'s.
-  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose().template cast<double>();  // (d, K)
+  // The products run in double, as the state's L and mu; the scores are rounded to T as act()'s.
   Vector<T> s0 = (Xm.template cast<double>() * Eigen::Map<const Vector<double>>(s.mean, d)).template cast<T>();
   ColMatrix G;  // (K, n)
   int n = 0;
   if (c.policy == Policy::thompson) {
-    // theta = mu + U^-1 g: X theta = X mu + (X U^-1) g, and X U^-1 = (U^-T X^T)^T.
-    U.transpose().solveInPlace(Y);
-    G = Y.transpose().template cast<T>();
+    // theta = mu + L^T g: X theta = X mu + (L X^T)^T g.
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose().template cast<double>();
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Z =
+        ConstMatrixMap<double>(s.cov_root, d, d).triangularView<Eigen::Lower>() * Y;
+    G = Z.transpose().template cast<T>();
     n = d;
   } else {
-    // Ensemble++ theta = mu + P^-1 F zeta; ensemble sampling theta_m = mu + P^-1 F e_m.
-    U.transpose().solveInPlace(Y);
-    U.solveInPlace(Y);  // Y = P^-1 X^T
-    G = (Y.transpose() * ConstMatrixMap<T>(s.factor, d, M).template cast<double>()).template cast<T>();
+    // Ensemble++ theta = mu + A zeta; ensemble sampling theta_m = mu + D e_m.
+    G = (Xm.template cast<double>() * ConstMatrixMap<T>(s.factor, d, M).template cast<double>()).template cast<T>();
     n = M;
   }
   if (!G.allFinite() || !s0.allFinite()) return 1;

@@ -50,14 +50,14 @@ PYBIND11_MODULE(_cuda, m) {
   ensemblepp::bindings::bind_config(m);
 
   py::class_<epc::State>(m, "State", "Device pointers of the state of B agents (0 for none).")
-      .def(py::init([](std::uintptr_t prec, std::uintptr_t mean, std::uintptr_t factor,
+      .def(py::init([](std::uintptr_t cov_root, std::uintptr_t mean, std::uintptr_t factor,
                        std::uintptr_t steps, std::uintptr_t stream_ids, std::uintptr_t work,
                        long n_agents) {
-             return epc::State{prec, mean, factor, steps, stream_ids, work, n_agents};
+             return epc::State{cov_root, mean, factor, steps, stream_ids, work, n_agents};
            }),
-           py::kw_only(), py::arg("prec"), py::arg("mean"), py::arg("factor"), py::arg("steps"),
+           py::kw_only(), py::arg("cov_root"), py::arg("mean"), py::arg("factor"), py::arg("steps"),
            py::arg("stream_ids"), py::arg("work"), py::arg("n_agents"))
-      .def_readonly("prec", &epc::State::prec)
+      .def_readonly("cov_root", &epc::State::cov_root)
       .def_readonly("mean", &epc::State::mean)
       .def_readonly("factor", &epc::State::factor)
       .def_readonly("steps", &epc::State::steps)
@@ -70,14 +70,13 @@ PYBIND11_MODULE(_cuda, m) {
 
   m.def(
       "initialize",
-      [](const epc::Config& c, const epc::State& s, std::uintptr_t prior_prec,
-         std::uintptr_t prior_mean, std::uintptr_t prior_root, bool diagonal, long first,
-         std::uintptr_t stream) {
+      [](const epc::Config& c, const epc::State& s, std::uintptr_t prior_cov_root,
+         std::uintptr_t prior_mean, bool diagonal, long first, std::uintptr_t stream) {
         py::gil_scoped_release nogil;
-        epc::initialize(c, s, prior_prec, prior_mean, prior_root, diagonal, first, stream);
+        epc::initialize(c, s, prior_cov_root, prior_mean, diagonal, first, stream);
       },
-      py::arg("config"), py::arg("state"), py::arg("prior_prec"), py::arg("prior_mean"),
-      py::arg("prior_root"), py::arg("diagonal"), py::arg("first"), py::arg("stream"),
+      py::arg("config"), py::arg("state"), py::arg("prior_cov_root"), py::arg("prior_mean"),
+      py::arg("diagonal"), py::arg("first"), py::arg("stream"),
       R"pbdoc(Enqueue the prior state of agents first, ..., B-1 (float64 device prior arrays).)pbdoc");
 
   m.def(

@@ -7,10 +7,11 @@
 /// host emulation of thread blocks (tests/cuda_emulation.hpp), used to test the index arithmetic and
 /// the barriers without a GPU, run the same code.
 ///
-/// They reproduce ensemblepp/linear.hpp operation by operation on the same state (U and the
-/// mean in double, the factor accumulator F in T), with every vector of a step in double: the same random draws from the same counters, the
-/// same formulas evaluated in T in the same order per element; only the order of the terms of
-/// the dot products differs (parallel reductions), which changes results at rounding level.
+/// They reproduce ensemblepp/linear.hpp operation by operation on the same state (the
+/// covariance root L and the mean in double, the factor A in T), with every vector of a step in
+/// double: the same random draws from the same counters, the same formulas evaluated in the same
+/// order per element; only the order of the terms of some dot products differs (parallel
+/// reductions), which changes results at rounding level.
 ///
 /// Preconditions of every body: the block size is a multiple of 32 and at most 256, every thread
 /// of the block calls it with the same arguments, and `vec` points to scratch_width(config)
@@ -61,7 +62,7 @@ EPP_HD bool is_finite(float x) {
 /// Pointers to one agent's state (layout of linear.hpp).
 template <class T>
 struct Agent {
-  double* prec;
+  double* cov_root;
   double* mean;
   T* factor;
   std::uint64_t* step;
@@ -71,7 +72,7 @@ struct Agent {
 /// Device pointers of the whole batch, typed.
 template <class T>
 struct Batch {
-  double* prec;
+  double* cov_root;
   double* mean;
   T* factor;
   std::uint64_t* steps;
@@ -82,7 +83,7 @@ struct Batch {
 
   EPP_HD Agent<T> agent(const Config& c, long b) const {
     const long d = c.dim, M = c.ensemble_size;
-    return Agent<T>{prec + b * d * d, mean + b * d, factor ? factor + b * d * M : nullptr,
+    return Agent<T>{cov_root + b * d * d, mean + b * d, factor ? factor + b * d * M : nullptr,
                     steps + b, stream_ids[b]};
   }
 };
@@ -95,11 +96,13 @@ struct Reduce {
   int* flags;
 };
 
-/// Width of the per-agent scratch vector `vec`, in doubles: three work vectors, and for
-/// LinUCB one d-vector per warp (the triangular solves of the scores).
+/// Width of the per-agent scratch vector `vec`, in doubles: observe() uses 5 d + 2 M + 1
+/// (u, f, e, the Carlson coefficients b and c, the draw and its residual, alpha), a draw
+/// theta plus two work vectors of max(d, M).
 inline long scratch_width(const Config& c) {
   const long n = c.dim > c.ensemble_size ? c.dim : c.ensemble_size;
-  return 3L * n + (c.policy == Policy::ucb ? static_cast<long>(kMaxWarps) * c.dim : 0L);
+  const long obs = 5L * c.dim + 2L * c.ensemble_size + 1, draw = c.dim + 2L * n;
+  return obs > draw ? obs : draw;
 }
 
 /// Sum of v over the block in V's arithmetic, returned to every thread (same bits everywhere).
@@ -130,70 +133,14 @@ EPP_BODY void draw_gaussian(Ctx& c, int n, double scale, const Stream& stream, d
   c.sync();
 }
 
-/// Solves U sol = g for upper-triangular U (d, d) by back substitution; g is destroyed.
-/// Column-oriented: once sol[i] is known, every thread removes it from its rows j < i.
-/// Precondition: g is complete (a barrier since its last write). Ends with a barrier.
-template <class Ctx>
-EPP_BODY void solve_upper(Ctx& c, const double* U, int d, double* g, double* sol) {
-  for (int i = d - 1; i >= 0; --i) {
-    // g[i] is final: its last change happened before the previous barrier.
-    const double si = g[i] / U[static_cast<long>(i) * d + i];
-    if (c.tid() == 0) sol[i] = si;
-    for (int j = c.tid(); j < i; j += c.nthreads()) g[j] -= U[static_cast<long>(j) * d + i] * si;
-    c.sync();
-  }
-}
-
-/// Solves U^T sol = g (forward substitution with the lower factor U^T); g is destroyed.
-/// Precondition: g is complete. Ends with a barrier.
-template <class Ctx>
-EPP_BODY void solve_upper_transposed(Ctx& c, const double* U, int d, double* g, double* sol) {
-  for (int i = 0; i < d; ++i) {
-    const double* row = U + static_cast<long>(i) * d;  // column i of U^T
-    const double si = g[i] / row[i];
-    if (c.tid() == 0) sol[i] = si;
-    for (int j = i + 1 + c.tid(); j < d; j += c.nthreads()) g[j] -= row[j] * si;
-    c.sync();
-  }
-}
-
-/// theta <- P^-1 g: U^T w = g, U theta = w; g and w are destroyed (all three of length d).
-template <class Ctx>
-EPP_BODY void solve_precision(Ctx& c, const double* U, int d, double* g, double* w, double* theta) {
-  solve_upper_transposed(c, U, d, g, w);
-  solve_upper(c, U, d, w, theta);
-}
-
-/// U^T U + v v^T by Givens rotations, as cholesky_update_upper in linear.hpp (same c and s,
-/// same skip of a zero v_k); v is destroyed. Precondition: v complete. Ends with a barrier.
-template <class Ctx>
-EPP_BODY void cholesky_update_upper(Ctx& c, double* U, double* v, int d) {
-  for (int k = 0; k < d; ++k) {
-    const double vk = v[k];  // the same value in every thread: the skip is uniform
-    if (vk == 0.0) continue;
-    double* row = U + static_cast<long>(k) * d;
-    const double ukk = row[k];
-    const double r = m_hypot(ukk, vk);
-    const double cs = ukk / r, sn = vk / r;
-    c.sync();  // every thread has read row[k] and v[k] before they are overwritten
-    if (c.tid() == 0) row[k] = r;
-    for (int i = k + 1 + c.tid(); i < d; i += c.nthreads()) {
-      const double ri = row[i], wi = v[i];
-      row[i] = cs * ri + sn * wi;
-      v[i] = cs * wi - sn * ri;
-    }
-    c.sync();
-  }
-}
-
-/// init_agent of linear.hpp: U = U_0, mu = mu_0 and F = R Z_0, entry (i, m) accumulating
-/// R_ik z_km over k = i, ..., d-1 in increasing k; tmp holds M.
+/// init_agent of linear.hpp: L = L_0, mu = mu_0 and A = L_0^T Z_0, entry (i, m) accumulating
+/// L_0[k, i] z_km over k = i, ..., d-1 in increasing k; tmp holds M.
 template <class T, class Ctx>
-EPP_BODY void init_agent(Ctx& c, const Config& cfg, const Agent<T>& a, const double* U0,
-                         const double* mu0, const double* R, bool diagonal, double* tmp) {
+EPP_BODY void init_agent(Ctx& c, const Config& cfg, const Agent<T>& a, const double* L0,
+                         const double* mu0, bool diagonal, double* tmp) {
   const int d = cfg.dim, M = cfg.ensemble_size;
   const long dd = static_cast<long>(d) * d;
-  for (long i = c.tid(); i < dd; i += c.nthreads()) a.prec[i] = U0[i];
+  for (long i = c.tid(); i < dd; i += c.nthreads()) a.cov_root[i] = L0[i];
   for (int i = c.tid(); i < d; i += c.nthreads()) a.mean[i] = mu0[i];
   if (has_factor(cfg.policy)) {
     const bool models = cfg.policy == Policy::ensemble_sampling;
@@ -210,10 +157,11 @@ EPP_BODY void init_agent(Ctx& c, const Config& cfg, const Agent<T>& a, const dou
       }
       c.sync();
       const int i0 = diagonal ? k : 0, rows = k - i0 + 1;
+      const double* lrow = L0 + static_cast<long>(k) * d;
       for (long e = c.tid(); e < static_cast<long>(rows) * M; e += c.nthreads()) {
         const int i = i0 + static_cast<int>(e / M), m = static_cast<int>(e % M);
         T& f = a.factor[static_cast<long>(i) * M + m];
-        f = static_cast<T>(static_cast<double>(f) + R[static_cast<long>(i) * d + k] * tmp[m]);
+        f = static_cast<T>(static_cast<double>(f) + lrow[i] * tmp[m]);
       }
     }
   }
@@ -223,17 +171,15 @@ EPP_BODY void init_agent(Ctx& c, const Config& cfg, const Agent<T>& a, const dou
 
 /// theta of one agent (sample_theta in linear.hpp) into theta (d); tmp holds 2 max(d, M).
 /// Advances @p step (held identically by every thread) once per random vector. Ends with a
-/// barrier, after which theta is complete.
+/// barrier, after which theta is complete (rounded to T).
 template <class T, class Ctx>
 EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step,
                        double* theta, double* tmp) {
   const int d = cfg.dim, M = cfg.ensemble_size;
-  const int n = d > M ? d : M;
   double* t1 = tmp;
-  double* t2 = tmp + n;
   switch (cfg.policy) {
     case Policy::ensemble: {
-      // theta = mu + P^-1 F zeta.
+      // theta = mu + A zeta, terms in increasing m.
       if (c.tid() == 0) {
         const Stream st{cfg.seed, step, a.stream};
         draw<double>(cfg.reference, M, cfg.reference_sparsity, sqrt(static_cast<double>(M)), st, t1);
@@ -244,36 +190,34 @@ EPP_BODY void theta_of(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64
         const T* row = a.factor + static_cast<long>(i) * M;
         double acc = 0.0;
         for (int m = 0; m < M; ++m) acc += static_cast<double>(row[m]) * t1[m];
-        t2[i] = acc;
+        theta[i] = a.mean[i] + acc;
       }
-      c.sync();
-      solve_precision(c, a.prec, d, t2, t1, theta);
       break;
     }
     case Policy::thompson:
-      // theta = mu + U^-1 g.
+      // theta = mu + L^T g: entry i adds L[j, i] g_j over j = i, ..., d-1 in increasing j.
       draw_gaussian(c, d, sqrt(static_cast<double>(d)), Stream{cfg.seed, step, a.stream}, t1);
       ++step;
-      solve_upper(c, a.prec, d, t1, theta);
+      for (int i = c.tid(); i < d; i += c.nthreads()) {
+        double acc = a.mean[i];
+        for (int j = i; j < d; ++j) acc += a.cov_root[static_cast<long>(j) * d + i] * t1[j];
+        theta[i] = acc;
+      }
       break;
     case Policy::ensemble_sampling: {
       const std::uint32_t m =
           draw_index(Stream{cfg.seed, step, a.stream}, static_cast<std::uint32_t>(M));
       ++step;
       for (int i = c.tid(); i < d; i += c.nthreads())
-        t2[i] = static_cast<double>(a.factor[static_cast<long>(i) * M + m]);
-      c.sync();
-      solve_precision(c, a.prec, d, t2, t1, theta);
+        theta[i] = a.mean[i] + static_cast<double>(a.factor[static_cast<long>(i) * M + m]);
       break;
     }
     default:  // ucb, greedy: the mean
-      for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = 0.0;
+      for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = a.mean[i];
       break;
   }
-  c.sync();
   // Rounded to T once, as the CPU's theta: the scores below use exactly these values.
-  for (int i = c.tid(); i < d; i += c.nthreads())
-    theta[i] = static_cast<double>(static_cast<T>(a.mean[i] + theta[i]));
+  for (int i = c.tid(); i < d; i += c.nthreads()) theta[i] = static_cast<double>(static_cast<T>(theta[i]));
   c.sync();
 }
 
@@ -300,23 +244,18 @@ EPP_BODY void sample_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double*
   if (c.tid() == 0) *a.step = step;
 }
 
-/// |U^-T x|^2 by one warp: forward substitution, lane l holding the residuals x_j - sum_i<j
-/// U_ij y_i of the coordinates j = l, l + 32, ... in y (its own entries only, so no barrier);
-/// each y_i reaches every lane by a warp sum of one nonzero term (exact).
+/// x' Sigma x = |L x|^2 by one warp: lane l computes the entries j = l, l + 32, ... of L x
+/// (each a dot product over i <= j in increasing i) and the squares are summed across the warp.
 template <class T, class Ctx>
-EPP_BODY double warp_quadratic(Ctx& c, const double* U, int d, const T* x, double* y) {
-  const int lane = c.lane();
-  for (int j = lane; j < d; j += kWarp) y[j] = static_cast<double>(x[j]);
+EPP_BODY double warp_quadratic(Ctx& c, const double* L, int d, const T* x) {
   double q = 0.0;
-  for (int i = 0; i < d; ++i) {
-    const double* row = U + static_cast<long>(i) * d;
-    const double mine = (i % kWarp == lane) ? y[i] / row[i] : 0.0;
-    const double yi = c.warp_sum(mine);
-    q += yi * yi;
-    for (int j = lane; j < d; j += kWarp)
-      if (j > i) y[j] -= row[j] * yi;
+  for (int j = c.lane(); j < d; j += kWarp) {
+    const double* row = L + static_cast<long>(j) * d;
+    double f = 0.0;
+    for (int i = 0; i <= j; ++i) f += row[i] * static_cast<double>(x[i]);
+    q += f * f;
   }
-  return q;
+  return c.warp_sum(q);
 }
 
 /// Samples theta, scores the actions X (K, d) of one agent and writes the argmax (ties to the
@@ -331,7 +270,7 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* ve
                         const T* X, long K, const std::uint8_t* mask, T* theta_out,
                         std::int64_t* choice, std::uint64_t* saved, unsigned long long* errors,
                         long b) {
-  const int d = cfg.dim, M = cfg.ensemble_size;
+  const int d = cfg.dim;
   const std::uint64_t step0 = *a.step;
   std::uint64_t step = step0;
   double* theta = vec;
@@ -346,7 +285,6 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* ve
   T best = T(0);
   long long best_k = -1;
   bool available = false, bad = false;
-  double* y = vec + 3L * (d > M ? d : M) + static_cast<long>(c.warp()) * d;  // Ucb only
   for (long k = c.warp(); k < K; k += c.nwarps()) {
     if (mask && !mask[k]) continue;
     available = true;
@@ -355,7 +293,7 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* ve
     for (int i = c.lane(); i < d; i += kWarp) acc += xk[i] * static_cast<T>(theta[i]);
     T s = c.warp_sum(acc);
     if (Ucb)
-      s = static_cast<T>(static_cast<double>(s) + cfg.alpha * m_sqrt(warp_quadratic(c, a.prec, d, xk, y)));
+      s = static_cast<T>(static_cast<double>(s) + cfg.alpha * m_sqrt(warp_quadratic(c, a.cov_root, d, xk)));
     if (!is_finite(s)) {
       bad = true;
       continue;
@@ -397,63 +335,116 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* ve
   c.sync();
 }
 
-/// observe() of linear.hpp: the gain k = U^-1 U^-T x / s from the old U, mu += k (r - x.mu) in
-/// double, U absorbs x / eta, and F += x w^T with w = z / eta (Ensemble++) or g / eta (ensemble
-/// sampling).
+/// observe() of linear.hpp: u = x / eta, f = L u, alpha = 1 + |f|^2, Carlson's step on L
+/// (thread i walks column i of L over the rows j >= i, keeping e_i), mu += e (r / eta - u.mu) /
+/// alpha in double, A += (e / alpha)(z - A^T u)^T. Returns false, having written nothing, when
+/// alpha or the innovation is not finite (the same decision in every thread).
 template <class T, class Ctx>
-EPP_BODY void observe(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step,
+EPP_BODY bool observe(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step,
                       const T* x, T r, double* vec, const Reduce<T>& red) {
   const int d = cfg.dim, M = cfg.ensemble_size;
   const int tid = c.tid(), nt = c.nthreads();
-  const double eta = cfg.noise_std;
-  const double inv_eta = 1.0 / eta;
-  double* g = vec;          // x, destroyed by the solves
-  double* u = vec + d;      // U^-T x, then (destroyed) the right-hand side of U k = u
-  double* w = vec + 2 * d;  // the gain k, then the factor's w
-  for (int i = tid; i < d; i += nt) g[i] = static_cast<double>(x[i]);
+  const double inv_eta = 1.0 / cfg.noise_std;
+  double* u = vec;
+  double* f = vec + d;
+  double* e = vec + 2 * d;
+  double* bj = vec + 3 * d;
+  double* cj = vec + 4 * d;
+  double* g = vec + 5 * d;
+  double* alpha_out = vec + 5 * d + 2 * M;
+  for (int i = tid; i < d; i += nt) u[i] = static_cast<double>(x[i]) * inv_eta;
   c.sync();
-  solve_upper_transposed(c, a.prec, d, g, u);
-  double sq = 0.0;
-  for (int i = tid; i < d; i += nt) sq += u[i] * u[i];
-  sq = block_sum(c, sq, red.value);
-  const double denom = eta * eta + sq;
-  solve_upper(c, a.prec, d, u, w);  // w = k * denom
-  double xm = 0.0;
-  for (int i = tid; i < d; i += nt) xm += static_cast<double>(x[i]) * a.mean[i];
-  xm = block_sum(c, xm, red.value);
-  const double gain = (static_cast<double>(r) - xm) / denom;
-  for (int i = tid; i < d; i += nt) a.mean[i] += w[i] * gain;
-  for (int i = tid; i < d; i += nt) g[i] = static_cast<double>(x[i]) * inv_eta;
-  c.sync();  // g complete, w read
-  cholesky_update_upper(c, a.prec, g, d);
+  for (int j = tid; j < d; j += nt) {
+    const double* row = a.cov_root + static_cast<long>(j) * d;
+    double acc = 0.0;
+    for (int i = 0; i <= j; ++i) acc += row[i] * u[i];
+    f[j] = acc;
+  }
+  c.sync();
+  if (tid == 0) {
+    // The scalar recursion of Carlson's step, in the CPU's order.
+    double alpha = 1.0;
+    for (int j = 0; j < d; ++j) alpha += f[j] * f[j];
+    double a_prev = 1.0;
+    for (int j = 0; j < d; ++j) {
+      const double fj = f[j];
+      if (fj == 0.0) {
+        bj[j] = 1.0;
+        cj[j] = 0.0;
+        continue;
+      }
+      const double a_next = a_prev + fj * fj;
+      bj[j] = sqrt(a_prev / a_next);
+      cj[j] = fj / sqrt(a_prev * a_next);
+      a_prev = a_next;
+    }
+    *alpha_out = is_finite(alpha) ? a_prev : alpha;
+  }
+  double um = 0.0;
+  for (int i = tid; i < d; i += nt) um += u[i] * a.mean[i];
+  um = block_sum(c, um, red.value);  // its barriers also publish bj, cj and alpha
+  const double alpha = *alpha_out;
+  const double innovation = static_cast<double>(r) * inv_eta - um;
+  if (!(is_finite(alpha) && is_finite(innovation))) {
+    c.sync();
+    return false;
+  }
+  for (int i = tid; i < d; i += nt) {
+    double ei = 0.0;
+    for (int j = i; j < d; ++j) {
+      const double fj = f[j];
+      if (fj == 0.0) continue;
+      double& lji = a.cov_root[static_cast<long>(j) * d + i];
+      const double l = lji;
+      lji = bj[j] * l - cj[j] * ei;
+      ei += fj * l;
+    }
+    e[i] = ei;
+  }
+  const double inv_alpha = 1.0 / alpha;
+  const double gain = innovation * inv_alpha;
+  for (int i = tid; i < d; i += nt) a.mean[i] += e[i] * gain;
   if (has_factor(cfg.policy)) {
     if (tid == 0) {
       const Stream st{cfg.seed, step, a.stream};
       if (cfg.policy == Policy::ensemble)
-        draw<double>(cfg.perturbation, M, cfg.perturbation_sparsity, 1.0, st, w);
+        draw<double>(cfg.perturbation, M, cfg.perturbation_sparsity, 1.0, st, g);
       else
-        draw<double>(Distribution::gaussian, M, 1, sqrt(static_cast<double>(M)), st, w);
-      for (int m = 0; m < M; ++m) w[m] *= inv_eta;
+        draw<double>(Distribution::gaussian, M, 1, sqrt(static_cast<double>(M)), st, g);
     }
     ++step;
+    c.sync();  // g drawn, e complete
+    double* resid = g + M;
+    for (int m = tid; m < M; m += nt) {
+      double acc = g[m];
+      for (int i = 0; i < d; ++i) acc -= u[i] * static_cast<double>(a.factor[static_cast<long>(i) * M + m]);
+      resid[m] = acc;
+    }
     c.sync();
     const long dm = static_cast<long>(d) * M;
-    for (long e = tid; e < dm; e += nt)
-      a.factor[e] = static_cast<T>(static_cast<double>(a.factor[e]) + static_cast<double>(x[e / M]) * w[e % M]);
+    for (long el = tid; el < dm; el += nt) {
+      const double ki = e[el / M] * inv_alpha;
+      a.factor[el] = static_cast<T>(static_cast<double>(a.factor[el]) + ki * resid[el % M]);
+    }
   }
   c.sync();  // the next observation overwrites the scratch
+  return true;
 }
 
-/// Applies the unmasked observations x (n, d), r (n) of one agent in order.
+/// Applies the unmasked observations x (n, d), r (n) of one agent in order; an observation that
+/// observe() refuses stops the agent there and records it in refused by atomic minimum.
 template <class T, class Ctx>
 EPP_BODY void update_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* vec,
                            const Reduce<T>& red, const T* x, const T* r, const std::uint8_t* mask,
-                           long n) {
+                           long n, unsigned long long* refused, long b) {
   const int d = cfg.dim;
   std::uint64_t step = *a.step;
   for (long j = 0; j < n; ++j) {
     if (mask && !mask[j]) continue;
-    observe(c, cfg, a, step, x + j * d, r[j], vec, red);
+    if (!observe(c, cfg, a, step, x + j * d, r[j], vec, red)) {
+      if (c.tid() == 0) c.atomic_min(refused, static_cast<unsigned long long>(b));
+      break;
+    }
   }
   c.sync();  // every thread has read *a.step
   if (c.tid() == 0) *a.step = step;
@@ -482,10 +473,10 @@ EPP_HD double* agent_scratch(const Batch<T>& s, long b, double* smem) {
 
 /// init_kernel: the prior state of agents first, ..., B-1.
 template <class T, class Ctx>
-EPP_BODY void init_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const double* U0,
-                        const double* b0, const double* R, bool diagonal, long first, double* smem) {
+EPP_BODY void init_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const double* L0,
+                        const double* mu0, bool diagonal, long first, double* smem) {
   for (long b = first + c.block(); b < s.n_agents; b += c.nblocks())
-    init_agent(c, cfg, s.agent(cfg, b), U0, b0, R, diagonal, agent_scratch(s, b, smem));
+    init_agent(c, cfg, s.agent(cfg, b), L0, mu0, diagonal, agent_scratch(s, b, smem));
 }
 
 /// sample_kernel: one draw (or unit action) per agent into out (B, d).
@@ -536,16 +527,17 @@ EPP_BODY void check_grid(Ctx& c, const T* x, const T* r, const std::uint8_t* mas
 }
 
 /// update_kernel: observations x (B, n, d), r (B, n), mask 0 or (B, n); nothing changes when
-/// check_grid recorded an error.
+/// check_grid recorded an error in errors[0]; an agent whose update observe() refuses is
+/// recorded in errors[1].
 template <class T, class Ctx>
 EPP_BODY void update_grid(Ctx& c, const Config& cfg, const Batch<T>& s, const T* x, const T* r,
-                          const std::uint8_t* mask, long n, const unsigned long long* errors,
+                          const std::uint8_t* mask, long n, unsigned long long* errors,
                           double* smem, const Reduce<T>& red) {
   if (errors[0] != kNoError) return;  // the same for every thread: no barrier is skipped
   const long d = cfg.dim;
   for (long b = c.block(); b < s.n_agents; b += c.nblocks())
     update_agent(c, cfg, s.agent(cfg, b), agent_scratch(s, b, smem), red, x + b * n * d, r + b * n,
-                 mask ? mask + b * n : nullptr, n);
+                 mask ? mask + b * n : nullptr, n, errors + 1, b);
 }
 
 }  // namespace ensemblepp::cuda::detail

@@ -58,11 +58,11 @@ struct DeviceCtx {
 // The kernels are thin wrappers of the grid bodies in cuda_agent.hpp (which the host emulation
 // runs too).
 template <class T>
-__global__ void init_kernel(Config cfg, Batch<T> s, const double* U0, const double* b0,
-                            const double* R, bool diagonal, long first, bool use_shared) {
+__global__ void init_kernel(Config cfg, Batch<T> s, const double* L0, const double* mu0,
+                            bool diagonal, long first, bool use_shared) {
   EPP_BLOCK_SCRATCH(T)
   (void)red;
-  detail::init_grid(ctx, cfg, s, U0, b0, R, diagonal, first, smem);
+  detail::init_grid(ctx, cfg, s, L0, mu0, diagonal, first, smem);
 }
 
 template <class T>
@@ -96,7 +96,7 @@ __global__ void check_kernel(const T* x, const T* r, const std::uint8_t* mask, l
 
 template <class T>
 __global__ void update_kernel(Config cfg, Batch<T> s, const T* x, const T* r,
-                              const std::uint8_t* mask, long n, const unsigned long long* errors,
+                              const std::uint8_t* mask, long n, unsigned long long* errors,
                               bool use_shared) {
   EPP_BLOCK_SCRATCH(T)
   detail::update_grid(ctx, cfg, s, x, r, mask, n, errors, smem, red);
@@ -128,7 +128,7 @@ Launch launch_shape(const Config& c, const State& s) {
 void check_state(const Config& c, const State& s) {
   check_config(c);
   if (s.n_agents < 1) throw std::invalid_argument("n_agents: must be >= 1");
-  if (!s.prec || !s.mean || !s.steps || !s.stream_ids)
+  if (!s.cov_root || !s.mean || !s.steps || !s.stream_ids)
     throw std::invalid_argument("state: null device pointer");
   if (has_factor(c.policy) && !s.factor)
     throw std::invalid_argument("factor: this policy needs a (B, d, M) factor");
@@ -136,7 +136,7 @@ void check_state(const Config& c, const State& s) {
 
 template <class T>
 Batch<T> typed(const Config& c, const State& s) {
-  return Batch<T>{reinterpret_cast<double*>(s.prec),
+  return Batch<T>{reinterpret_cast<double*>(s.cov_root),
                   reinterpret_cast<double*>(s.mean),
                   reinterpret_cast<T*>(s.factor),
                   reinterpret_cast<std::uint64_t*>(s.steps),
@@ -154,12 +154,12 @@ unsigned elementwise_grid(long n, unsigned threads) {
 }
 
 template <class T>
-void init_t(const Config& c, const State& s, std::uintptr_t U0, std::uintptr_t b0, std::uintptr_t R,
-            bool diagonal, long first, cudaStream_t st) {
+void init_t(const Config& c, const State& s, std::uintptr_t L0, std::uintptr_t mu0, bool diagonal,
+            long first, cudaStream_t st) {
   const Launch L = launch_shape(c, s);
   init_kernel<T><<<L.grid, L.threads, L.shared_bytes, st>>>(
-      c, typed<T>(c, s), reinterpret_cast<const double*>(U0), reinterpret_cast<const double*>(b0),
-      reinterpret_cast<const double*>(R), diagonal, first, L.use_shared);
+      c, typed<T>(c, s), reinterpret_cast<const double*>(L0), reinterpret_cast<const double*>(mu0),
+      diagonal, first, L.use_shared);
   EPP_CUDA_CHECK_LAUNCH();
 }
 
@@ -196,7 +196,7 @@ void update_t(const Config& c, const State& s, std::uintptr_t x, std::uintptr_t 
               std::uintptr_t mask, long n, std::uintptr_t errors, cudaStream_t st) {
   const Launch L = launch_shape(c, s);
   auto* err = reinterpret_cast<unsigned long long*>(errors);
-  EPP_CUDA_CHECK(cudaMemsetAsync(err, 0xFF, sizeof(unsigned long long), st));
+  EPP_CUDA_CHECK(cudaMemsetAsync(err, 0xFF, 2 * sizeof(unsigned long long), st));  // bounds, refusals
   if (n == 0) return;
   const long total = s.n_agents * n;
   check_kernel<T><<<elementwise_grid(total, 256), 256, 0, st>>>(
@@ -217,17 +217,17 @@ long workspace_size(const Config& c) {
   return width * static_cast<long>(sizeof(double)) <= kMaxSharedBytes ? 0 : width;
 }
 
-void initialize(const Config& c, const State& s, std::uintptr_t prior_prec, std::uintptr_t prior_mean,
-                std::uintptr_t prior_root, bool diagonal, long first, std::uintptr_t stream) {
+void initialize(const Config& c, const State& s, std::uintptr_t prior_cov_root, std::uintptr_t prior_mean,
+                bool diagonal, long first, std::uintptr_t stream) {
   check_state(c, s);
-  if (!prior_prec || !prior_mean || !prior_root)
+  if (!prior_cov_root || !prior_mean)
     throw std::invalid_argument("prior: null device pointer");
   if (first < 0 || first > s.n_agents) throw std::invalid_argument("first: out of range");
   if (first == s.n_agents) return;
   if (c.dtype == DType::float64)
-    init_t<double>(c, s, prior_prec, prior_mean, prior_root, diagonal, first, as_stream(stream));
+    init_t<double>(c, s, prior_cov_root, prior_mean, diagonal, first, as_stream(stream));
   else
-    init_t<float>(c, s, prior_prec, prior_mean, prior_root, diagonal, first, as_stream(stream));
+    init_t<float>(c, s, prior_cov_root, prior_mean, diagonal, first, as_stream(stream));
 }
 
 void sample(const Config& c, const State& s, std::uintptr_t theta, bool unit_norm,

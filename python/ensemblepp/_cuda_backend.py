@@ -110,7 +110,7 @@ def _ptr(a: Any) -> int:
 class CudaKernel:
     """Batched CUDA kernel of one linear policy over CuPy state arrays owned by the caller.
 
-    Same methods as ``_core.Kernel64``; the state arrays ``prec`` (B, d, d) and ``mean`` (B, d)
+    Same methods as ``_core.Kernel64``; the state arrays ``cov_root`` (B, d, d) and ``mean`` (B, d)
     float64, ``factor`` (B, d, M) of the agent's dtype or None, ``steps`` and ``stream_ids``
     (B,) uint64 must be C-contiguous CuPy arrays. They are kept alive by the kernel and updated in
     place on CuPy's current stream. Calls on one kernel are serialised by a lock.
@@ -119,7 +119,7 @@ class CudaKernel:
     ----------
     config : dict
         Keyword arguments of ``LinearConfig`` (the CPU kernels take the same).
-    prec, mean, factor, steps
+    cov_root, mean, factor, steps
         State arrays, see above (layout of ``cpp/include/ensemblepp/linear.hpp``).
     stream_ids
         (B,) uint64 CuPy array: the key of each agent's random stream (read only).
@@ -146,7 +146,7 @@ class CudaKernel:
     def __init__(
         self,
         config: dict[str, Any],
-        prec: Any,
+        cov_root: Any,
         mean: Any,
         factor: Any,
         steps: Any,
@@ -164,7 +164,7 @@ class CudaKernel:
         self.config = self._cuda.LinearConfig(**config)
         B, d, M = int(mean.shape[0]), self.config.dim, self.config.ensemble_size
         self._dtype = np.dtype(np.float32 if self.config.dtype == 0 else np.float64)
-        self._check_state(prec, "prec", (B, d, d), np.dtype(np.float64))
+        self._check_state(cov_root, "cov_root", (B, d, d), np.dtype(np.float64))
         self._check_state(mean, "mean", (B, d), np.dtype(np.float64))
         policy = self.config.policy
         if factor is not None:
@@ -176,12 +176,12 @@ class CudaKernel:
         self._config_kwargs = dict(config)
         self._policy = int(policy)
         self._B, self._d = B, d
-        self._prec, self._mean, self._factor, self._steps = prec, mean, factor, steps
+        self._cov_root, self._mean, self._factor, self._steps = cov_root, mean, factor, steps
         self._stream_ids = stream_ids
         width = self._cuda.workspace_size(self.config)
         self._work = cp.empty((B, width), cp.float64) if width else None
         self._state = self._cuda.State(
-            prec=_ptr(prec), mean=_ptr(mean), factor=_ptr(factor), steps=_ptr(steps), stream_ids=_ptr(stream_ids),
+            cov_root=_ptr(cov_root), mean=_ptr(mean), factor=_ptr(factor), steps=_ptr(steps), stream_ids=_ptr(stream_ids),
             work=_ptr(self._work), n_agents=B,
         )
         self._theta = cp.zeros((B, d), self._dtype)
@@ -352,7 +352,12 @@ class CudaKernel:
             self._cuda.update(
                 self.config, self._state, _ptr(X), _ptr(R), _ptr(mask), n, _ptr(self._errors), self._stream()
             )
-            key = int(self._errors[:1].get()[0]) if self.validate and n > 0 else self._cuda.NO_ERROR
+            keys = self._errors[:2].get() if n > 0 else None
+        key = int(keys[0]) if keys is not None and self.validate else self._cuda.NO_ERROR
+        if keys is not None and int(keys[1]) != self._cuda.NO_ERROR:
+            raise ValueError(f"x: the update of agent {int(keys[1])} would make its posterior non-finite "
+                             "(x' Sigma x / noise_std**2 overflows: a prior variance beyond ~1e150 with features "
+                             "near the input bound); that agent keeps its state from that row on")
         if key != self._cuda.NO_ERROR:
             agent = (key // 2) // n
             bound = "2**38 for float32" if self._dtype == np.float32 else "2**480"
@@ -363,12 +368,11 @@ class CudaKernel:
                              f"(|x| / noise_std > {bound})")
 
     # ---- initialisation and accessors ---------------------------------------------------
-    def initialize(self, prior_prec: Any, prior_mean: Any, prior_root: Any, diagonal: bool, first: int = 0) -> None:
+    def initialize(self, prior_cov_root: Any, prior_mean: Any, diagonal: bool, first: int = 0) -> None:
         """Write the prior state of agents first, ..., B-1 (float64 prior arrays, as the CPU kernel)."""
         cp, d = self._cp, self._d
         arrays = []
-        for name, a, shape in (("prior_prec", prior_prec, (d, d)), ("prior_mean", prior_mean, (d,)),
-                               ("prior_root", prior_root, (d, d))):
+        for name, a, shape in (("prior_cov_root", prior_cov_root, (d, d)), ("prior_mean", prior_mean, (d,))):
             dev = cp.ascontiguousarray(cp.asarray(a, dtype=cp.float64))
             if tuple(dev.shape) != shape:
                 raise ValueError(f"{name}: expected shape {shape}, got {tuple(dev.shape)}")
@@ -384,7 +388,7 @@ class CudaKernel:
 
         kernel = _core.Kernel64 if self._dtype == np.float64 else _core.Kernel32
         with self._lock:
-            host = [None if a is None else a.get() for a in (self._prec, self._mean, self._factor, self._steps,
+            host = [None if a is None else a.get() for a in (self._cov_root, self._mean, self._factor, self._steps,
                                                               self._stream_ids)]
         return kernel(_core.LinearConfig(**self._config_kwargs), *host)
 

@@ -40,7 +40,7 @@ import numpy as np
 __all__ = ["ModelFileError", "save", "load", "FORMAT", "VERSION"]
 
 FORMAT = "ensemblepp-model"
-VERSION = 1
+VERSION = 2  # 2: linear state holds the covariance square root L (was the precision factor U)
 _META = "meta.json"
 _MAX_META_BYTES = 64 * 2**20  # JSON of a neural agent with a text buffer stays far below
 _MAX_ENTRIES = 100_000
@@ -431,12 +431,12 @@ def _load_linear(archive: _Archive, device: str | None) -> Any:
     for name, a in arrays.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise archive.fail(name, "holds NaN or infinite values")
-    prec = arrays["prec"]
-    if np.tril(prec, -1).any():
-        raise archive.fail("prec", "the precision factor is not upper triangular")
-    diag = np.diagonal(prec, axis1=1, axis2=2)
+    root = arrays["cov_root"]
+    if np.triu(root, 1).any():
+        raise archive.fail("cov_root", "the covariance factor is not lower triangular")
+    diag = np.diagonal(root, axis1=1, axis2=2)
     if not (diag > 0).all():
-        raise archive.fail("prec", "the precision factor has a diagonal entry <= 0 (not a Cholesky factor)")
+        raise archive.fail("cov_root", "the covariance factor has a diagonal entry <= 0 (a singular posterior)")
     steps = arrays["steps"]
     if (steps > _core.MAX_STEPS).any():
         raise archive.fail("steps", f"counter {int(steps.max())} beyond the stream's {_core.MAX_STEPS} draws "

@@ -2,10 +2,10 @@
 
 Every policy holds B independent agents (``n_agents=B``) with the same hyperparameters and
 their own random streams, or a single agent (``n_agents=None``, no batch axis). State lives in
-arrays of the agent's device and is updated in place by the compiled kernels: the upper
-Cholesky factor U of the posterior precision and the posterior mean (both float64 whatever the
-dtype), and for the two ensemble policies a (d, M) perturbation accumulator F in the agent's
-dtype (docs/design.md, "State representation"):
+arrays of the agent's device and is updated in place by the compiled kernels: a lower-triangular
+square root L of the posterior covariance (Sigma = L^T L) and the posterior mean (both float64
+whatever the dtype), and for the two ensemble policies a (d, M) factor in the agent's dtype
+(docs/design.md, "State representation"):
 
 =========================  ====================================================================
 ``LinearEnsemble``         Ensemble++: theta = mu + A zeta, A A^T tracks Sigma
@@ -337,23 +337,28 @@ class LinearPolicy:
         return 0.5 * (s + s.T)
 
     def _prior_information(self) -> dict[str, Any]:
-        """The prior as the kernels take it (float64, see linear.hpp ``Prior``): U_0, mu_0 and R."""
+        """The prior as the kernels take it (float64, see linear.hpp ``Prior``).
+
+        ``cov_root`` is the lower-triangular L_0 with Sigma_0 = L_0^T L_0, ``dirs`` the rows r_k
+        with P_0 = sum_k r_k r_k^T that forgetting refreshes (production.hpp).
+        """
         S, mu0 = self._prior_cov, self._prior_mean
         s = np.diag(S)
         if np.array_equal(S, np.diag(s)):
-            U0 = np.diag(1.0 / np.sqrt(s))
-            return {"prec": U0, "mean": mu0, "root": U0.copy(), "diagonal": True}
-        L = np.linalg.cholesky(S)
-        R = np.linalg.inv(L).T  # upper triangular: P_0 = R R^T and P_0 L = R
-        P0 = R @ R.T
-        U0 = np.triu(np.linalg.cholesky(0.5 * (P0 + P0.T)).T)
-        return {"prec": U0, "mean": mu0, "root": np.triu(R), "diagonal": False}
+            return {"cov_root": np.diag(np.sqrt(s)), "mean": mu0, "diagonal": True,
+                    "dirs": np.diag(1.0 / np.sqrt(s))}
+        # Sigma_0 = C C^T with C upper triangular: the Cholesky factor of the index-reversed
+        # matrix, reversed back; L_0 = C^T.
+        C = np.linalg.cholesky(S[::-1, ::-1])[::-1, ::-1]
+        L0 = np.ascontiguousarray(np.tril(C.T))
+        R = np.linalg.inv(np.linalg.cholesky(S)).T  # upper triangular: P_0 = R R^T
+        return {"cov_root": L0, "mean": mu0, "diagonal": False, "dirs": np.ascontiguousarray(R.T)}
 
     def _state_shapes(self) -> dict[str, tuple[tuple[int, ...], Any]]:
         """Per-agent shape and dtype of every state array (the keys of :meth:`_state_arrays`)."""
         d = self._dim
-        # U and mu accumulate in float64 whatever the dtype (docs/design.md, state representation).
-        shapes = {"prec": ((d, d), np.dtype(np.float64)), "mean": ((d,), np.dtype(np.float64))}
+        # L and mu accumulate in float64 whatever the dtype (docs/design.md, state representation).
+        shapes = {"cov_root": ((d, d), np.dtype(np.float64)), "mean": ((d,), np.dtype(np.float64))}
         if self._has_factor:
             shapes["factor"] = ((d, self._ensemble_size), self._dtype)
         shapes["steps"] = ((), np.dtype(np.uint64))
@@ -388,7 +393,7 @@ class LinearPolicy:
     def _initialize(self, first: int) -> None:
         """Writes the prior state of agents first, ..., B-1 (in the compiled core)."""
         p = self._prior
-        self._kernel.initialize(p["prec"], p["mean"], p["root"], p["diagonal"], first)
+        self._kernel.initialize(p["cov_root"], p["mean"], p["diagonal"], first)
         if "updates" in self._buffers:
             self._buffers["updates"][first : self._n_agents] = 0
 
@@ -412,12 +417,12 @@ class LinearPolicy:
         B = self._n_agents
         self._capacity = int(self._buffers["steps"].shape[0])
         v = {k: a[:B] for k, a in self._buffers.items()}
-        self._prec, self._mean, self._steps, self._stream_ids = v["prec"], v["mean"], v["steps"], v["stream_ids"]
+        self._cov_root, self._mean, self._steps, self._stream_ids = (v["cov_root"], v["mean"], v["steps"],
+                                                                     v["stream_ids"])
         self._factor = v.get("factor")
         self._kernel = self._make_kernel()
         if self._forgetting < 1.0:
-            R = self._prior["root"]
-            dirs = np.ascontiguousarray(R.T)  # row k = column k of R: P_0 = sum_k r_k r_k^T
+            dirs = self._prior["dirs"]  # row k is r_k: P_0 = sum_k r_k r_k^T
             self._kernel.set_forgetting(self._forgetting, dirs, dirs @ self._prior_mean, v["updates"])
         # Single CPU agents call the kernel directly: it converts dtype, byte order and layout.
         self._fast = self._single and self._device == "cpu"
@@ -435,7 +440,7 @@ class LinearPolicy:
                 "seed": self._seed, "dtype": 0 if self._dtype == np.float32 else 1}
 
     def _make_kernel(self) -> Any:
-        state = (self._prec, self._mean, self._factor, self._steps, self._stream_ids)
+        state = (self._cov_root, self._mean, self._factor, self._steps, self._stream_ids)
         if self._device == "cuda":
             from ensemblepp._cuda_backend import CudaKernel  # noqa: PLC0415
 
@@ -536,17 +541,28 @@ class LinearPolicy:
 
     @property
     def covariance(self) -> Any:
-        """Posterior covariance Sigma = U^-1 U^-T, shape (d, d) or (B, d, d), computed on request."""
+        """Posterior covariance Sigma = L^T L, shape (d, d) or (B, d, d), computed on request."""
         return self._out(self._kernel.covariance())
+
+    @property
+    def covariance_factor(self) -> Any:
+        """Lower-triangular square root L of the posterior covariance, Sigma = L^T L.
+
+        Shape (d, d) or (B, d, d); a float64 copy whatever the agent's dtype: the state keeps L
+        in float64 (docs/design.md, state representation).
+        """
+        return self._out(to_numpy(self._cov_root).copy())
 
     @property
     def precision_factor(self) -> Any:
         """Upper Cholesky factor U of the posterior precision, P = U^T U; (d, d) or (B, d, d).
 
-        A float64 copy whatever the agent's dtype: the state keeps U in float64 (docs/design.md,
-        state representation).
+        Computed on request from the state's L as U = L^-T (float64), O(d^3) per agent.
         """
-        return self._out(self._prec.copy())
+        L = to_numpy(self._cov_root)
+        eye = np.eye(self._dim)
+        U = np.stack([np.triu(np.linalg.solve(Lb, eye).T) for Lb in L]) if L.shape[0] else L.copy()
+        return self._out(U)
 
     # ---- acting and learning -----------------------------------------------------------
     def act(self, actions: Any, mask: Any = None, *, return_probability: bool = False,

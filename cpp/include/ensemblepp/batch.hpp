@@ -13,11 +13,11 @@
 
 namespace ensemblepp {
 
-/// State of B agents (layout of linear.hpp): prec (B, d, d) and mean (B, d) double, factor
+/// State of B agents (layout of linear.hpp): cov_root (B, d, d) and mean (B, d) double, factor
 /// (B, d, M) of T or nullptr, steps (B) and the agents' stream ids (B), which key their streams.
 template <class T>
 struct BatchState {
-  double* prec;
+  double* cov_root;
   double* mean;
   T* factor;
   std::uint64_t* steps;
@@ -26,7 +26,7 @@ struct BatchState {
 
   AgentState<T> agent(const LinearConfig& c, long b) const {
     const long d = c.dim, M = c.ensemble_size;
-    return AgentState<T>{prec + b * d * d, mean + b * d, factor ? factor + b * d * M : nullptr,
+    return AgentState<T>{cov_root + b * d * d, mean + b * d, factor ? factor + b * d * M : nullptr,
                          steps + b, stream_ids[b]};
   }
 };
@@ -46,12 +46,11 @@ struct ActionSet {
 template <class T>
 void initialize(const LinearConfig& c, const BatchState<T>& s, const Prior& prior, long first);
 
-/// Posterior covariances Sigma = U^-1 U^-T (B, d, d), computed in double, exactly symmetric.
+/// Posterior covariances Sigma = L^T L (B, d, d), computed in double, exactly symmetric.
 template <class T>
 void posterior_covariance(const LinearConfig& c, const BatchState<T>& s, T* out);
 
-/// (B, d, M) computed in double: A = P^-1 F of Ensemble++, or the models mu + P^-1 F of
-/// ensemble sampling.
+/// (B, d, M): the factor A of Ensemble++, or the models mu + D of ensemble sampling.
 template <class T>
 void posterior_factor(const LinearConfig& c, const BatchState<T>& s, T* out);
 
@@ -74,6 +73,8 @@ void sample(const LinearConfig& c, const BatchState<T>& s, T* theta);
 /// Applies n_obs observations per agent in order: x (B, n_obs, d), r (B, n_obs) and an optional
 /// mask (B, n_obs) of the observations that happened (agents that saw nothing are skipped).
 /// Every observation is checked against input_bound (linear_config.hpp) before anything changes.
+/// An agent whose update would overflow (observe() in linear.hpp: a prior variance beyond 1e150)
+/// keeps its state from that row on, the others are updated, and std::invalid_argument names it.
 template <class T>
 void update(const LinearConfig& c, const BatchState<T>& s, const T* x, const T* r,
             const std::uint8_t* mask, long n_obs);

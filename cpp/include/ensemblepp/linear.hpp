@@ -4,21 +4,22 @@
 /// (cuda/src/cuda_agent.hpp) implement the same formulas in the same order.
 ///
 /// State of one agent, row-major and contiguous (docs/design.md explains the choice):
-///   prec   (d, d) double  upper Cholesky factor U of the posterior precision P = U^T U (the
-///                         strictly lower part is zero), updated by Givens rotations: P only
-///                         grows, so no downdate is ever lost to rounding
-///   mean   (d)    double  posterior mean mu, updated in feedback form mu += k (r - x.mu) with
-///                         k = Sigma x / (eta^2 + x' Sigma x) from U
-///   factor (d, M) T       perturbation accumulator F: Ensemble++ A = P^-1 F (F_0 = P_0 A_0,
-///                         F += x z^T / eta); ensemble sampling theta_m = mu + P^-1 F e_m
-///                         (F_0 = P_0 (theta_m,0 - mu_0), F += x w_m^T / eta^2, w_m ~ N(0, eta^2))
-///   step   uint64         the agent's Philox counter, advanced by one per random vector drawn
+///   cov_root (d, d) double  lower-triangular square root L of the posterior covariance,
+///                           Sigma = L^T L (the strictly upper part is zero), updated by
+///                           Carlson's rank-one step: Sigma is positive semidefinite by
+///                           construction and no solve is ever needed
+///   mean     (d)    double  posterior mean mu, updated in feedback form mu += k (r - x.mu)
+///   factor   (d, M) T       Ensemble++: the factor A (A A^T tracks Sigma); ensemble sampling:
+///                           the model offsets D, theta_m = mu + D e_m. Both follow
+///                           A <- A + k (z^T - x^T A / eta) with the step's draw z
+///   step     uint64         the agent's Philox counter, advanced by one per random vector drawn
 ///
-/// T (float or double) is the type of F, of the actions and of the scores. U and mu are double
-/// whatever T: in float32 their rounding, re-applied at every update and amplified by cond(P)
-/// (1e5 to 1e7 in a long bandit run), moved the mean by a tenth of a posterior standard deviation
-/// after 1e6 steps. F is a random walk (it grows like sqrt(t)), so float rounding keeps it far
-/// below the posterior spread. All vector arithmetic of a step is done in double.
+/// T (float or double) is the type of the factor, of the actions and of the scores. L and mu are
+/// double whatever T: in float32 a covariance loses every downdate smaller than half an ulp of its
+/// entries (after 3e5 steps its smallest eigenvalue stopped shrinking), and the mean's rounding is
+/// amplified by cond(Sigma). The factor's rounding enters through the contraction (I - k x^T), so
+/// it stays at rounding level relative to the posterior spread. All vector arithmetic of a step
+/// is done in double.
 #pragma once
 
 #include <Eigen/Core>
@@ -46,7 +47,7 @@ using ConstVectorMap = Eigen::Map<const Vector<T>>;
 /// Pointers to the state of one agent (see the file comment for the layout).
 template <class T>
 struct AgentState {
-  double* prec;
+  double* cov_root;
   double* mean;
   T* factor;
   std::uint64_t* step;
@@ -54,33 +55,32 @@ struct AgentState {
 };
 
 /// The prior shared by all agents of a batch, in double precision:
-///   prec (d, d)  upper Cholesky factor U_0 of P_0 = Sigma_0^-1
-///   mean (d)     mu_0
-///   root (d, d)  upper triangular R = L^-T for Sigma_0 = L L^T, so that the initial factor
-///                A_0 = L Z_0 (Ensemble++) or the initial model offsets L G (ensemble sampling)
-///                have information F_0 = P_0 L Z_0 = R Z_0
-///   diagonal     U_0 and R are diagonal (an isotropic or diagonal prior): O(dM) initialisation
+///   cov_root (d, d)  lower-triangular L_0 with Sigma_0 = L_0^T L_0
+///   mean     (d)     mu_0
+///   diagonal         L_0 is diagonal (an isotropic or diagonal prior): O(dM) initialisation
 struct Prior {
-  const double* prec;
+  const double* cov_root;
   const double* mean;
-  const double* root;
   bool diagonal;
 };
 
-/// Scratch length (doubles) that the per-agent functions need.
+/// Scratch length (doubles) that the per-agent functions need: observe() uses the first
+/// 4 d + M, the forgetting step (production.hpp) keeps a pseudo-observation in the last d.
 inline long scratch_size(const LinearConfig& c) {
-  return 3L * (c.dim > c.ensemble_size ? c.dim : c.ensemble_size) + 4;
+  return 5L * c.dim + 2L * c.ensemble_size + 4;
 }
 
-/// Writes the prior state of one agent: U = U_0, mu = mu_0 and, for the policies with a factor,
-/// F = R Z with the d rows of Z drawn at counter values 0, ..., d-1 of its stream (Ensemble++:
-/// perturbation distribution at perturbation scale; ensemble sampling: standard normal), which
-/// leaves the counter at d. Entry (i, m) of F accumulates R_ik Z_km over k = i, ..., d-1 in
-/// increasing k (the CUDA body adds in the same order).
+/// Writes the prior state of one agent: L = L_0, mu = mu_0 and, for the policies with a factor,
+/// A = L_0^T Z with the d rows of Z drawn at counter values 0, ..., d-1 of its stream (Ensemble++:
+/// perturbation distribution at perturbation scale; ensemble sampling: standard normal). The
+/// rows of Z are independent with E|z_k|^2 = 1, so E[Z Z^T] = I and E[A A^T] = Sigma_0 (for
+/// ensemble sampling each model offset has covariance Sigma_0). Leaves the counter at d. Entry (i, m)
+/// accumulates L_0[k, i] Z_km over k = i, ..., d-1 in increasing k (the CUDA body adds in the
+/// same order).
 template <class T>
 void init_agent(const LinearConfig& c, const Prior& p, const AgentState<T>& s, double* scratch) {
   const int d = c.dim, M = c.ensemble_size;
-  for (long i = 0; i < long(d) * d; ++i) s.prec[i] = p.prec[i];
+  for (long i = 0; i < long(d) * d; ++i) s.cov_root[i] = p.cov_root[i];
   for (int i = 0; i < d; ++i) s.mean[i] = p.mean[i];
   *s.step = 0;
   if (!has_factor(c.policy)) return;
@@ -92,36 +92,29 @@ void init_agent(const LinearConfig& c, const Prior& p, const AgentState<T>& s, d
       draw<double>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, z);
     else
       draw<double>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, z);
+    const double* lrow = p.cov_root + long(k) * d;
     for (int i = p.diagonal ? k : 0; i <= k; ++i) {
-      const double rik = p.root[long(i) * d + k];
+      const double lki = lrow[i];
       T* row = s.factor + long(i) * M;
-      for (int m = 0; m < M; ++m) row[m] = static_cast<T>(static_cast<double>(row[m]) + rik * z[m]);
+      for (int m = 0; m < M; ++m) row[m] = static_cast<T>(static_cast<double>(row[m]) + lki * z[m]);
     }
   }
   *s.step = static_cast<std::uint64_t>(d);
 }
 
-/// theta <- P^-1 theta, by the two triangular solves U^T w = theta, U theta = w.
-inline void solve_precision(const double* prec, int d, double* theta) {
-  const auto U = ConstMatrixMap<double>(prec, d, d).triangularView<Eigen::Upper>();
-  VectorMap<double> th(theta, d);
-  U.transpose().solveInPlace(th);
-  U.solveInPlace(th);
-}
-
-/// y = F v (d) in double from the (d, M) factor of type T, terms in increasing m.
+/// y = mu + A v (d) in double, from the (d, M) factor of type T, terms in increasing m.
 template <class T>
-inline void factor_times(const T* F, int d, int M, const double* v, double* y) {
+inline void mean_plus_factor(const double* mu, const T* A, int d, int M, const double* v, double* y) {
   for (int i = 0; i < d; ++i) {
-    const T* row = F + long(i) * M;
+    const T* row = A + long(i) * M;
     double acc = 0.0;
     for (int m = 0; m < M; ++m) acc += static_cast<double>(row[m]) * v[m];
-    y[i] = acc;
+    y[i] = mu[i] + acc;
   }
 }
 
 /// Writes a posterior draw (or the posterior mean for greedy and UCB) to @p theta, computed
-/// in double and rounded to T once.
+/// in double and rounded to T once. O(dM) for the factor policies, O(d^2) for Thompson sampling.
 template <class T>
 void sample_theta(const LinearConfig& c, const AgentState<T>& s, T* theta, double* scratch) {
   const int d = c.dim, M = c.ensemble_size;
@@ -129,58 +122,52 @@ void sample_theta(const LinearConfig& c, const AgentState<T>& s, T* theta, doubl
   double* z = scratch + d;
   switch (c.policy) {
     case Policy::ensemble: {
-      // theta = mu + P^-1 F zeta = mu + A zeta.
+      // theta = mu + A zeta.
       const Stream st{c.seed, (*s.step)++, s.stream};
       draw<double>(c.reference, M, c.reference_sparsity, std::sqrt(double(M)), st, z);
-      factor_times(s.factor, d, M, z, y);
-      solve_precision(s.prec, d, y);
+      mean_plus_factor(s.mean, s.factor, d, M, z, y);
       break;
     }
     case Policy::thompson: {
-      // theta = mu + U^-1 g, whose covariance is U^-1 U^-T = Sigma.
+      // theta = mu + L^T g, whose covariance is L^T L = Sigma: row j of L adds g_j L[j, 0..j].
       const Stream st{c.seed, (*s.step)++, s.stream};
-      draw<double>(Distribution::gaussian, d, 1, std::sqrt(double(d)), st, y);
-      VectorMap<double> g(y, d);
-      ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>().solveInPlace(g);
+      draw<double>(Distribution::gaussian, d, 1, std::sqrt(double(d)), st, z);
+      for (int i = 0; i < d; ++i) y[i] = s.mean[i];
+      for (int j = 0; j < d; ++j) {
+        const double* __restrict row = s.cov_root + long(j) * d;
+        double* __restrict out = y;
+        const double gj = z[j];
+        for (int i = 0; i <= j; ++i) out[i] += row[i] * gj;
+      }
       break;
     }
     case Policy::ensemble_sampling: {
-      // Model m: theta_m = mu + P^-1 F e_m.
+      // Model m: theta_m = mu + D e_m.
       const Stream st{c.seed, (*s.step)++, s.stream};
       const std::uint32_t m = draw_index(st, static_cast<std::uint32_t>(M));
-      for (int i = 0; i < d; ++i) y[i] = static_cast<double>(s.factor[long(i) * M + m]);
-      solve_precision(s.prec, d, y);
+      for (int i = 0; i < d; ++i) y[i] = s.mean[i] + static_cast<double>(s.factor[long(i) * M + m]);
       break;
     }
     case Policy::ucb:
     case Policy::greedy:
-      for (int i = 0; i < d; ++i) y[i] = 0.0;
+      for (int i = 0; i < d; ++i) y[i] = s.mean[i];
       break;
   }
-  for (int i = 0; i < d; ++i) theta[i] = static_cast<T>(s.mean[i] + y[i]);
+  for (int i = 0; i < d; ++i) theta[i] = static_cast<T>(y[i]);
 }
 
-/// Upper Cholesky rank-one update U^T U + v v^T by Givens rotations, O(d^2); @p v is destroyed.
-///
-/// Rotation k turns (U_kk, v_k) into (hypot(U_kk, v_k), 0) with c = U_kk / r, s = v_k / r
-/// (|c|, |s| <= 1, so no intermediate exceeds the norm of its column). A zero v_k is the
-/// identity and is skipped (exactly: c = 1, s = 0 would change no bit).
-inline void cholesky_update_upper(double* U, double* v, int d) {
-  for (int k = 0; k < d; ++k) {
-    const double vk = v[k];
-    if (vk == 0.0) continue;
-    double* __restrict row = U + long(k) * d;
-    double* __restrict w = v;
-    const double ukk = row[k];
-    const double r = std::hypot(ukk, vk);
-    const double cs = ukk / r, sn = vk / r;
-    row[k] = r;
-    for (int i = k + 1; i < d; ++i) {
-      const double ri = row[i], wi = w[i];
-      row[i] = cs * ri + sn * wi;
-      w[i] = cs * wi - sn * ri;
-    }
+/// x' Sigma x / eta^2 = |L x / eta|^2 for the LinUCB bonus and the checks, in double.
+template <class X>
+inline double quadratic_form(const double* L, int d, const X* x, double scale) {
+  double q = 0.0;
+  for (int j = 0; j < d; ++j) {
+    const double* row = L + long(j) * d;
+    double f = 0.0;
+    for (int i = 0; i <= j; ++i) f += row[i] * static_cast<double>(x[i]);
+    f *= scale;
+    q += f * f;
   }
+  return q;
 }
 
 /// Is the observation (x, r) within the bounds that keep the state finite (input_bound)?
@@ -194,45 +181,75 @@ inline int check_observation(const LinearConfig& c, const T* x, T r) {
   return 0;
 }
 
-/// Applies one observation (x, r) to an agent, O(d^2 + dM):
-///   w = U^-T x, s = eta^2 + |w|^2, k = U^-1 w / s          (the gain Sigma x / s, before the update)
-///   mu += k (r - x.mu)                                      (in double)
-///   U absorbs x / eta by rotations                          (P += x x^T / eta^2)
-///   F += x z^T / eta  (Ensemble++),  F += x g^T / eta  (ensemble sampling, w_m = eta g_m)
+/// Applies one observation (x, r) to an agent, O(d^2 + dM). With u = x / eta (so the noise is 1):
+///   f = L u, alpha_j = 1 + f_0^2 + ... + f_j^2                  (alpha_d-1 = 1 + u' Sigma u)
+///   Carlson's step, column j of L^T for j = 0, ..., d-1 (row j of L, entries 0..j):
+///     L[j, :] <- sqrt(alpha_j-1 / alpha_j) L[j, :] - f_j / sqrt(alpha_j-1 alpha_j) e
+///     e       <- e + f_j L[j, :] (old row)                     (e ends as L^T f = Sigma u)
+///   which gives L'^T L' = Sigma - Sigma u u^T Sigma / alpha, the exact posterior covariance;
+///   k = e / alpha, mu += k (r / eta - u.mu)                     (in double)
+///   factor: A += k (z^T - u^T A) with the step's draw z (Ensemble++: perturbation distribution
+///   at unit scale; ensemble sampling: standard normal, the model noise w_m = eta z_m).
+/// Nothing is written, and false returned, when alpha or the innovation is not finite (possible
+/// only for inputs near input_bound with a prior variance beyond 1e150): the caller reports it.
 /// Precondition: check_observation(c, x, r) == 0.
 /// @tparam X the type of the features and reward: T, or double for the pseudo-observations of
 ///           forgetting (production.hpp).
 template <class T, class X = T>
-void observe(const LinearConfig& c, const AgentState<T>& s, const X* x, X r, double* scratch) {
+bool observe(const LinearConfig& c, const AgentState<T>& s, const X* x, X r, double* scratch) {
   const int d = c.dim, M = c.ensemble_size;
-  const double eta = c.noise_std;
-  const double inv_eta = 1.0 / eta;
-  const auto U = ConstMatrixMap<double>(s.prec, d, d).triangularView<Eigen::Upper>();
-  VectorMap<double> k(scratch, d);
-  for (int i = 0; i < d; ++i) k[i] = static_cast<double>(x[i]);
-  U.transpose().solveInPlace(k);
-  const double denom = eta * eta + k.squaredNorm();
-  U.solveInPlace(k);
-  double xm = 0.0;
-  for (int i = 0; i < d; ++i) xm += static_cast<double>(x[i]) * s.mean[i];
-  const double gain = (static_cast<double>(r) - xm) / denom;
-  for (int i = 0; i < d; ++i) s.mean[i] += k[i] * gain;
-  double* v = scratch;
-  for (int i = 0; i < d; ++i) v[i] = static_cast<double>(x[i]) * inv_eta;
-  cholesky_update_upper(s.prec, v, d);
-  if (!has_factor(c.policy)) return;
-  double* w = scratch + d;
+  const double inv_eta = 1.0 / c.noise_std;
+  double* __restrict u = scratch;
+  double* __restrict f = scratch + d;
+  double* __restrict e = scratch + 2 * d;
+  double* __restrict g = scratch + 3 * d;
+  for (int i = 0; i < d; ++i) u[i] = static_cast<double>(x[i]) * inv_eta;
+  VectorMap<double>(f, d).noalias() =
+      ConstMatrixMap<double>(s.cov_root, d, d).triangularView<Eigen::Lower>() * ConstVectorMap<double>(u, d);
+  double alpha = 1.0;
+  for (int j = 0; j < d; ++j) alpha += f[j] * f[j];
+  double um = 0.0;
+  for (int i = 0; i < d; ++i) um += u[i] * s.mean[i];
+  const double innovation = static_cast<double>(r) * inv_eta - um;
+  if (!(std::isfinite(alpha) && std::isfinite(innovation))) return false;
+  for (int i = 0; i < d; ++i) e[i] = 0.0;
+  double a_prev = 1.0;
+  for (int j = 0; j < d; ++j) {
+    const double fj = f[j];
+    if (fj == 0.0) {  // the identity: b = 1, c = 0 would change no bit
+      continue;
+    }
+    const double a_next = a_prev + fj * fj;
+    const double b = std::sqrt(a_prev / a_next), cj = fj / std::sqrt(a_prev * a_next);
+    a_prev = a_next;
+    double* __restrict row = s.cov_root + long(j) * d;
+    double* __restrict ee = e;
+    for (int i = 0; i <= j; ++i) {
+      const double l = row[i];
+      row[i] = b * l - cj * ee[i];
+      ee[i] += fj * l;
+    }
+  }
+  const double inv_alpha = 1.0 / a_prev;
+  const double gain = innovation * inv_alpha;
+  for (int i = 0; i < d; ++i) s.mean[i] += e[i] * gain;
+  if (!has_factor(c.policy)) return true;
   const Stream st{c.seed, (*s.step)++, s.stream};
   if (c.policy == Policy::ensemble)
-    draw<double>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, w);
+    draw<double>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, g);
   else
-    draw<double>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, w);
-  for (int m = 0; m < M; ++m) w[m] *= inv_eta;
+    draw<double>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, g);
+  for (int i = 0; i < d; ++i) {
+    const T* row = s.factor + long(i) * M;
+    const double ui = u[i];
+    for (int m = 0; m < M; ++m) g[m] -= ui * static_cast<double>(row[m]);
+  }
   for (int i = 0; i < d; ++i) {
     T* row = s.factor + long(i) * M;
-    const double xi = static_cast<double>(x[i]);
-    for (int m = 0; m < M; ++m) row[m] = static_cast<T>(static_cast<double>(row[m]) + xi * w[m]);
+    const double ki = e[i] * inv_alpha;
+    for (int m = 0; m < M; ++m) row[m] = static_cast<T>(static_cast<double>(row[m]) + ki * g[m]);
   }
+  return true;
 }
 
 }  // namespace ensemblepp

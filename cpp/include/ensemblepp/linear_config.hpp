@@ -17,11 +17,11 @@ namespace ensemblepp {
 
 /// Policy identifiers; the integer values are part of the Python and CUDA ABI.
 enum class Policy : int {
-  ensemble = 0,           ///< Ensemble++: theta = P^-1 (b + B zeta)
-  thompson = 1,           ///< exact Thompson sampling: theta = P^-1 b + U^-1 g
-  ensemble_sampling = 2,  ///< Lu and Van Roy (2017): one of M perturbed models, theta_m = P^-1 C e_m
-  ucb = 3,                ///< LinUCB: x.mu + alpha |U^-T x|
-  greedy = 4,             ///< theta = mu = P^-1 b
+  ensemble = 0,           ///< Ensemble++: theta = mu + A zeta
+  thompson = 1,           ///< exact Thompson sampling: theta = mu + L^T g
+  ensemble_sampling = 2,  ///< Lu and Van Roy (2017): one of M perturbed models, theta_m = mu + D e_m
+  ucb = 3,                ///< LinUCB: x.mu + alpha |L x|
+  greedy = 4,             ///< theta = mu
 };
 
 /// Element type of the state and of every floating-point argument.
@@ -52,11 +52,11 @@ EPP_HD bool draws_when_acting(Policy p) {
 
 /// Largest |x_i| / eta and |r| / eta an update accepts, for float (2^38) and double (2^480).
 ///
-/// The information form only ever adds to the state: U absorbs x / eta by rotations (every
-/// entry stays below the norm of its column, which grows by |x / eta| per update), b grows by
-/// x r / eta^2 and B by x z^T / eta. With inputs below these bounds no state entry can overflow
-/// in fewer than 2^48 updates (the length of a random stream), so checking the inputs before
-/// anything is written is enough to keep every state finite.
+/// With u = x / eta the step's scalars are alpha = 1 + u' Sigma u <= 1 + |u|^2 lambda_max(Sigma_0)
+/// (Sigma only shrinks; with forgetting it stays below Sigma_0 / gamma^(d-1)) and the innovation
+/// r / eta - u.mu; mu moves toward the data by k (r / eta - u.mu) with |u.k| < 1. Below these
+/// bounds both are finite for any sensible prior; observe() still checks them before it writes,
+/// so an input that would overflow is refused, never absorbed.
 template <class T>
 EPP_HD double input_bound() {
   return sizeof(T) == 4 ? 274877906944.0 /* 2^38 */ : 3.121748550315993e144 /* 2^480 */;

@@ -13,9 +13,10 @@
 ///
 /// with z' a fresh draw (Ensemble++: the perturbation distribution; ensemble sampling: standard
 /// normal), drawn before the observation's own z, one step earlier on the agent's stream. On the
-/// state (U, mu, F) of linear.hpp this is: U <- sqrt(gamma) U (mu is unchanged: P and b both
-/// scale by gamma), then the prior refresh as a pseudo-observation with features sqrt(w) r_k,
-/// reward sqrt(w) (r_k . mu_0) and unit noise (observe() in feedback form), then the observation.
+/// state (L, mu, A) of linear.hpp, where Sigma = L^T L and A = Sigma F: L <- L / sqrt(gamma) and
+/// A <- A / sqrt(gamma) (mu is unchanged: P and b both scale by gamma), then the prior refresh as
+/// a pseudo-observation with features sqrt(w) r_k, reward sqrt(w) (r_k . mu_0), unit noise and
+/// the draw z' (observe() of linear.hpp, which adds sqrt(w) r_k z'^T to F), then the observation.
 ///
 /// Why this form: plain exponential forgetting (gamma P + x x^T) lets the prior decay as well, so
 /// in directions no action excites the covariance grows like gamma^-t without bound; forgetting
@@ -54,44 +55,33 @@ inline std::uint64_t draws_per_observation(const LinearConfig& c, const Forgetti
 }
 
 /// Applies the forgetting step of agent @p s (its counter value @p t picks the direction),
-/// then the observation (x, r) by observe() of linear.hpp. O(d^2 + dM).
+/// then the observation (x, r) by observe() of linear.hpp. O(d^2 + dM). Returns false when
+/// observe() refused the observation (the forgetting step is then already applied).
 /// Precondition: check_observation(c, x, r) == 0.
 template <class T>
-void observe_forgetting(const LinearConfig& c, const Forgetting& f, const AgentState<T>& s,
+bool observe_forgetting(const LinearConfig& c, const Forgetting& f, const AgentState<T>& s,
                         std::uint64_t* updates, const T* x, T r, double* scratch) {
   const int d = c.dim, M = c.ensemble_size;
   const int k = static_cast<int>(*updates % static_cast<std::uint64_t>(d));
   const double g = f.gamma, w = 1.0 - std::pow(g, d);
-  const double sg = std::sqrt(g), sw = std::sqrt(w);
+  const double isg = 1.0 / std::sqrt(g), sw = std::sqrt(w);
   const double* rk = f.dirs + long(k) * d;
-  for (int i = 0; i < d; ++i) {
-    double* row = s.prec + long(i) * d;
-    for (int j = i; j < d; ++j) row[j] *= sg;
+  for (int j = 0; j < d; ++j) {
+    double* row = s.cov_root + long(j) * d;
+    for (int i = 0; i <= j; ++i) row[i] *= isg;
   }
-  if (has_factor(c.policy)) {
-    double* z = scratch;
-    const Stream st{c.seed, (*s.step)++, s.stream};
-    if (c.policy == Policy::ensemble_sampling)
-      draw<double>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, z);
-    else
-      draw<double>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, z);
-    for (int i = 0; i < d; ++i) {
-      T* row = s.factor + long(i) * M;
-      const double ri = sw * rk[i];
-      for (int m = 0; m < M; ++m) row[m] = static_cast<T>(sg * static_cast<double>(row[m]) + ri * z[m]);
-    }
-  }
+  if (has_factor(c.policy))
+    for (long e = 0; e < long(d) * M; ++e) s.factor[e] = static_cast<T>(static_cast<double>(s.factor[e]) * isg);
   // The prior refresh: a pseudo-observation (sqrt(w) r_k, sqrt(w) r_k . mu_0) with unit noise,
-  // applied to U and mu only (observe() of a greedy configuration touches no factor or counter),
-  // its features in double (observe() reads them before it writes scratch[0, 2d)).
+  // its features in double, kept past the scratch that observe() uses.
   LinearConfig pseudo = c;
-  pseudo.policy = Policy::greedy;
   pseudo.noise_std = 1.0;
-  double* v = scratch + 2 * d + 2;
+  double* v = scratch + scratch_size(c) - d;
   for (int i = 0; i < d; ++i) v[i] = sw * rk[i];
-  observe<T, double>(pseudo, s, v, sw * f.targets[k], scratch);
-  observe(c, s, x, r, scratch);
+  if (!observe<T, double>(pseudo, s, v, sw * f.targets[k], scratch)) return false;
+  if (!observe(c, s, x, r, scratch)) return false;
   ++*updates;
+  return true;
 }
 
 /// Applies logged rows to B agents in one call: rows offsets[b], ..., offsets[b+1]-1 of x (N, d)

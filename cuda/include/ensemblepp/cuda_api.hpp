@@ -43,12 +43,12 @@ using ensemblepp::DType;
 /// Value of an error slot that records no error (the buffers are reset to all ones bits).
 constexpr std::uint64_t kNoError = ~std::uint64_t{0};
 
-/// Device state of B agents, laid out as in linear.hpp: prec (B, d, d) and mean (B, d) float64,
+/// Device state of B agents, laid out as in linear.hpp: cov_root (B, d, d) and mean (B, d) float64,
 /// factor (B, d, M) or 0, steps (B) uint64, stream_ids (B) uint64 (the keys of the agents'
-/// random streams, philox.hpp) and work (B, workspace_size(config)) float64 or 0. prec and mean
+/// random streams, philox.hpp) and work (B, workspace_size(config)) float64 or 0. cov_root and mean
 /// are float64 whatever Config::dtype, which names the type of factor and of every input.
 struct State {
-  std::uintptr_t prec = 0;
+  std::uintptr_t cov_root = 0;
   std::uintptr_t mean = 0;
   std::uintptr_t factor = 0;
   std::uintptr_t steps = 0;
@@ -65,10 +65,10 @@ using ensemblepp::check_config;
 long workspace_size(const Config& config);
 
 /// Writes the prior state of agents first, ..., B-1 (init_agent of linear.hpp, same order):
-/// prior_prec (d, d), prior_mean (d) and prior_root (d, d) are float64 device arrays.
-void initialize(const Config& config, const State& state, std::uintptr_t prior_prec,
-                std::uintptr_t prior_mean, std::uintptr_t prior_root, bool diagonal, long first,
-                std::uintptr_t stream);
+/// prior_cov_root (d, d) (lower-triangular L_0, Sigma_0 = L_0^T L_0) and prior_mean (d) are
+/// float64 device arrays.
+void initialize(const Config& config, const State& state, std::uintptr_t prior_cov_root,
+                std::uintptr_t prior_mean, bool diagonal, long first, std::uintptr_t stream);
 
 /// One posterior draw per agent into theta (B, d) (or theta / |theta|, e_1 for theta = 0, when
 /// @p unit_norm); advances the counters of the drawing policies.
@@ -101,6 +101,8 @@ void act(const Config& config, const State& state, const Actions& actions,
 /// A first kernel writes to errors[0] the smallest key 2 i (r[i] out of bounds) or 2 i + 1 (a
 /// feature of x[i] out of bounds: NaN, infinite or beyond input_bound, linear_config.hpp) over
 /// the unmasked observations i = b n + j; when a key is set the update kernel changes nothing.
+/// errors[1] receives the lowest agent whose update observe() refused (a non-finite step; that
+/// agent stops at that row). errors holds at least 2 entries.
 void update(const Config& config, const State& state, std::uintptr_t x, std::uintptr_t r,
             std::uintptr_t mask, long n_obs, std::uintptr_t errors, std::uintptr_t stream);
 
