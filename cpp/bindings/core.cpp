@@ -422,8 +422,8 @@ on one kernel are serialised by a lock; large calls run without the GIL.
       .def("update1", &Kernel<T>::update1, py::arg("x"), py::arg("r"),
            "Apply one observation to a single agent.")
       .def("mean", &Kernel<T>::mean, "Posterior means, (B, d), in the kernel's dtype.")
-      .def("covariance", &Kernel<T>::covariance, "Posterior covariances U^-1 U^-T, (B, d, d).")
-      .def("factor", &Kernel<T>::factor, "A = P^-1 F (Ensemble++) or the models mu + P^-1 F, (B, d, M).")
+      .def("covariance", &Kernel<T>::covariance, "Posterior covariances Sigma = L^T L, (B, d, d).")
+      .def("factor", &Kernel<T>::factor, "The factor A (Ensemble++) or the models mu + D (ensemble sampling), (B, d, M).")
       .def("set_forgetting", &Kernel<T>::set_forgetting, py::arg("gamma"), py::arg("dirs"), py::arg("targets"),
            py::arg("updates"),
            "Forget with factor gamma toward the prior: refresh directions (d, d), targets (d,) and the "

@@ -264,7 +264,7 @@ EPP_BODY double warp_quadratic(Ctx& c, const double* L, int d, const T* x) {
 /// infinite score) or errors[2] (a NaN or infinite theta: the state is not finite) by atomic
 /// minimum.
 /// @tparam Ucb the LinUCB scoring (a separate instantiation, so that its registers and its
-///             per-warp solves do not weigh on the other policies' act kernels).
+///             per-warp quadratic forms do not weigh on the other policies' act kernels).
 template <bool Ucb, class T, class Ctx>
 EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* vec, const Reduce<T>& red,
                         const T* X, long K, const std::uint8_t* mask, T* theta_out,

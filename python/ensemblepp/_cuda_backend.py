@@ -397,11 +397,11 @@ class CudaKernel:
         return self._mean.astype(self._dtype)
 
     def covariance(self) -> Any:
-        """Posterior covariances U^-1 U^-T, (B, d, d)."""
+        """Posterior covariances Sigma = L^T L, (B, d, d)."""
         return self._cp.asarray(self._host_kernel().covariance())
 
     def factor(self) -> Any:
-        """A = P^-1 F (Ensemble++) or the models mu + P^-1 F, (B, d, M) (computed in double on the host)."""
+        """The factor A (Ensemble++) or the models mu + D, (B, d, M) (computed in double on the host)."""
         return self._cp.asarray(self._host_kernel().factor())
 
     def __repr__(self) -> str:

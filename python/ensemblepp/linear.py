@@ -861,7 +861,7 @@ class _FactorPolicy(LinearPolicy):
 
     @property
     def factor(self) -> Any:
-        """A = P^-1 F for Ensemble++, the models for ensemble sampling; (d, M) or (B, d, M), computed on request."""
+        """The factor A of Ensemble++ (theta = mu + A zeta), the models of ensemble sampling; (d, M) or (B, d, M), a copy."""
         return self._out(self._kernel.factor())
 
     def _hyperparameters(self) -> dict[str, Any]:
@@ -873,10 +873,10 @@ class _FactorPolicy(LinearPolicy):
 class LinearEnsemble(_FactorPolicy):
     """Linear Ensemble++: approximate Thompson sampling with a shared ensemble factor.
 
-    Keeps the posterior mean mu, the precision factor U (P = U^T U = Sigma^-1) and an
-    accumulator F (d x M) with A = P^-1 F and E[A A^T] ~ Sigma, all updated in O(d^2 + dM) per
-    observation (rotations of U, no downdate). A posterior draw is theta = mu + A zeta with
-    zeta from the reference distribution.
+    Keeps the posterior mean mu, a square root L of the posterior covariance (Sigma = L^T L,
+    both float64) and the factor A (d x M, E[A A^T] ~ Sigma), all updated in O(d^2 + dM) per
+    observation (Carlson's square-root step, no solve). A posterior draw is theta = mu + A zeta
+    with zeta from the reference distribution.
 
     Parameters
     ----------
@@ -949,8 +949,8 @@ class LinearEnsemble(_FactorPolicy):
 class LinearTS(LinearPolicy):
     """Exact linear Thompson sampling in O(d^2) per step.
 
-    Keeps the upper Cholesky factor U of the posterior precision (P = U^T U) up to date by
-    rank-one updates; a draw theta = mu + U^{-1} g with g ~ N(0, I) has covariance Sigma.
+    Keeps a lower-triangular square root L of the posterior covariance (Sigma = L^T L) up to
+    date by rank-one updates; a draw theta = mu + L^T g with g ~ N(0, I) has covariance Sigma.
     Parameters as in :class:`LinearPolicy`.
     """
 
@@ -962,7 +962,7 @@ class LinearEnsembleSampling(_FactorPolicy):
 
     Each model starts from theta_m ~ N(mu_0, Sigma_0) and follows
     theta_m <- theta_m + k (r + w_m - x.theta_m), w_m ~ N(0, eta^2), k = Sigma x / (eta^2 + x^T Sigma x),
-    kept as theta_m = mu + P^-1 F e_m with F += x w_m / eta^2; an action is chosen greedily for
+    kept as theta_m = mu + D e_m (the offsets D updated in the same feedback form); an action is chosen greedily for
     one model picked uniformly at random.
 
     Parameters
@@ -998,7 +998,7 @@ class LinearEnsembleSampling(_FactorPolicy):
 
     @property
     def models(self) -> Any:
-        """The M models theta_m = mu + P^-1 F e_m as columns, shape (d, M) or (B, d, M), computed on request."""
+        """The M models theta_m = mu + D e_m as columns, shape (d, M) or (B, d, M), computed on request."""
         return self._out(self._kernel.factor())
 
 
