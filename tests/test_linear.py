@@ -625,6 +625,27 @@ def test_inputs_beyond_the_representable_range_are_refused_before_any_change(dty
     assert np.all(np.isfinite(ts.mean)) and np.all(np.isfinite(ts.covariance))
 
 
+@pytest.mark.parametrize("policy", POLICIES)
+def test_an_update_that_would_overflow_is_refused_before_it_writes(policy: str) -> None:
+    # Features within the input bound but x' Sigma x beyond the double range (a prior variance of
+    # 1e200): alpha = 1 + x' Sigma x / eta^2 overflows, so observe() must refuse the row.
+    agent = POLICIES[policy](2, prior_var=1e200, n_agents=2, seed=0)
+    agent.update(np.array([[1.0, 0.0], [0.0, 1.0]]), np.ones(2))
+    before = state(agent)
+    with pytest.raises(ValueError, match="x: the update of agent 1 would make its posterior non-finite"):
+        agent.update(np.array([[1.0, 0.0], [1e140, 0.0]]), np.ones(2))
+    after = state(agent)
+    # Agent 1 is untouched; agent 0's row was applied (the batch does not roll back).
+    for name in after:
+        np.testing.assert_array_equal(after[name][1], before[name][1], err_msg=name)
+    assert all(np.all(np.isfinite(v)) for v in after.values() if np.asarray(v).dtype.kind == "f")
+    single = POLICIES[policy](2, prior_var=1e200, seed=0)
+    before = state(single)
+    with pytest.raises(ValueError, match="x: the update of agent 0 would make"):
+        single.update(np.array([1e140, 0.0]), 1.0)
+    assert_same_state(state(single), before)
+
+
 def test_act_on_a_non_finite_state_names_the_state(tmp_path) -> None:
     agent = epp.LinearEnsemble(3, 2, n_agents=2, seed=0)
     arrays = agent._state_arrays()
