@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "cuda_agent.hpp"
+#include "cuda_production.hpp"
 
 namespace ensemblepp::cuda::emulation {
 
@@ -57,6 +58,8 @@ struct HostCtx {
   template <class T>
   T warp_sum(T v) const;
   void atomic_min(unsigned long long* p, unsigned long long v) const { *p = std::min(*p, v); }
+  template <class T>
+  void atomic_add(T* p, T v) const { *p += v; }
 };
 
 /// A thread block of @p nthreads emulated threads (a multiple of 32).
@@ -252,6 +255,38 @@ class Kernels {
     grid([&](HostCtx& ctx) { detail::update_grid(ctx, c_, s_, x, r, mask, n, errors, smem(), red()); });
   }
 
+  /// check_kernel over the N rows then update_ragged_kernel (forgetting when @p gamma < 1, with
+  /// dirs (d, d), targets (d) and updates (B) as in cuda_api.hpp), after the memset.
+  void update_ragged(double gamma, const double* dirs, const double* targets, std::uint64_t* updates,
+                     const T* x, const T* r, const std::uint8_t* mask, const std::int64_t* offsets,
+                     long n_rows, unsigned long long* errors) {
+    errors[0] = errors[1] = kNoError;
+    if (n_rows == 0) return;
+    const bool forgets = gamma < 1.0;
+    widen(detail::ragged_width(c_, forgets));
+    elementwise(n_rows, [&](HostCtx& ctx) {
+      detail::check_grid(ctx, x, r, mask, n_rows, c_.dim, c_.noise_std, errors);
+    });
+    const detail::Forget f = forgets ? detail::forget_of(c_, gamma, dirs, targets, updates)
+                                     : detail::Forget{0, 1.0, 0.0, nullptr, nullptr, nullptr};
+    grid([&](HostCtx& ctx) {
+      detail::update_ragged_grid(ctx, c_, s_, forgets ? &f : nullptr, x, r, mask, offsets, errors, smem(), red());
+    });
+  }
+
+  /// probability_kernel after the memset of the error slots (the state is not changed).
+  void action_probabilities(const T* X, long K, bool per_agent, const std::uint8_t* mask,
+                            bool mask_per_agent, long n_samples, bool ties_first, double* out,
+                            unsigned long long* errors) {
+    errors[0] = errors[1] = errors[2] = kNoError;
+    const detail::ProbabilityLayout L = detail::probability_layout(c_, K, block_.nthreads());
+    widen(L.width);
+    grid([&](HostCtx& ctx) {
+      detail::probability_grid(ctx, c_, s_, X, K, per_agent, mask, mask_per_agent, n_samples, ties_first,
+                               out, errors, L, smem(), red());
+    });
+  }
+
  private:
   void grid(const std::function<void(HostCtx&)>& body) {
     const double nan = std::numeric_limits<double>::quiet_NaN();
@@ -271,6 +306,17 @@ class Kernels {
     const long per = block_.nthreads();
     const long blocks = n > per ? 2 : 1;
     for (long b = 0; b < blocks; ++b) block_.run(b, blocks, body);
+  }
+
+  // Scratch of @p width doubles per agent (the production kernels need more than the others).
+  void widen(long width) {
+    if (width <= s_.width) return;
+    s_.width = width;
+    vec_.resize(static_cast<std::size_t>(width));
+    if (global_) {
+      work_.resize(static_cast<std::size_t>(s_.n_agents * width));
+      s_.work = work_.data();
+    }
   }
 
   double* smem() { return global_ ? nullptr : vec_.data(); }

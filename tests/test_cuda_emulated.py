@@ -8,6 +8,10 @@ of a block as an error. The driver below compares it with the CPU drivers (``bat
 random problems: every policy, float64 and float32, shared and per-agent actions, action and
 observation masks, several observations per call, exact ties, d and M above the block size,
 sample and act_sphere, and bad input (errors reported for the right agent, state unchanged).
+A second driver (``PRODUCTION_DRIVER``) does the same for the production-loop bodies
+(``cuda/src/cuda_production.hpp``) against ``production.cpp``: action probabilities (random, tied
+and masked action sets, shared and global scratch), ragged warm starts (against the CPU and, bit
+for bit, against the update kernel row by row) and forgetting over several refresh cycles.
 
 The same bodies also stand in for the device under the whole Python stack: with
 ``ENSEMBLEPP_EMULATE_CUDA=1`` and this module loaded as a plugin (``-p test_cuda_emulated``),
@@ -46,6 +50,9 @@ HEADERS = [ROOT / "cuda/src/cuda_agent.hpp", ROOT / "tests/cuda_emulation.hpp", 
 HEADERS += [ROOT / "cpp/include/ensemblepp" / n
             for n in ("batch.hpp", "linear.hpp", "linear_config.hpp", "distributions.hpp", "philox.hpp", "config.hpp")]
 CPU_SOURCE = ROOT / "cpp/src/batch.cpp"
+PRODUCTION_SOURCE = ROOT / "cpp/src/production.cpp"
+HEADERS += [ROOT / "cuda/src/cuda_production.hpp", ROOT / "cpp/include/ensemblepp/production.hpp",
+            ROOT / "cpp/src/parallel.hpp"]
 
 SCENARIOS = ["ensemble", "ensemble_wide", "ensemble_tiny", "thompson", "thompson_33", "ensemble_sampling",
              "ucb", "ucb_40", "greedy"]
@@ -286,6 +293,303 @@ int main(int argc, char** argv) {
 }
 """
 
+PRODUCTION_DRIVER = r"""
+// Compares the emulated production-loop bodies (cuda_production.hpp) with the CPU drivers
+// (production.hpp): action probabilities, ragged warm starts and forgetting.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ensemblepp/production.hpp"
+#include "cuda_emulation.hpp"
+
+using namespace ensemblepp;
+namespace ec = ensemblepp::cuda;
+namespace emu = ensemblepp::cuda::emulation;
+
+struct Scenario {
+  const char* name;
+  int policy, d, M, B, K, threads, n_samples;
+  emu::Block::Order order;
+};
+
+template <class V>
+bool same_bits(const std::vector<V>& a, const std::vector<V>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(V)) == 0;
+}
+
+template <class T>
+double rel_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = a[i], y = b[i];
+    if (std::isnan(x) != std::isnan(y)) return INFINITY;
+    m = std::max(m, std::abs(x - y) / (1.0 + std::abs(y)));
+  }
+  return m;
+}
+
+template <class T>
+struct Agents {
+  std::vector<double> root, mean;
+  std::vector<T> factor;
+  std::vector<std::uint64_t> steps, updates;
+  bool operator==(const Agents& o) const {
+    return same_bits(root, o.root) && same_bits(mean, o.mean) && same_bits(factor, o.factor) &&
+           steps == o.steps && updates == o.updates;
+  }
+};
+
+template <class T>
+int run(const Scenario& sc) {
+  std::mt19937_64 rng(4321 + sc.policy * 31 + sc.d);
+  std::normal_distribution<double> N(0.0, 1.0);
+  std::uniform_real_distribution<double> U(0.0, 1.0);
+  const long d = sc.d, M = sc.M, B = sc.B, K = sc.K;
+  LinearConfig cfg;
+  cfg.dim = sc.d; cfg.ensemble_size = sc.M; cfg.policy = static_cast<Policy>(sc.policy);
+  cfg.reference = sc.policy == 0 ? Distribution::sphere : Distribution::gaussian;
+  cfg.perturbation = Distribution::gaussian;
+  cfg.noise_std = 0.7; cfg.alpha = 1.3; cfg.seed = 0x0123456789abcdefull;
+  cfg.dtype = sizeof(T) == 8 ? DType::float64 : DType::float32;
+  const bool has_f = has_factor(cfg.policy);
+
+  // A dense prior: lower L0 (Sigma_0 = L0^T L0), mu0, and the forgetting directions r_k, the
+  // columns of L0^-1 (P_0 = L0^-1 L0^-T = sum_k r_k r_k^T), with targets r_k . mu_0.
+  std::vector<double> L0(d * d, 0.0), mu0(d), Linv(d * d, 0.0), dirs(d * d), targets(d, 0.0);
+  for (long i = 0; i < d; ++i) {
+    mu0[i] = N(rng);
+    L0[i * d + i] = 0.5 + U(rng);
+    for (long j = 0; j < i; ++j) L0[i * d + j] = 0.3 * N(rng);
+  }
+  for (long k = 0; k < d; ++k)  // column k of L0^-1 by forward substitution
+    for (long i = k; i < d; ++i) {
+      double acc = i == k ? 1.0 : 0.0;
+      for (long j = k; j < i; ++j) acc -= L0[i * d + j] * Linv[j * d + k];
+      Linv[i * d + k] = acc / L0[i * d + i];
+    }
+  for (long k = 0; k < d; ++k)
+    for (long i = 0; i < d; ++i) dirs[k * d + i] = Linv[i * d + k];
+  for (long k = 0; k < d; ++k)
+    for (long i = 0; i < d; ++i) targets[k] += dirs[k * d + i] * mu0[i];
+  const Prior prior{L0.data(), mu0.data(), false};
+  std::vector<std::uint64_t> ids(B);
+  for (long b = 0; b < B; ++b) ids[b] = 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(b + 3);
+
+  Agents<T> cpu;
+  cpu.root.assign(B * d * d, 0.0); cpu.mean.assign(B * d, 0.0);
+  cpu.factor.assign(has_f ? B * d * M : 0, T(0)); cpu.steps.assign(B, 0); cpu.updates.assign(B, 0);
+  auto cstate = [&](Agents<T>& h) {
+    return BatchState<T>{h.root.data(), h.mean.data(), has_f ? h.factor.data() : nullptr, h.steps.data(),
+                         ids.data(), B};
+  };
+  auto gstate = [&](Agents<T>& h) {
+    return ec::detail::Batch<T>{h.root.data(), h.mean.data(), has_f ? h.factor.data() : nullptr,
+                                h.steps.data(), ids.data(), nullptr, B, 0};
+  };
+  initialize(cfg, cstate(cpu), prior, 0);
+  // A few observations on the CPU first, so that the posteriors differ from the prior.
+  {
+    std::vector<T> x(B * 3 * d), r(B * 3);
+    for (auto& v : x) v = T(N(rng));
+    for (auto& v : r) v = T(N(rng));
+    update(cfg, cstate(cpu), x.data(), r.data(), nullptr, 3);
+  }
+  emu::Block block(sc.threads, sc.order, 99);
+  unsigned long long err[3];
+
+  // ---- action probabilities: random, tied (identical actions) and masked action sets -----------
+  Agents<T> gpu = cpu;
+  double prob = 0, prob_sum = 0, ties = 0;
+  int prob_steps = 0;
+  for (int rep = 0; rep < 4; ++rep) {
+    const bool per_agent = rep % 2 == 1, global = rep >= 2;
+    const long XA = per_agent ? B : 1;
+    std::vector<T> X(XA * K * d);
+    for (auto& v : X) v = T(N(rng));
+    if (rep == 1)  // actions 1 and 2 equal: their scores tie in every draw
+      for (long a = 0; a < XA; ++a)
+        for (long i = 0; i < d; ++i) X[(a * K + 2) * d + i] = X[(a * K + 1) * d + i];
+    std::vector<std::uint8_t> mask(B * K, 1);
+    if (rep >= 2)
+      for (long b = 0; b < B; ++b) {
+        for (long k = 0; k < K; ++k) mask[b * K + k] = U(rng) < 0.6;
+        mask[b * K + (rep + b) % K] = 1;
+      }
+    const std::uint8_t* mp = rep >= 2 ? mask.data() : nullptr;
+    emu::Kernels<T> kern(cfg, gstate(gpu), block, global);
+    for (int first = 0; first < 2; ++first) {
+      std::vector<double> pc(B * K, -1.0), pg(B * K, -1.0);
+      action_probabilities(cfg, cstate(cpu), ActionSet<T>{X.data(), K, per_agent, mp, true}, sc.n_samples,
+                           first == 1, pc.data());
+      kern.action_probabilities(X.data(), K, per_agent, mp, true, sc.n_samples, first == 1, pg.data(), err);
+      if (rep == 1)  // the tied pair: equal halves when split, all to the lower index otherwise
+        for (long b = 0; b < B; ++b)
+          ties = std::max(ties, first ? pg[b * K + 2] : std::abs(pg[b * K + 1] - pg[b * K + 2]));
+      if (err[0] != ec::kNoError || err[1] != ec::kNoError || err[2] != ec::kNoError) prob = INFINITY;
+      if (rep == 1)  // the CPU's gemm may round two equal rows differently: compare the pair's sum
+        for (long b = 0; b < B; ++b) {
+          pg[b * K + 1] += pg[b * K + 2];
+          pc[b * K + 1] += pc[b * K + 2];
+          pg[b * K + 2] = pc[b * K + 2] = 0.0;
+        }
+      for (long i = 0; i < B * K; ++i) prob = std::max(prob, std::abs(pg[i] - pc[i]));
+      for (long b = 0; b < B; ++b) {
+        double s = 0;
+        for (long k = 0; k < K; ++k) s += pg[b * K + k];
+        prob_sum = std::max(prob_sum, std::abs(s - 1.0));
+      }
+    }
+    prob_steps += !(gpu == cpu);  // estimating never moves a counter or the state
+  }
+  // Bad input: every action of the last agent masked, a NaN action, a non-finite state.
+  bool prob_errors = true;
+  {
+    emu::Kernels<T> kern(cfg, gstate(gpu), block);
+    std::vector<T> X(K * d, T(0.25));
+    std::vector<double> out(B * K);
+    std::vector<std::uint8_t> mask(B * K, 1);
+    for (long k = 0; k < K; ++k) mask[(B - 1) * K + k] = 0;
+    kern.action_probabilities(X.data(), K, false, mask.data(), true, sc.n_samples, false, out.data(), err);
+    prob_errors = prob_errors && err[0] == static_cast<unsigned long long>(B - 1) && err[1] == ec::kNoError;
+    X[(K - 1) * d] = std::numeric_limits<T>::quiet_NaN();
+    kern.action_probabilities(X.data(), K, false, nullptr, false, sc.n_samples, false, out.data(), err);
+    prob_errors = prob_errors && err[1] == 0 && err[0] == ec::kNoError && err[2] == ec::kNoError;
+    Agents<T> bad = gpu;
+    bad.mean[(B - 1) * d] = std::numeric_limits<double>::quiet_NaN();
+    emu::Kernels<T> kb(cfg, gstate(bad), block);
+    X[(K - 1) * d] = T(0.25);
+    kb.action_probabilities(X.data(), K, false, nullptr, false, sc.n_samples, false, out.data(), err);
+    prob_errors = prob_errors && err[2] == static_cast<unsigned long long>(B - 1) && err[1] == ec::kNoError;
+  }
+
+  // ---- ragged warm start: rows 0, 5, 2, ... per agent, some masked ------------------------------
+  std::vector<std::int64_t> offsets(B + 1, 0);
+  for (long b = 0; b < B; ++b) offsets[b + 1] = offsets[b] + (b % 3 == 0 ? (b ? 4 : 0) : (b % 3 == 1 ? 5 : 2));
+  const long n_rows = offsets[B];
+  std::vector<T> x(n_rows * d), r(n_rows);
+  std::vector<std::uint8_t> om(n_rows);
+  for (long i = 0; i < n_rows; ++i) {
+    for (long j = 0; j < d; ++j) x[i * d + j] = (j % 4 == 1) ? T(0) : T(N(rng));
+    r[i] = T(N(rng));
+    om[i] = U(rng) < 0.8;
+  }
+  Agents<T> rc = cpu, rg = cpu, rs = cpu;
+  update_ragged(cfg, cstate(rc), nullptr, x.data(), r.data(), om.data(), offsets.data(), n_rows);
+  {
+    emu::Kernels<T> kern(cfg, gstate(rg), block, sizeof(T) == 4);
+    kern.update_ragged(1.0, nullptr, nullptr, nullptr, x.data(), r.data(), om.data(), offsets.data(), n_rows, err);
+  }
+  const bool ragged_err = err[0] == ec::kNoError && err[1] == ec::kNoError;
+  const double ragged = std::max({rel_diff(rg.root, rc.root), rel_diff(rg.mean, rc.mean),
+                                  has_f ? rel_diff(rg.factor, rc.factor) : 0.0}) + (rg.steps != rc.steps ? 1.0 : 0.0);
+  // Step by step with the update kernel (one row of one agent per call): the same bits.
+  {
+    emu::Kernels<T> kern(cfg, gstate(rs), block, sizeof(T) == 4);
+    for (long b = 0; b < B; ++b)
+      for (long i = offsets[b]; i < offsets[b + 1]; ++i) {
+        std::vector<T> xs(B * d, T(0)), rs1(B, T(0));
+        std::vector<std::uint8_t> ms(B, 0);
+        for (long j = 0; j < d; ++j) xs[b * d + j] = x[i * d + j];
+        rs1[b] = r[i];
+        ms[b] = om[i];
+        kern.update(xs.data(), rs1.data(), ms.data(), 1, err);
+      }
+  }
+  const bool ragged_bits = rs == rg;
+
+  // ---- forgetting: several refresh cycles, CPU against the emulated kernel ---------------------
+  const double gamma = 0.8;
+  const long per = 3 * d + 2;
+  std::vector<std::int64_t> foff(B + 1);
+  for (long b = 0; b <= B; ++b) foff[b] = b * per;
+  std::vector<T> fx(B * per * d), fr(B * per);
+  for (auto& v : fx) v = T(N(rng));
+  for (auto& v : fr) v = T(N(rng));
+  Agents<T> fc = cpu, fg = cpu;
+  Forgetting forget{gamma, dirs.data(), targets.data(), fc.updates.data()};
+  double forget_diff = 0;
+  bool forget_err = true;
+  for (int call = 0; call < 2; ++call) {  // two calls: the counters carry over
+    update_ragged(cfg, cstate(fc), &forget, fx.data(), fr.data(), nullptr, foff.data(), B * per);
+    emu::Kernels<T> kern(cfg, gstate(fg), block, call == 1);
+    kern.update_ragged(gamma, dirs.data(), targets.data(), fg.updates.data(), fx.data(), fr.data(), nullptr,
+                       foff.data(), B * per, err);
+    forget_err = forget_err && err[0] == ec::kNoError && err[1] == ec::kNoError;
+    forget_diff = std::max({forget_diff, rel_diff(fg.root, fc.root), rel_diff(fg.mean, fc.mean),
+                            has_f ? rel_diff(fg.factor, fc.factor) : 0.0});
+  }
+  const int forget_counters = (fg.steps != fc.steps) + (fg.updates != fc.updates) +
+                              (fc.updates[0] != static_cast<std::uint64_t>(2 * per));
+  // Forgetting changed the state compared with no forgetting (the mutant gamma = 1 fails here).
+  Agents<T> nf = cpu;
+  {
+    emu::Kernels<T> kern(cfg, gstate(nf), block);
+    kern.update_ragged(1.0, nullptr, nullptr, nullptr, fx.data(), fr.data(), nullptr, foff.data(), B * per, err);
+  }
+  const double forget_effect = rel_diff(nf.mean, fg.mean);
+
+  // ---- bad rows: the row's key, nothing changes ---------------------------------------------
+  Agents<T> before = fg;
+  std::vector<T> bx(n_rows * d, T(0.1)), br(n_rows, T(1));
+  const long bad_row = offsets[B] - 1;
+  bx[bad_row * d + d - 1] = std::numeric_limits<T>::quiet_NaN();
+  {
+    emu::Kernels<T> kern(cfg, gstate(fg), block);
+    kern.update_ragged(gamma, dirs.data(), targets.data(), fg.updates.data(), bx.data(), br.data(), nullptr,
+                       offsets.data(), n_rows, err);
+  }
+  bool x_err = err[0] == 2ull * bad_row + 1;
+  bx[bad_row * d + d - 1] = T(0.1);
+  br[bad_row] = std::numeric_limits<T>::infinity();
+  {
+    emu::Kernels<T> kern(cfg, gstate(fg), block);
+    kern.update_ragged(1.0, nullptr, nullptr, nullptr, bx.data(), br.data(), nullptr, offsets.data(), n_rows, err);
+  }
+  const bool r_err = err[0] == 2ull * bad_row;
+  const bool unchanged = before == fg;
+
+  std::printf("%s %s prob=%.3e prob_sum=%.3e ties=%.3e prob_steps=%d prob_errors=%d ragged=%.3e "
+              "ragged_err=%d ragged_bits=%d forget=%.3e forget_err=%d forget_counters=%d "
+              "forget_effect=%.3e x_err=%d r_err=%d unchanged=%d\n",
+              sc.name, sizeof(T) == 8 ? "float64" : "float32", prob, prob_sum, ties, prob_steps, prob_errors,
+              ragged, ragged_err, ragged_bits, forget_diff, forget_err, forget_counters, forget_effect, x_err,
+              r_err, unchanged);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 ? argv[1] : "";
+  using O = emu::Block::Order;
+  // One scenario per policy, plus d and M above the block size (thompson_wide, ensemble_wide).
+  const Scenario scenarios[] = {
+      // name             pol  d   M  B  K  thr samples order
+      {"ensemble",          0, 5,  4, 4, 6, 64, 300, O::shuffled},
+      {"ensemble_wide",     0, 40, 36, 2, 3, 32, 40, O::reverse},
+      {"thompson",          1, 6,  1, 4, 5, 64, 300, O::reverse},
+      {"thompson_wide",     1, 35, 1, 2, 4, 32, 40, O::shuffled},
+      {"ensemble_sampling", 2, 5,  8, 4, 6, 64, 1, O::shuffled},
+      {"ucb",               3, 5,  1, 4, 7, 64, 1, O::reverse},
+      {"greedy",            4, 4,  1, 4, 6, 32, 1, O::shuffled},
+  };
+  for (const auto& sc : scenarios) {
+    if (!only.empty() && only != sc.name) continue;
+    try {
+      run<double>(sc);
+      run<float>(sc);
+    } catch (const std::exception& e) {
+      std::printf("%s error %s\n", sc.name, e.what());
+    }
+  }
+  return 0;
+}
+"""
+
 
 LIBRARY = r"""
 // C ABI over the emulated kernels: the _cuda step functions on host memory, for ctypes.
@@ -396,6 +700,35 @@ int emu_update(const int* ci, const double* cd, unsigned long long seed, const s
   });
 }
 
+int emu_update_ragged(const int* ci, const double* cd, unsigned long long seed, const std::uintptr_t* s,
+                      long B, int threads, double gamma, std::uintptr_t dirs, std::uintptr_t targets,
+                      std::uintptr_t updates, std::uintptr_t x, std::uintptr_t r, std::uintptr_t mask,
+                      std::uintptr_t offsets, long n_rows, std::uintptr_t errors) {
+  const ec::Config c = make(ci, cd, seed);
+  return dispatch(c, s, B, threads, [&](auto& k, auto tag) {
+    using T = decltype(tag);
+    k.update_ragged(gamma, reinterpret_cast<const double*>(dirs), reinterpret_cast<const double*>(targets),
+                    reinterpret_cast<std::uint64_t*>(updates), reinterpret_cast<const T*>(x),
+                    reinterpret_cast<const T*>(r), reinterpret_cast<const std::uint8_t*>(mask),
+                    reinterpret_cast<const std::int64_t*>(offsets), n_rows,
+                    reinterpret_cast<unsigned long long*>(errors));
+  });
+}
+
+int emu_action_probabilities(const int* ci, const double* cd, unsigned long long seed, const std::uintptr_t* s,
+                             long B, int threads, std::uintptr_t X, long K, int per_agent, std::uintptr_t mask,
+                             int mask_per_agent, long n_samples, int ties_first, std::uintptr_t out,
+                             std::uintptr_t errors) {
+  const ec::Config c = make(ci, cd, seed);
+  return dispatch(c, s, B, threads, [&](auto& k, auto tag) {
+    using T = decltype(tag);
+    k.action_probabilities(reinterpret_cast<const T*>(X), K, per_agent != 0,
+                           reinterpret_cast<const std::uint8_t*>(mask), mask_per_agent != 0, n_samples,
+                           ties_first != 0, reinterpret_cast<double*>(out),
+                           reinterpret_cast<unsigned long long*>(errors));
+  });
+}
+
 }  // extern "C"
 """
 
@@ -419,32 +752,62 @@ def _eigen_include() -> str | None:
     return str(cand) if (cand / "Eigen" / "Core").exists() else None
 
 
-@pytest.fixture(scope="module")
-def emulation(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, float]]:
-    """Builds (once per source version, cached) and runs the driver; results by 'name dtype'."""
+def _build_drivers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Compiles both drivers (once per source version, cached): {"step": exe, "production": exe}.
+
+    The four translation units (batch.cpp, production.cpp and the two drivers; the CPU sources
+    dominate) are compiled by parallel compiler processes and linked into the two executables.
+    """
     cxx = _compiler()
     if cxx is None:
         pytest.skip("needs a C++20 compiler and POSIX ucontext (Linux)")
     eigen = _eigen_include()
     if eigen is None:
         pytest.skip("Eigen headers not found (pip install cmeel-eigen)")
-    digest = hashlib.sha256(DRIVER.encode())
-    for p in [*HEADERS, CPU_SOURCE]:
-        digest.update(p.read_bytes())
     cache_plugin = getattr(request.config, "cache", None)
     if cache_plugin is not None:
         cache = Path(cache_plugin.mkdir("ensemblepp_cuda_emulation"))
     else:
         cache = tmp_path_factory.mktemp("ensemblepp_cuda_emulation")
-    exe = cache / f"driver-{digest.hexdigest()[:16]}"
-    if not exe.exists():
-        src = cache / "driver.cpp"
-        src.write_text(DRIVER)
-        cmd = [cxx, "-std=c++20", "-O1", "-U_FORTIFY_SOURCE", "-I", str(ROOT / "cpp/include"), "-I", str(ROOT / "cuda/include"),
-               "-I", str(ROOT / "cuda/src"), "-I", str(ROOT / "tests"), "-I", eigen, str(src), str(CPU_SOURCE), "-o", str(exe) + ".tmp"]
-        build = subprocess.run(cmd, capture_output=True, text=True)
-        assert build.returncode == 0, build.stderr[-4000:]
-        os.replace(str(exe) + ".tmp", exe)
+    flags = ["-std=c++20", "-O1", "-U_FORTIFY_SOURCE", "-I", str(ROOT / "cpp/include"), "-I", str(ROOT / "cuda/include"),
+             "-I", str(ROOT / "cuda/src"), "-I", str(ROOT / "tests"), "-I", eigen]
+    headers = hashlib.sha256(" ".join(flags).encode())
+    for p in HEADERS:
+        headers.update(p.read_bytes())
+    # The CPU sources compile in place (they include their neighbours), the drivers from the cache.
+    units = {"batch": CPU_SOURCE, "production": PRODUCTION_SOURCE, "step_driver": DRIVER,
+             "production_driver": PRODUCTION_DRIVER}
+    objects, jobs = {}, []
+    for name, unit in units.items():
+        text = unit.read_text() if isinstance(unit, Path) else unit
+        digest = headers.copy()
+        digest.update(text.encode())
+        obj = cache / f"{name}-{digest.hexdigest()[:16]}.o"
+        objects[name] = obj
+        if not obj.exists():
+            src = unit if isinstance(unit, Path) else obj.with_suffix(".cpp")
+            if not isinstance(unit, Path):
+                src.write_text(text)
+            jobs.append((obj, subprocess.Popen([cxx, *flags, "-c", str(src), "-o", str(obj) + ".tmp"],
+                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    for obj, job in jobs:
+        _, err = job.communicate()
+        assert job.returncode == 0, err[-4000:]
+        os.replace(str(obj) + ".tmp", obj)
+    exes = {}
+    for kind, parts in (("step", ["step_driver", "batch"]), ("production", ["production_driver", "batch", "production"])):
+        exe = cache / ("driver-" + "-".join(objects[p].stem.rsplit("-", 1)[1] for p in parts))
+        if not exe.exists():
+            link = subprocess.run([cxx, *(str(objects[p]) for p in parts), "-o", str(exe) + ".tmp"],
+                                  capture_output=True, text=True)
+            assert link.returncode == 0, link.stderr[-4000:]
+            os.replace(str(exe) + ".tmp", exe)
+        exes[kind] = exe
+    return exes
+
+
+def _run_driver(exe: Path) -> dict[str, dict[str, float]]:
+    """Runs a driver; results by 'name dtype'."""
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
     results: dict[str, dict[str, float]] = {}
@@ -453,6 +816,23 @@ def emulation(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         assert kind != "error", line
         results[f"{name} {kind}"] = {k: float(v) for k, v in (f.split("=") for f in fields)}
     return results
+
+
+@pytest.fixture(scope="module")
+def drivers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return _build_drivers(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def emulation(drivers: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """The DRIVER's results (the step kernels against batch.cpp)."""
+    return _run_driver(drivers["step"])
+
+
+@pytest.fixture(scope="module")
+def production_emulation(drivers: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """The PRODUCTION_DRIVER's results (cuda_production.hpp against production.cpp)."""
+    return _run_driver(drivers["production"])
 
 
 @pytest.mark.slow
@@ -467,6 +847,33 @@ def test_emulated_block_matches_cpu(emulation: dict, scenario: str, dtype: str) 
     assert r["errors"] == 0, r  # no spurious error on finite input
     assert r["init"] <= TOLERANCE[dtype], r  # the same prior state
     for flag in ("x_err", "r_err", "nan_err", "mask_err", "state_err", "unchanged"):
+        assert r[flag] == 1, (flag, r)
+
+
+PRODUCTION_SCENARIOS = ["ensemble", "ensemble_wide", "thompson", "thompson_wide", "ensemble_sampling", "ucb", "greedy"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scenario", PRODUCTION_SCENARIOS)
+def test_emulated_production_kernels_match_the_cpu(production_emulation: dict, scenario: str, dtype: str) -> None:
+    r = production_emulation[f"{scenario} {dtype}"]
+    # Action probabilities: the CPU's numbers from the same draws (the counts agree; a float32
+    # score within rounding of another could move one vote, which these problems do not have).
+    # For two equal actions the pair's total is compared: the CPU's Eigen products can round two
+    # equal rows differently, so its split is not always even.
+    assert r["prob"] <= 1e-12, r
+    assert r["prob_sum"] <= 1e-12, r  # rows sum to 1
+    assert r["ties"] <= 1e-12, r  # tied actions: equal halves when split, 0 for the higher one when "first"
+    assert r["prob_steps"] == 0, r  # estimating changes no counter and no state
+    assert r["prob_errors"] == 1, r  # all masked, NaN action, NaN state: the right slot and agent
+    # Ragged warm start: the CPU's update_ragged, and bit for bit the update kernel row by row.
+    assert r["ragged"] <= TOLERANCE[dtype], r
+    assert r["ragged_err"] == 1 and r["ragged_bits"] == 1, r
+    # Forgetting: the CPU's exact form over several refresh cycles and two calls.
+    assert r["forget"] <= TOLERANCE[dtype], r
+    assert r["forget_err"] == 1 and r["forget_counters"] == 0, r
+    assert r["forget_effect"] > 1e-3, r  # and it is not the plain update
+    for flag in ("x_err", "r_err", "unchanged"):
         assert r[flag] == 1, (flag, r)
 
 
@@ -585,6 +992,9 @@ class EmulatedCuda(types.ModuleType):
             self.LinearConfig, self.State, self.workspace_size = _core.LinearConfig, types.SimpleNamespace, _host_workspace_size
             self.POLICIES = dict(_core.POLICIES)
             self.NO_ERROR = 2**64 - 1
+        # The emulated blocks keep their scratch on the host: no device workspace is needed.
+        self.ragged_workspace_size = lambda config, forgets: 0
+        self.probability_workspace_size = lambda config, n_actions: 0
 
     def device_count(self) -> int:
         return 1
@@ -631,6 +1041,24 @@ class EmulatedCuda(types.ModuleType):
         self._check(self._lib.emu_update(
             *self._common(config, state), ctypes.c_size_t(x), ctypes.c_size_t(r), ctypes.c_size_t(mask),
             ctypes.c_long(n_obs), ctypes.c_size_t(errors)))  # fmt: skip
+
+    def update_ragged(self, config: Any, state: Any, gamma: float, dirs: int, targets: int, updates: int, x: int,
+                      r: int, mask: int, offsets: int, n_rows: int, work: int, errors: int, stream: int) -> None:
+        self._check(self._lib.emu_update_ragged(
+            *self._common(config, state), ctypes.c_double(gamma), ctypes.c_size_t(dirs), ctypes.c_size_t(targets),
+            ctypes.c_size_t(updates), ctypes.c_size_t(x), ctypes.c_size_t(r), ctypes.c_size_t(mask),
+            ctypes.c_size_t(offsets), ctypes.c_long(n_rows), ctypes.c_size_t(errors)))  # fmt: skip
+
+    def action_probabilities(self, config: Any, state: Any, actions: int, n_actions: int, per_agent: bool,
+                             mask: int, mask_per_agent: bool, n_samples: int, ties_first: bool, out: int, work: int,
+                             errors: int, stream: int) -> None:
+        if n_actions < 1:
+            raise ValueError("actions: the action set is empty")
+        self._check(self._lib.emu_action_probabilities(
+            *self._common(config, state), ctypes.c_size_t(actions), ctypes.c_long(n_actions),
+            ctypes.c_int(int(per_agent)), ctypes.c_size_t(mask), ctypes.c_int(int(mask_per_agent)),
+            ctypes.c_long(n_samples), ctypes.c_int(int(ties_first)), ctypes.c_size_t(out),
+            ctypes.c_size_t(errors)))  # fmt: skip
 
 
 def install_emulated_cuda() -> None:

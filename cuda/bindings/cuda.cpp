@@ -126,4 +126,48 @@ errors[0] then holds the smallest key 2 i (reward i out of bounds) or 2 i + 1 (f
 observation i out of bounds: NaN, infinite or beyond 2**38 noise_std in float32), i = b n + j,
 or NO_ERROR; on error nothing changes.
 )pbdoc");
+
+  // ---- production loop (issue 12) ----
+  m.def("ragged_workspace_size", &epc::ragged_workspace_size, py::arg("config"), py::arg("forgets"),
+        "Scratch doubles per agent update_ragged needs in global memory (0: shared memory suffices).");
+  m.def("probability_workspace_size", &epc::probability_workspace_size, py::arg("config"), py::arg("n_actions"),
+        "Scratch doubles per agent action_probabilities needs in global memory (0: shared memory suffices).");
+  m.def(
+      "update_ragged",
+      [](const epc::Config& c, const epc::State& s, double gamma, std::uintptr_t dirs, std::uintptr_t targets,
+         std::uintptr_t updates, std::uintptr_t x, std::uintptr_t r, std::uintptr_t mask, std::uintptr_t offsets,
+         long n_rows, std::uintptr_t work, std::uintptr_t errors, std::uintptr_t stream) {
+        const epc::Forgetting f{gamma, dirs, targets, updates};
+        py::gil_scoped_release nogil;
+        epc::update_ragged(c, s, f, x, r, mask, offsets, n_rows, work, errors, stream);
+      },
+      py::arg("config"), py::arg("state"), py::arg("gamma"), py::arg("dirs"), py::arg("targets"),
+      py::arg("updates"), py::arg("x"), py::arg("r"), py::arg("mask"), py::arg("offsets"), py::arg("n_rows"),
+      py::arg("work"), py::arg("errors"), py::arg("stream"),
+      R"pbdoc(
+Enqueue the logged rows x (N, d), r (N) of B agents, grouped by the checked device offsets (B + 1)
+int64, with forgetting when gamma < 1 (dirs (d, d), targets (d) float64, updates (B) uint64).
+
+errors[0] then holds the smallest key 2 i (reward of row i out of bounds) or 2 i + 1 (features of
+row i), or NO_ERROR; on error nothing changes. errors[1] holds the lowest agent whose row the
+update refused (a non-finite step: that agent stops there), or NO_ERROR.
+)pbdoc");
+  m.def(
+      "action_probabilities",
+      [](const epc::Config& c, const epc::State& s, std::uintptr_t actions, long n_actions, bool per_agent,
+         std::uintptr_t mask, bool mask_per_agent, long n_samples, bool ties_first, std::uintptr_t out,
+         std::uintptr_t work, std::uintptr_t errors, std::uintptr_t stream) {
+        const epc::Actions a{actions, n_actions, per_agent, mask, mask_per_agent};
+        py::gil_scoped_release nogil;
+        epc::action_probabilities(c, s, a, n_samples, ties_first, out, work, errors, stream);
+      },
+      py::arg("config"), py::arg("state"), py::arg("actions"), py::arg("n_actions"), py::arg("per_agent"),
+      py::arg("mask"), py::arg("mask_per_agent"), py::arg("n_samples"), py::arg("ties_first"), py::arg("out"),
+      py::arg("work"), py::arg("errors"), py::arg("stream"),
+      R"pbdoc(
+Enqueue the action probabilities of every agent into out (B, K) float64 (the state is unchanged).
+
+errors (3,) uint64 then holds the lowest agent with every action masked out, with a NaN or
+infinite available action or score, and with a non-finite state (NO_ERROR where none).
+)pbdoc");
 }

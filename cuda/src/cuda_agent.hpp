@@ -339,9 +339,11 @@ EPP_BODY void act_agent(Ctx& c, const Config& cfg, const Agent<T>& a, double* ve
 /// (thread i walks column i of L over the rows j >= i, keeping e_i), mu += e (r / eta - u.mu) /
 /// alpha in double, A += (e / alpha)(z - A^T u)^T. Returns false, having written nothing, when
 /// alpha or the innovation is not finite (the same decision in every thread).
-template <class T, class Ctx>
+/// @tparam X the type of the features and reward: T, or double for the pseudo-observations of
+///           forgetting (cuda_production.hpp), as observe<T, X> of linear.hpp.
+template <class T, class Ctx, class X = T>
 EPP_BODY bool observe(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_t& step,
-                      const T* x, T r, double* vec, const Reduce<T>& red) {
+                      const X* x, X r, double* vec, const Reduce<T>& red) {
   const int d = cfg.dim, M = cfg.ensemble_size;
   const int tid = c.tid(), nt = c.nthreads();
   const double inv_eta = 1.0 / cfg.noise_std;

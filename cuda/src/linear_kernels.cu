@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda_agent.hpp"
+#include "cuda_production.hpp"
 #include "ensemblepp/cuda_api.hpp"
 #include "ensemblepp/cuda_check.hpp"
 
@@ -41,6 +42,10 @@ struct DeviceCtx {
   }
   __device__ __forceinline__ void atomic_min(unsigned long long* p, unsigned long long v) const {
     atomicMin(p, v);
+  }
+  template <class T>
+  __device__ __forceinline__ void atomic_add(T* p, T v) const {
+    atomicAdd(p, v);
   }
 };
 
@@ -100,6 +105,25 @@ __global__ void update_kernel(Config cfg, Batch<T> s, const T* x, const T* r,
                               bool use_shared) {
   EPP_BLOCK_SCRATCH(T)
   detail::update_grid(ctx, cfg, s, x, r, mask, n, errors, smem, red);
+}
+
+template <class T>
+__global__ void update_ragged_kernel(Config cfg, Batch<T> s, detail::Forget f, bool forgets,
+                                     const T* x, const T* r, const std::uint8_t* mask,
+                                     const std::int64_t* offsets, unsigned long long* errors,
+                                     bool use_shared) {
+  EPP_BLOCK_SCRATCH(T)
+  detail::update_ragged_grid(ctx, cfg, s, forgets ? &f : nullptr, x, r, mask, offsets, errors, smem, red);
+}
+
+template <class T>
+__global__ void probability_kernel(Config cfg, Batch<T> s, const T* X, long K, bool per_agent,
+                                   const std::uint8_t* mask, bool mask_per_agent, long n_samples,
+                                   bool ties_first, double* out, unsigned long long* errors,
+                                   detail::ProbabilityLayout layout, bool use_shared) {
+  EPP_BLOCK_SCRATCH(T)
+  detail::probability_grid(ctx, cfg, s, X, K, per_agent, mask, mask_per_agent, n_samples, ties_first,
+                           out, errors, layout, smem, red);
 }
 
 // ---- host side -----------------------------------------------------------------------------
@@ -263,6 +287,117 @@ void update(const Config& c, const State& s, std::uintptr_t x, std::uintptr_t r,
     update_t<double>(c, s, x, r, mask, n_obs, errors, as_stream(stream));
   else
     update_t<float>(c, s, x, r, mask, n_obs, errors, as_stream(stream));
+}
+
+// ---- production loop -------------------------------------------------------------------------
+
+namespace {
+
+unsigned block_threads(const Config& c) { return c.dim <= 64 ? 128u : 256u; }
+
+// A launch whose per-agent scratch is @p width doubles: shared memory when it fits, else the
+// rows of @p work (which must then exist).
+template <class T>
+Launch production_shape(const Config& c, const State& s, long width, std::uintptr_t work, Batch<T>& b) {
+  Launch L{};
+  L.grid = static_cast<unsigned>(s.n_agents < kMaxGrid ? s.n_agents : kMaxGrid);
+  L.threads = block_threads(c);
+  const long bytes = width * static_cast<long>(sizeof(double));
+  L.use_shared = bytes <= kMaxSharedBytes;
+  L.shared_bytes = L.use_shared ? static_cast<std::size_t>(bytes) : 0;
+  if (!L.use_shared && work == 0)
+    throw std::invalid_argument("work: this problem needs a (B, " + std::to_string(width) + ") workspace");
+  b.work = reinterpret_cast<double*>(work);
+  b.width = width;
+  return L;
+}
+
+template <class T>
+void update_ragged_t(const Config& c, const State& s, const Forgetting& f, std::uintptr_t x,
+                     std::uintptr_t r, std::uintptr_t mask, std::uintptr_t offsets, long n_rows,
+                     std::uintptr_t work, std::uintptr_t errors, cudaStream_t st) {
+  const bool forgets = f.gamma < 1.0;
+  Batch<T> b = typed<T>(c, s);
+  const Launch L = production_shape(c, s, detail::ragged_width(c, forgets), work, b);
+  auto* err = reinterpret_cast<unsigned long long*>(errors);
+  EPP_CUDA_CHECK(cudaMemsetAsync(err, 0xFF, 2 * sizeof(unsigned long long), st));  // bounds, refusals
+  if (n_rows == 0) return;
+  check_kernel<T><<<elementwise_grid(n_rows, 256), 256, 0, st>>>(
+      reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(r),
+      reinterpret_cast<const std::uint8_t*>(mask), n_rows, c.dim, c.noise_std, err);
+  EPP_CUDA_CHECK_LAUNCH();
+  const detail::Forget df =
+      forgets ? detail::forget_of(c, f.gamma, reinterpret_cast<const double*>(f.dirs),
+                                  reinterpret_cast<const double*>(f.targets),
+                                  reinterpret_cast<std::uint64_t*>(f.updates))
+              : detail::Forget{0, 1.0, 0.0, nullptr, nullptr, nullptr};
+  update_ragged_kernel<T><<<L.grid, L.threads, L.shared_bytes, st>>>(
+      c, b, df, forgets, reinterpret_cast<const T*>(x), reinterpret_cast<const T*>(r),
+      reinterpret_cast<const std::uint8_t*>(mask), reinterpret_cast<const std::int64_t*>(offsets), err,
+      L.use_shared);
+  EPP_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void probabilities_t(const Config& c, const State& s, const Actions& a, long n_samples, bool ties_first,
+                     std::uintptr_t out, std::uintptr_t work, std::uintptr_t errors, cudaStream_t st) {
+  Batch<T> b = typed<T>(c, s);
+  const detail::ProbabilityLayout layout = detail::probability_layout(c, a.n_actions, block_threads(c));
+  const Launch L = production_shape(c, s, layout.width, work, b);
+  auto* err = reinterpret_cast<unsigned long long*>(errors);
+  EPP_CUDA_CHECK(cudaMemsetAsync(err, 0xFF, 3 * sizeof(unsigned long long), st));
+  probability_kernel<T><<<L.grid, L.threads, L.shared_bytes, st>>>(
+      c, b, reinterpret_cast<const T*>(a.data), a.n_actions, a.per_agent,
+      reinterpret_cast<const std::uint8_t*>(a.mask), a.mask_per_agent, n_samples, ties_first,
+      reinterpret_cast<double*>(out), err, layout, L.use_shared);
+  EPP_CUDA_CHECK_LAUNCH();
+}
+
+long workspace_or_zero(long width) {
+  return width * static_cast<long>(sizeof(double)) <= kMaxSharedBytes ? 0 : width;
+}
+
+}  // namespace
+
+long ragged_workspace_size(const Config& c, bool forgets) {
+  check_config(c);
+  return workspace_or_zero(detail::ragged_width(c, forgets));
+}
+
+void update_ragged(const Config& c, const State& s, const Forgetting& f, std::uintptr_t x, std::uintptr_t r,
+                   std::uintptr_t mask, std::uintptr_t offsets, long n_rows, std::uintptr_t work,
+                   std::uintptr_t errors, std::uintptr_t stream) {
+  check_state(c, s);
+  if (n_rows < 0) throw std::invalid_argument("x: negative number of rows");
+  if (!errors) throw std::invalid_argument("errors: null device pointer");
+  if (!offsets) throw std::invalid_argument("offsets: null device pointer");
+  if (n_rows > 0 && (!x || !r)) throw std::invalid_argument("x, r: null device pointer");
+  if (!(f.gamma > 0.0 && f.gamma <= 1.0)) throw std::invalid_argument("forgetting: must be in (0, 1]");
+  if (f.gamma < 1.0 && (!f.dirs || !f.targets || !f.updates))
+    throw std::invalid_argument("forgetting: null device pointer among dirs, targets, updates");
+  if (c.dtype == DType::float64)
+    update_ragged_t<double>(c, s, f, x, r, mask, offsets, n_rows, work, errors, as_stream(stream));
+  else
+    update_ragged_t<float>(c, s, f, x, r, mask, offsets, n_rows, work, errors, as_stream(stream));
+}
+
+long probability_workspace_size(const Config& c, long n_actions) {
+  check_config(c);
+  if (n_actions < 1) throw std::invalid_argument("actions: the action set is empty");
+  return workspace_or_zero(detail::probability_layout(c, n_actions, block_threads(c)).width);
+}
+
+void action_probabilities(const Config& c, const State& s, const Actions& a, long n_samples, bool ties_first,
+                          std::uintptr_t out, std::uintptr_t work, std::uintptr_t errors, std::uintptr_t stream) {
+  check_state(c, s);
+  if (a.n_actions < 1) throw std::invalid_argument("actions: the action set is empty");
+  if (!a.data) throw std::invalid_argument("actions: null device pointer");
+  if (n_samples < 1 || n_samples > (1L << 48)) throw std::invalid_argument("n_samples: must be in [1, 2**48]");
+  if (!out || !errors) throw std::invalid_argument("action_probabilities: null device pointer among out, errors");
+  if (c.dtype == DType::float64)
+    probabilities_t<double>(c, s, a, n_samples, ties_first, out, work, errors, as_stream(stream));
+  else
+    probabilities_t<float>(c, s, a, n_samples, ties_first, out, work, errors, as_stream(stream));
 }
 
 }  // namespace ensemblepp::cuda

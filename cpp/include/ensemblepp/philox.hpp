@@ -105,4 +105,16 @@ EPP_HD void normal_pair(const Block4& b, double& n0, double& n1) {
   n1 = r * sin(a);
 }
 
+/// Key (64 bits) of the probability draws of an agent at step @p step: one Philox block of the
+/// counter (step, id) under the seed with a fixed domain constant xor-ed into the key. The
+/// draws for sample i then use Stream{key, i, id}. They meet an acting draw only if the derived
+/// key equals some agent's seed (chance 2^-64 per pair of keys).
+EPP_HD std::uint64_t probability_key(std::uint64_t seed, std::uint64_t step, std::uint64_t id) {
+  Block4 ctr{{static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32),
+              static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id >> 32)}};
+  const Block4 h = philox4x32_10(ctr, static_cast<std::uint32_t>(seed) ^ 0x70726F62u /* "prob" */,
+                                 static_cast<std::uint32_t>(seed >> 32) ^ 0x61626C65u /* "able" */);
+  return (static_cast<std::uint64_t>(h.v[1]) << 32) | h.v[0];
+}
+
 }  // namespace ensemblepp

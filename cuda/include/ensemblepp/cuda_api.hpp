@@ -106,4 +106,45 @@ void act(const Config& config, const State& state, const Actions& actions,
 void update(const Config& config, const State& state, std::uintptr_t x, std::uintptr_t r,
             std::uintptr_t mask, long n_obs, std::uintptr_t errors, std::uintptr_t stream);
 
+// ---- production loop (issue 12; CPU versions in ensemblepp/production.hpp) ------------------
+
+/// Forgetting of a batch (production.hpp's file comment): gamma in (0, 1] (1: none) and float64
+/// device arrays dirs (d, d) (row k the refresh direction r_k) and targets (d) (r_k . mu_0), and
+/// updates (B) uint64, the observations each agent has applied.
+struct Forgetting {
+  double gamma = 1.0;
+  std::uintptr_t dirs = 0;
+  std::uintptr_t targets = 0;
+  std::uintptr_t updates = 0;
+};
+
+/// Doubles of scratch per agent that update_ragged's @p work must hold: 0 when they fit in
+/// shared memory, else that many.
+long ragged_workspace_size(const Config& config, bool forgets);
+
+/// Applies logged rows to B agents in one launch (a block per agent): rows offsets[b], ...,
+/// offsets[b+1]-1 of x (N, d) and r (N) belong to agent b, in order; mask 0 or (N) bool skips
+/// rows. offsets (B + 1) int64 is a device array that the caller has checked (offsets[0] = 0,
+/// non-decreasing, offsets[B] = N). With forget.gamma < 1 the agents forget as on the CPU.
+/// errors[0] receives the smallest key 2 i (r[i] out of bounds) or 2 i + 1 (x[i]), i the row,
+/// as in update(); when one is set nothing changes. errors[1] receives the lowest agent whose
+/// row observe() refused (a non-finite step; that agent stops at that row). work: (B,
+/// ragged_workspace_size) float64 or 0 when that is 0.
+void update_ragged(const Config& config, const State& state, const Forgetting& forget,
+                   std::uintptr_t x, std::uintptr_t r, std::uintptr_t mask, std::uintptr_t offsets,
+                   long n_rows, std::uintptr_t work, std::uintptr_t errors, std::uintptr_t stream);
+
+/// Doubles of scratch per agent that action_probabilities' @p work must hold for K actions: 0
+/// when they fit in shared memory, else that many.
+long probability_workspace_size(const Config& config, long n_actions);
+
+/// Probability that each agent's policy picks each action, into out (B, K) float64, in one
+/// launch: production.hpp's action_probabilities (the same draws, keyed by probability_key).
+/// The state is not changed. errors (3) uint64 receives the lowest agent with every action
+/// masked out (slot 0), with a NaN or infinite available action or score (slot 1), and with a
+/// non-finite state (slot 2); out is then undefined for that agent.
+void action_probabilities(const Config& config, const State& state, const Actions& actions,
+                          long n_samples, bool ties_first, std::uintptr_t out, std::uintptr_t work,
+                          std::uintptr_t errors, std::uintptr_t stream);
+
 }  // namespace ensemblepp::cuda
