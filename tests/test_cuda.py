@@ -303,3 +303,135 @@ def test_steps_run_on_the_current_cupy_stream() -> None:
     np.testing.assert_array_equal(to_numpy(ca), to_numpy(cb))
     for k, v in snapshot(a).items():
         np.testing.assert_array_equal(v, snapshot(b)[k], err_msg=k)
+
+
+# ---- production loop: action probabilities, warm start, forgetting (issue 12) -----------------
+def _trained_pair(policy: str, dtype: str, B: int = 3, d: int = 5, forgetting: float = 1.0):
+    kw = dict(n_agents=B, seed=23, noise_std=0.7, prior_var=2.0, dtype=dtype, forgetting=forgetting)
+    cpu = POLICIES[policy](d, device="cpu", **kw)
+    gpu = POLICIES[policy](d, device="cuda", **kw)
+    rng = np.random.default_rng(8)
+    x, r = rng.normal(size=(B, 4, d)), rng.normal(size=(B, 4))
+    cpu.update(x, r)
+    gpu.update(x, r)
+    return cpu, gpu
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_action_probabilities_match_the_cpu(policy: str, dtype: str) -> None:
+    B, d, K = 3, 5, 6
+    cpu, gpu = _trained_pair(policy, dtype, B, d)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(B, K, d))
+    X[:, 4] = X[:, 3]  # an exact tie in every draw
+    mask = rng.random((B, K)) < 0.7
+    mask[:, 3] = True
+    before = snapshot(gpu)
+    for ties in ("split", "first"):
+        p_cpu = cpu.action_probabilities(X, mask, n_samples=257, ties=ties)
+        p_gpu = gpu.action_probabilities(X, mask, n_samples=257, ties=ties)
+        assert isinstance(p_gpu, np.ndarray) and p_gpu.shape == (B, K)
+        # The same draws and counts; equal actions compared by the pair's total (the CPU's
+        # product may round two equal rows differently, the kernel scores them alike).
+        np.testing.assert_allclose(np.delete(p_gpu, 4, axis=1)[:, :3], np.delete(p_cpu, 4, axis=1)[:, :3], atol=1e-12)
+        np.testing.assert_allclose(p_gpu[:, 3] + p_gpu[:, 4], p_cpu[:, 3] + p_cpu[:, 4], atol=1e-12)
+        np.testing.assert_allclose(p_gpu[:, 5], p_cpu[:, 5], atol=1e-12)
+        np.testing.assert_allclose(p_gpu.sum(axis=1), 1.0, atol=1e-12)
+        assert np.all(p_gpu[~mask] == 0)
+        if ties == "split":
+            np.testing.assert_array_equal(p_gpu[:, 3], p_gpu[:, 4])
+        else:
+            assert np.all(p_gpu[:, 4] == 0)
+    for k, v in snapshot(gpu).items():  # estimating changes nothing
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    # Single agents and act(return_probability=True), as on the CPU.
+    one_cpu, one_gpu = POLICIES[policy](d, seed=5, dtype=dtype), POLICIES[policy](d, seed=5, dtype=dtype, device="cuda")
+    a_cpu, p1_cpu = one_cpu.act(X[0], return_probability=True, n_samples=64)
+    a_gpu, p1_gpu = one_gpu.act(X[0], return_probability=True, n_samples=64)
+    assert a_cpu == a_gpu and abs(p1_cpu - p1_gpu) <= 1e-12
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_warm_start_matches_the_cpu_and_step_by_step(policy: str) -> None:
+    B, d = 4, 5
+    cpu, gpu = _trained_pair(policy, "float64", B, d)
+    steps = POLICIES[policy](d, n_agents=B, seed=23, noise_std=0.7, prior_var=2.0, device="cuda")
+    steps._set_state(snapshot(gpu))
+    rng = np.random.default_rng(4)
+    counts = np.array([3, 0, 5, 1])
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    x, r = rng.normal(size=(offsets[-1], d)), rng.normal(size=offsets[-1])
+    mask = rng.random(offsets[-1]) < 0.8
+    cpu.warm_start(x, r, offsets, mask)
+    gpu.warm_start(x, r, offsets, mask)
+    assert_states_close(snapshot(gpu), snapshot(cpu), rtol=1e-9, atol=1e-12)
+    for b in range(B):  # one row of one agent at a time through update()
+        for i in range(offsets[b], offsets[b + 1]):
+            xs, rs, ms = np.zeros((B, d)), np.zeros(B), np.zeros(B, bool)
+            xs[b], rs[b], ms[b] = x[i], r[i], mask[i]
+            steps.update(xs, rs, mask=ms)
+    for k, v in snapshot(steps).items():
+        np.testing.assert_array_equal(v, snapshot(gpu)[k], err_msg=k)
+
+
+def test_warm_start_bad_input_leaves_the_state_unchanged() -> None:
+    B, d = 3, 4
+    agent = epp.LinearEnsemble(d, 4, n_agents=B, seed=3, device="cuda")
+    before = snapshot(agent)
+    x, r = np.ones((6, d)), np.ones(6)
+    x[4, 1] = np.nan
+    with pytest.raises(ValueError, match="x: features of agent 2"):
+        agent.warm_start(x, r, np.array([0, 2, 2, 6]))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        agent.warm_start(np.ones((6, d)), r, np.array([0, 3, 2, 6]))
+    with pytest.raises(ValueError, match="offsets"):
+        agent.warm_start(np.ones((6, d)), r, np.array([0, 2, 2, 5]))
+    for k, v in snapshot(agent).items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    # An agent whose random stream would pass 2**48 draws (one per row here) is refused.
+    state = snapshot(agent)
+    state["steps"][1] = 2**48 - 3
+    agent._set_state(state)
+    with pytest.raises(ValueError, match="steps: agent 1 has used up"):
+        agent.warm_start(np.ones((6, d)), r, np.array([0, 1, 5, 6]))
+    agent.warm_start(np.ones((6, d)), r, np.array([0, 2, 5, 6]))  # exactly 3 left
+    assert int(snapshot(agent)["steps"][1]) == 2**48
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_forgetting_follows_the_cpu(policy: str) -> None:
+    B, d, K = 3, 4, 5
+    cpu, gpu = _trained_pair(policy, "float64", B, d, forgetting=0.9)
+    assert gpu.forgetting == 0.9
+    rng = np.random.default_rng(6)
+    for _ in range(min(STEPS, 60)):
+        X = rng.normal(size=(K, d))
+        a = np.asarray(cpu.act(X))
+        np.testing.assert_array_equal(to_numpy(gpu.act(X)), a)
+        r = rng.normal(size=B)
+        cpu.update(X[a], r)
+        gpu.update(X[a], r)
+    assert_states_close(snapshot(gpu), snapshot(cpu), rtol=1e-9, atol=1e-12)
+    assert int(snapshot(gpu)["updates"][0]) == 4 + min(STEPS, 60)
+
+
+@pytest.mark.parametrize(("first", "second"), [("cuda", "cpu"), ("cpu", "cuda")])
+def test_single_forgetting_agent_warm_start_and_save_load_across_devices(tmp_path, first: str, second: str) -> None:
+    d = 3
+    rng = np.random.default_rng(9)
+    x, r = rng.normal(size=(7, d)), rng.normal(size=7)
+    ref = epp.LinearEnsemble(d, 4, seed=2, forgetting=0.8)
+    a = epp.LinearEnsemble(d, 4, seed=2, forgetting=0.8, device=first)
+    ref.warm_start(x, r)
+    a.warm_start(x, r)  # a single agent: no offsets
+    a.save(tmp_path / "agent.npz")
+    a = epp.load(tmp_path / "agent.npz", device=second)
+    assert a.device == second and a.forgetting == 0.8
+    for t in range(10):
+        X = rng.normal(size=(4, d))
+        k = ref.act(X)
+        assert a.act(X) == k
+        a.update(X[k], float(t))
+        ref.update(X[k], float(t))
+    assert_states_close(snapshot(a), snapshot(ref), rtol=1e-9, atol=1e-12)

@@ -131,14 +131,18 @@ class CudaKernel:
         ``update`` then reads that buffer (one small copy, which waits for the stream) and
         raises ``ValueError``. With ``validate=False`` the calls return without waiting and a
         bad call is silently ignored: ``update`` changes nothing, ``act`` puts every counter
-        back and its indices are meaningless (-1 for an agent with no available finite score).
-        Use it only with inputs known to be valid.
+        back and its indices are meaningless (-1 for an agent with no available finite score);
+        ``update_ragged`` also skips the check that no agent's random stream runs past 2**48
+        draws. Use it only with inputs known to be valid.
 
     Notes
     -----
     One call is a fixed number of launches: ``act`` a memset, the act kernel (sample, score and
     argmax in one block per agent) and a counter-restoring kernel; ``update`` a memset, a
-    validation kernel and the update kernel; ``sample`` and ``act_sphere`` one kernel.
+    validation kernel and the update kernel; ``sample`` and ``act_sphere`` one kernel;
+    ``update_ragged`` (also ``update`` with forgetting) a memset, a validation kernel over the rows
+    and the ragged kernel (a block per agent looping over its rows); ``action_probabilities`` a
+    memset and one kernel (a block per agent, a thread per posterior draw), then one copy back.
     A single agent with a very large action set runs on one block: the GPU pays off for many
     agents.
     """
@@ -190,6 +194,7 @@ class CudaKernel:
         self._act1_buffer = cp.zeros(4, cp.uint64)  # error slots, then the choice (as int64)
         self._lock = threading.Lock()
         self.validate = bool(validate)
+        self._forget: tuple[float, Any, Any, Any] | None = None  # gamma, dirs, targets, updates
 
     def _check_state(self, a: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
         if not isinstance(a, self._cp.ndarray):
@@ -348,6 +353,12 @@ class CudaKernel:
             mask = self._input(mask, "mask", np.dtype(bool))
             if tuple(mask.shape) != (B, n):
                 raise ValueError(f"mask: expected shape ({B}, {n}), got {tuple(mask.shape)}")
+        if self._forget is not None:
+            # Forgetting runs in the ragged kernel: agent b's rows are b n, ..., b n + n - 1.
+            offsets = np.arange(B + 1, dtype=np.int64) * n
+            self.update_ragged(X.reshape(B * n, d), R.reshape(B * n), offsets,
+                               None if mask is None else mask.reshape(B * n))
+            return
         with self._lock:
             self._cuda.update(
                 self.config, self._state, _ptr(X), _ptr(R), _ptr(mask), n, _ptr(self._errors), self._stream()
@@ -355,17 +366,187 @@ class CudaKernel:
             keys = self._errors[:2].get() if n > 0 else None
         key = int(keys[0]) if keys is not None and self.validate else self._cuda.NO_ERROR
         if keys is not None and int(keys[1]) != self._cuda.NO_ERROR:
-            raise ValueError(f"x: the update of agent {int(keys[1])} would make its posterior non-finite "
-                             "(x' Sigma x / noise_std**2 overflows: a prior variance beyond ~1e150 with features "
-                             "near the input bound); that agent keeps its state from that row on")
+            self._raise_refused(int(keys[1]))
         if key != self._cuda.NO_ERROR:
-            agent = (key // 2) // n
-            bound = "2**38 for float32" if self._dtype == np.float32 else "2**480"
-            if key % 2 == 0:
-                raise ValueError(f"r: reward of agent {agent} is NaN, infinite or beyond the representable range "
-                                 f"(|r| / noise_std > {bound})")
-            raise ValueError(f"x: features of agent {agent} are NaN, infinite or beyond the representable range "
-                             f"(|x| / noise_std > {bound})")
+            self._raise_row_error(key, (key // 2) // n)
+
+    @staticmethod
+    def _raise_refused(agent: int) -> None:
+        raise ValueError(f"x: the update of agent {agent} would make its posterior non-finite "
+                         "(x' Sigma x / noise_std**2 overflows: a prior variance beyond ~1e150 with features "
+                         "near the input bound); that agent keeps its state from that row on")
+
+    def _raise_row_error(self, key: int, agent: int) -> None:
+        bound = "2**38 for float32" if self._dtype == np.float32 else "2**480"
+        if key % 2 == 0:
+            raise ValueError(f"r: reward of agent {agent} is NaN, infinite or beyond the representable range "
+                             f"(|r| / noise_std > {bound})")
+        raise ValueError(f"x: features of agent {agent} are NaN, infinite or beyond the representable range "
+                         f"(|x| / noise_std > {bound})")
+
+    # ---- production loop (cpp/include/ensemblepp/production.hpp) -------------------------
+    def set_forgetting(self, gamma: float, dirs: Any, targets: Any, updates: Any) -> None:
+        """Forget with factor ``gamma`` (as the CPU kernel's ``set_forgetting``).
+
+        Parameters
+        ----------
+        gamma : float
+            Forgetting factor in (0, 1]; 1 turns forgetting off.
+        dirs : array_like
+            (d, d) float64: row k is the prior direction r_k refreshed by the k-th observation
+            of every d (P_0 = sum_k r_k r_k^T).
+        targets : array_like
+            (d,) float64: r_k . mu_0.
+        updates : cupy.ndarray
+            (B,) uint64 state array: the observations each agent has applied (picks k), updated
+            in place.
+        """
+        cp, d = self._cp, self._d
+        g = float(gamma)
+        if not (0.0 < g <= 1.0):
+            raise ValueError(f"forgetting: must be in (0, 1], got {gamma}")
+        dev = []
+        for name, a, shape in (("dirs", dirs, (d, d)), ("targets", targets, (d,))):
+            host = np.ascontiguousarray(a.get() if isinstance(a, cp.ndarray) else np.asarray(a), dtype=np.float64)
+            if host.shape != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {host.shape}")
+            if not np.all(np.isfinite(host)):
+                raise ValueError(f"{name}: contains NaN or infinite values")
+            dev.append(cp.asarray(host))
+        self._check_state(updates, "updates", (self._B,), np.dtype(np.uint64))
+        with self._lock:
+            self._forget = None if g == 1.0 else (g, dev[0], dev[1], updates)
+
+    @property
+    def forgetting(self) -> float:
+        """The forgetting factor gamma (1: none)."""
+        return 1.0 if self._forget is None else self._forget[0]
+
+    def update_ragged(self, x: Any, r: Any, offsets: Any, mask: Any = None) -> None:
+        """Apply logged rows of every agent in one launch (the CPU kernel's ``update_ragged``).
+
+        Parameters
+        ----------
+        x : cupy.ndarray
+            (N, d) rows of the state's dtype, grouped by agent.
+        r : cupy.ndarray
+            (N,) rewards.
+        offsets : numpy.ndarray
+            (B + 1,) int64 on the host: rows ``offsets[b]:offsets[b + 1]`` belong to agent b.
+        mask : cupy.ndarray of bool, optional
+            (N,), False for rows to skip.
+
+        Raises
+        ------
+        ValueError
+            For wrong shapes, bad offsets, an agent whose random stream would run out, or (with
+            ``validate``) NaN, infinite or out-of-range rows; the state is then unchanged.
+        """
+        cp, B, d = self._cp, self._B, self._d
+        X = self._input(x, "x", self._dtype)
+        if X.ndim != 2 or X.shape[1] != d:
+            raise ValueError(f"x: expected shape (N, {d}), got {tuple(X.shape)}")
+        N = int(X.shape[0])
+        R = self._input(r, "r", self._dtype)
+        if tuple(R.shape) != (N,):
+            raise ValueError(f"r: expected shape ({N},), got {tuple(R.shape)}")
+        off = np.asarray(offsets)
+        if off.dtype != np.int64 or off.shape != (B + 1,):
+            raise ValueError(f"offsets: expected a ({B + 1},) int64 array, got {off.dtype} {off.shape}")
+        if off[0] != 0:
+            raise ValueError("offsets: offsets[0] must be 0")
+        steps_back = np.flatnonzero(np.diff(off) < 0)
+        if steps_back.size:
+            raise ValueError(f"offsets: must be non-decreasing (agent {int(steps_back[0])})")
+        if off[-1] != N:
+            raise ValueError(f"offsets: offsets[-1] must equal the number of rows {N}, got {int(off[-1])}")
+        if mask is not None:
+            mask = self._input(mask, "mask", np.dtype(bool))
+            if tuple(mask.shape) != (N,):
+                raise ValueError(f"mask: expected shape ({N},), got {tuple(mask.shape)}")
+        forget = self._forget
+        draws = 0 if self._policy not in (0, 2) else (2 if forget is not None else 1)
+        with self._lock:
+            stream = self._stream()
+            off_dev = cp.asarray(off)
+            if draws and N and self.validate:
+                # Each applied row draws `draws` vectors: no agent may pass 2**48 (its stream would
+                # repeat). One small wait, skipped with validate=False as the other checks.
+                if mask is None:
+                    rows = cp.diff(off_dev)
+                else:
+                    csum = cp.concatenate([cp.zeros(1, cp.int64), cp.cumsum(mask.astype(cp.int64))])
+                    rows = csum[off_dev[1:]] - csum[off_dev[:-1]]
+                limit = np.uint64(2**48)
+                left = (limit - cp.minimum(self._steps, limit)).astype(cp.int64)
+                over = cp.flatnonzero(rows * draws > left)
+                if over.size:
+                    raise ValueError(f"steps: agent {int(over[0])} has used up its random stream (2**48 draws)")
+            width = self._cuda.ragged_workspace_size(self.config, forget is not None)
+            work = cp.empty((B, width), cp.float64) if width else None
+            gamma, dirs, targets, updates = forget if forget is not None else (1.0, None, None, None)
+            self._cuda.update_ragged(
+                self.config, self._state, gamma, _ptr(dirs), _ptr(targets), _ptr(updates), _ptr(X), _ptr(R),
+                _ptr(mask), _ptr(off_dev), N, _ptr(work), _ptr(self._errors), stream,
+            )  # fmt: skip
+            keys = self._errors[:2].get() if N > 0 else None
+        key = int(keys[0]) if keys is not None and self.validate else self._cuda.NO_ERROR
+        if keys is not None and int(keys[1]) != self._cuda.NO_ERROR:
+            self._raise_refused(int(keys[1]))
+        if key != self._cuda.NO_ERROR:
+            self._raise_row_error(key, int(np.searchsorted(off, key // 2, side="right")) - 1)
+
+    def action_probabilities(self, actions: Any, mask: Any, n_samples: int, ties_first: bool) -> np.ndarray:
+        """Probability that each agent picks each action, (B, K) float64 on the host.
+
+        Same arguments and numbers as the CPU kernel's ``action_probabilities`` (the draws of the
+        stream keyed by ``probability_key``, scored in one launch); the state is not changed.
+
+        Raises
+        ------
+        ValueError
+            For wrong shapes, an agent with every action masked out, a NaN or infinite available
+            action or score, or a non-finite state.
+        """
+        cp, B, d = self._cp, self._B, self._d
+        X = self._input(actions, "actions", self._dtype)
+        if X.ndim == 2 and X.shape[1] == d:
+            K, per_agent = int(X.shape[0]), False
+        elif X.ndim == 3 and X.shape[0] == B and X.shape[2] == d:
+            K, per_agent = int(X.shape[1]), True
+        else:
+            raise ValueError(f"actions: expected shape (K, {d}) or ({B}, K, {d}), got {tuple(X.shape)}")
+        if K < 1:
+            raise ValueError("actions: the action set is empty")
+        n = int(n_samples)
+        if not 1 <= n <= 2**48:
+            raise ValueError("n_samples: must be in [1, 2**48]")
+        mask_per_agent = False
+        if mask is not None:
+            mask = self._input(mask, "mask", np.dtype(bool))
+            if tuple(mask.shape) == (B, K):
+                mask_per_agent = True
+            elif tuple(mask.shape) != (K,):
+                raise ValueError(f"mask: expected shape ({K},) or ({B}, {K}), got {tuple(mask.shape)}")
+        out = cp.empty((B, K), cp.float64)
+        width = self._cuda.probability_workspace_size(self.config, K)
+        work = cp.empty((B, width), cp.float64) if width else None
+        errors = cp.empty(3, cp.uint64)
+        with self._lock:
+            self._cuda.action_probabilities(
+                self.config, self._state, _ptr(X), K, per_agent, _ptr(mask), mask_per_agent, n, bool(ties_first),
+                _ptr(out), _ptr(work), _ptr(errors), self._stream(),
+            )  # fmt: skip
+            err = errors.get()
+        no = self._cuda.NO_ERROR
+        masked, actions_bad, state_bad = int(err[0]), int(err[1]), int(err[2])
+        if masked != no:
+            raise ValueError(f"mask: every action of agent {masked} is masked out")
+        if state_bad != no and (actions_bad == no or state_bad < actions_bad):
+            raise ValueError(f"state: agent {state_bad} has a NaN or infinite state (its posterior is not finite)")
+        if actions_bad != no:
+            raise ValueError("actions: contains NaN or infinite values")
+        return out.get()
 
     # ---- initialisation and accessors ---------------------------------------------------
     def initialize(self, prior_cov_root: Any, prior_mean: Any, diagonal: bool, first: int = 0) -> None:

@@ -239,7 +239,7 @@ class LinearPolicy:
         the prior, P <- gamma P + (1 - gamma**d) r_k r_k^T with the prior P_0 = sum_k r_k r_k^T
         re-added one direction per observation (k cycles through 0, ..., d-1), then adds
         x x^T / eta^2; b and the ensemble factor scale to match (see ``docs/design.md``,
-        "Forgetting"). 1.0 is no forgetting, bit for bit. CPU only.
+        "Forgetting"). 1.0 is no forgetting, bit for bit. Both devices.
     """
 
     _policy: ClassVar[str] = ""
@@ -265,8 +265,6 @@ class LinearPolicy:
         self._single = n_agents is None
         self._n_agents = 1 if n_agents is None else _check_int(n_agents, "n_agents", 1, 2**32)
         self._device = check_device(device)
-        if self._device != "cpu" and self._forgetting < 1.0:
-            raise NotImplementedError("forgetting: forgetting < 1 runs on the CPU only (device='cpu')")
         self._dtype = check_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
@@ -646,8 +644,6 @@ class LinearPolicy:
         if ties not in ("split", "first"):
             raise ValueError(f"ties: expected 'split' or 'first', got {ties!r}")
         n = _check_int(n_samples, "n_samples", 1, 2**48 + 1)
-        if self._device != "cpu":
-            raise NotImplementedError("action_probabilities: runs on the CPU only for now (device='cpu')")
         X = self._actions_in(actions)
         m = None if mask is None else self._mask_in(mask, X)
         out = self._kernel.action_probabilities(X, m, n, ties == "first")
@@ -674,12 +670,11 @@ class LinearPolicy:
         Notes
         -----
         Equivalent to applying each agent's rows one by one with :meth:`update` (the same
-        random draws, bit for bit), but agents run in parallel threads. Every row, the offsets
+        random draws, bit for bit), but agents run in parallel threads (on ``device="cuda"``: one
+        launch, a thread block per agent). Every row, the offsets
         and the agents' random streams are checked before anything changes: bad input raises
         ``ValueError`` naming the argument and leaves every agent as it was.
         """
-        if self._device != "cpu":
-            raise NotImplementedError("warm_start: runs on the CPU only for now (device='cpu')")
         X = self._array_in(x, "x")
         R = self._array_in(r, "r")
         if X.ndim != 2 or X.shape[1] != self._dim:
