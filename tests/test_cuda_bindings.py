@@ -153,3 +153,53 @@ def test_as_device_array_without_cupy_says_what_is_missing() -> None:
 
     with pytest.raises(RuntimeError, match="CuPy"):
         as_device_array([1.0, 2.0], "float64", "x")
+
+
+# ---- production loop (issue 12) --------------------------------------------------------------
+def test_production_workspace_sizes() -> None:
+    # The ragged update needs d more doubles with forgetting (the pseudo-observation's features).
+    c = config(dim=1017, ensemble_size=16, reference_sparsity=1, perturbation_sparsity=1)
+    assert _cuda.ragged_workspace_size(c, False) == 0  # 5118 doubles fit in 40 KiB
+    assert _cuda.ragged_workspace_size(c, True) == 5118 + 1017
+    # Probabilities: scratch_width (117 for d=20, M=8), counts and shares (2 K), then s0, G
+    # (K x M) and one draw per thread (M x 128) in the agent's dtype.
+    small = config(dim=20, ensemble_size=8)
+    assert _cuda.probability_workspace_size(small, 80) == 0
+    assert _cuda.probability_workspace_size(small, 1000) == 117 + 2000 + (1000 + 8000 + 8 * 128)
+    assert _cuda.probability_workspace_size(config(dim=20, ensemble_size=8, dtype=0), 1000) == 117 + 2000 + 5012
+    with pytest.raises(ValueError, match="empty"):
+        _cuda.probability_workspace_size(small, 0)
+
+
+def test_update_ragged_argument_checks() -> None:
+    args = dict(config=config(), state=state(), gamma=1.0, dirs=0, targets=0, updates=0, x=1024, r=2048, mask=0,
+                offsets=4096, n_rows=3, work=0, errors=3072, stream=0)
+    with pytest.raises(ValueError, match="negative"):
+        _cuda.update_ragged(**{**args, "n_rows": -1})
+    for name in ("errors", "offsets", "x"):
+        with pytest.raises(ValueError, match=name):
+            _cuda.update_ragged(**{**args, name: 0})
+    for gamma in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="forgetting"):
+            _cuda.update_ragged(**{**args, "gamma": gamma})
+    with pytest.raises(ValueError, match="forgetting: null"):
+        _cuda.update_ragged(**{**args, "gamma": 0.9})
+    with pytest.raises(ValueError, match="work"):  # d = 2000 needs a global workspace
+        _cuda.update_ragged(**{**args, "config": config(dim=2000)})
+
+
+def test_action_probabilities_argument_checks() -> None:
+    args = dict(config=config(), state=state(), actions=1024, n_actions=3, per_agent=False, mask=0,
+                mask_per_agent=False, n_samples=16, ties_first=False, out=2048, work=0, errors=3072, stream=0)
+    with pytest.raises(ValueError, match="empty"):
+        _cuda.action_probabilities(**{**args, "n_actions": 0})
+    with pytest.raises(ValueError, match="actions: null"):
+        _cuda.action_probabilities(**{**args, "actions": 0})
+    for n in (0, 2**48 + 1):
+        with pytest.raises(ValueError, match="n_samples"):
+            _cuda.action_probabilities(**{**args, "n_samples": n})
+    for name in ("out", "errors"):
+        with pytest.raises(ValueError, match="null device pointer"):
+            _cuda.action_probabilities(**{**args, name: 0})
+    with pytest.raises(ValueError, match="work"):  # 10,000 actions do not fit in shared memory
+        _cuda.action_probabilities(**{**args, "n_actions": 10_000})
