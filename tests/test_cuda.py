@@ -435,3 +435,20 @@ def test_single_forgetting_agent_warm_start_and_save_load_across_devices(tmp_pat
         a.update(X[k], float(t))
         ref.update(X[k], float(t))
     assert_states_close(snapshot(a), snapshot(ref), rtol=1e-9, atol=1e-12)
+
+
+def test_production_kernels_with_a_global_workspace() -> None:
+    # Scratch beyond 40 KiB per block: 3000 actions for the probabilities, and d = 1017 with
+    # forgetting for the warm start (observe()'s 5118 doubles fit, plus d for the refresh do not).
+    rng = np.random.default_rng(11)
+    cpu, gpu = (epp.LinearTS(4, n_agents=2, seed=3, device=dev) for dev in ("cpu", "cuda"))
+    X = rng.normal(size=(3000, 4))
+    np.testing.assert_allclose(gpu.action_probabilities(X, n_samples=32), cpu.action_probabilities(X, n_samples=32),
+                               atol=1e-12)
+    d = 1017
+    cpu, gpu = (epp.LinearEnsemble(d, 16, n_agents=2, seed=3, forgetting=0.9, device=dev) for dev in ("cpu", "cuda"))
+    x, r = rng.normal(size=(5, d)) / math.sqrt(d), rng.normal(size=5)
+    offsets = np.array([0, 2, 5])
+    cpu.warm_start(x, r, offsets)
+    gpu.warm_start(x, r, offsets)
+    assert_states_close(snapshot(gpu), snapshot(cpu), rtol=1e-9, atol=1e-12)
