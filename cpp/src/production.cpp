@@ -148,50 +148,74 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
   }
   // Scores are linear in the random vector: X theta = X mu + G v with v the draw, so G (K, n)
   // and s0 = X mu (K) are formed once and each draw costs K n multiply-adds (n = M or d).
-  ConstMatrixMap<T> Xm(X, K, d);
-  using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
-  // The products run in double, as the state's L and mu; the scores are rounded to T as act()'s.
-  Vector<T> s0 = (Xm.template cast<double>() * Eigen::Map<const Vector<double>>(s.mean, d)).template cast<T>();
-  ColMatrix G;  // (K, n)
-  int n = 0;
-  if (c.policy == Policy::thompson) {
-    // theta = mu + L^T g: X theta = X mu + (L X^T)^T g.
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Y = Xm.transpose().template cast<double>();
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> Z =
-        ConstMatrixMap<double>(s.cov_root, d, d).triangularView<Eigen::Lower>() * Y;
-    G = Z.transpose().template cast<T>();
-    n = d;
-  } else {
-    // Ensemble++ theta = mu + A zeta; ensemble sampling theta_m = mu + D e_m.
-    G = (Xm.template cast<double>() * ConstMatrixMap<T>(s.factor, d, M).template cast<double>()).template cast<T>();
-    n = M;
+  // Every element is computed by the same loop in the same order (in double, rounded to T once,
+  // as the CUDA body): equal action rows then get bit-equal scores, so exactly tied actions share
+  // their votes evenly. Eigen's blocked products round two equal rows differently.
+  const int n = c.policy == Policy::thompson ? d : M;
+  std::vector<T>& gs = scratch<T>(2, static_cast<size_t>(K) * (n + 1));
+  T* G = gs.data();  // (K, n)
+  T* s0 = G + K * n;
+  bool finite = true;
+  for (long k = 0; k < K; ++k) {
+    const T* xk = X + k * d;
+    for (int j = 0; j < n; ++j) {
+      double acc = 0.0;
+      if (c.policy == Policy::thompson) {
+        // theta = mu + L^T g: G[k, j] = (L x_k)_j.
+        const double* row = s.cov_root + long(j) * d;
+        for (int i = 0; i <= j; ++i) acc += row[i] * static_cast<double>(xk[i]);
+      } else {
+        // Ensemble++ theta = mu + A zeta; ensemble sampling theta_m = mu + D e_m.
+        for (int i = 0; i < d; ++i) acc += static_cast<double>(xk[i]) * static_cast<double>(s.factor[long(i) * M + j]);
+      }
+      G[k * n + j] = static_cast<T>(acc);
+      finite = finite && std::isfinite(G[k * n + j]);
+    }
+    double acc = 0.0;
+    for (int i = 0; i < d; ++i) acc += static_cast<double>(xk[i]) * s.mean[i];
+    s0[k] = static_cast<T>(acc);
+    finite = finite && std::isfinite(s0[k]);
   }
-  if (!G.allFinite() || !s0.allFinite()) return 1;
+  if (!finite) return 1;
   if (c.policy == Policy::ensemble_sampling) {
     // Counts first, one division at the end: the row then sums to 1 up to a few ulps.
-    G.colwise() += s0;
-    for (int m = 0; m < M; ++m)
-      if (!vote(G.col(m).data(), K, mask, ties_first, 1.0, out)) return 2;
+    for (int m = 0; m < M; ++m) {
+      for (long k = 0; k < K; ++k) buf[k] = G[k * n + m] + s0[k];
+      if (!vote(buf, K, mask, ties_first, 1.0, out)) return 2;
+    }
     for (long k = 0; k < K; ++k) out[k] /= static_cast<double>(M);
     return 0;
   }
   const std::uint64_t key = probability_key(c.seed, *s.step, s.stream);
   constexpr long kChunk = 256;
-  ColMatrix V(n, std::min(kChunk, n_samples));
+  const long W = std::min(kChunk, n_samples);
+  // V (n, W): draw q in column q; S (K, W): the scores of the chunk's draws, action-major so the
+  // inner loop runs over draws (vectorised) while each score sums its n terms in order.
+  std::vector<T>& vs = scratch<T>(0, static_cast<size_t>(W) * (n + K));
+  T* V = vs.data();
+  T* S = V + W * n;
   for (long i0 = 0; i0 < n_samples; i0 += kChunk) {
     const long m = std::min(kChunk, n_samples - i0);
-    for (long j = 0; j < m; ++j) {
-      const Stream st{key, static_cast<std::uint64_t>(i0 + j), s.stream};
+    for (long q = 0; q < m; ++q) {
+      const Stream st{key, static_cast<std::uint64_t>(i0 + q), s.stream};
       if (c.policy == Policy::thompson)
-        draw<T>(Distribution::gaussian, n, 1, std::sqrt(double(n)), st, V.col(j).data());
+        draw<T>(Distribution::gaussian, n, 1, std::sqrt(double(n)), st, V + q, W);
       else
-        draw<T>(c.reference, n, c.reference_sparsity, std::sqrt(double(n)), st, V.col(j).data());
+        draw<T>(c.reference, n, c.reference_sparsity, std::sqrt(double(n)), st, V + q, W);
     }
-    Eigen::Map<ColMatrix> Sm(buf, K, m);
-    Sm.noalias() = G * V.leftCols(m);
-    Sm.colwise() += s0;
-    for (long j = 0; j < m; ++j)
-      if (!vote(buf + j * K, K, mask, ties_first, 1.0, out)) return 2;
+    for (long k = 0; k < K; ++k) {
+      T* __restrict Sk = S + k * W;
+      for (long q = 0; q < m; ++q) Sk[q] = T(0);
+      for (int j = 0; j < n; ++j) {
+        const T g = G[k * n + j];
+        const T* __restrict Vj = V + j * W;
+        for (long q = 0; q < m; ++q) Sk[q] += g * Vj[q];
+      }
+    }
+    for (long q = 0; q < m; ++q) {
+      for (long k = 0; k < K; ++k) buf[k] = S[k * W + q] + s0[k];
+      if (!vote(buf, K, mask, ties_first, 1.0, out)) return 2;
+    }
   }
   for (long k = 0; k < K; ++k) out[k] /= static_cast<double>(n_samples);
   return 0;
