@@ -208,6 +208,37 @@ def test_warm_start_equals_step_by_step_updates(name, dtype, forgetting):
             np.testing.assert_array_equal(batch._state_arrays()[key][b], v[0], err_msg=key)
 
 
+@pytest.mark.parametrize("name", list(POLICIES))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_warm_start_of_many_rows_is_the_step_by_step_result(name, dtype):
+    # 16 rows or more per agent take the closed form in blocked products (production.cpp): the
+    # same draws at the same counters, so the state equals step-by-step updates up to rounding.
+    rng = np.random.default_rng(12)
+    d, counts = 5, [40, 3, 700, 16]  # the closed form for 40, 700 and 16 rows, 3 rows step by step
+    N = sum(counts)
+    x, r = rng.normal(size=(N, d)), rng.normal(size=N)
+    mask = rng.random(N) < 0.9
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    prior = np.diag(np.arange(1.0, d + 1)) + 0.3  # a dense prior
+    kw = dict(dim=d, seed=8, dtype=dtype, prior_var=prior, noise_std=0.6)
+    batch = POLICIES[name](n_agents=4, stream_ids=[20, 21, 22, 23], **kw)
+    batch.update(rng.normal(size=(4, d)), rng.normal(size=4))  # not at the prior
+    seq = POLICIES[name](n_agents=4, stream_ids=[20, 21, 22, 23], **kw)
+    seq._set_state(batch._state_arrays())
+    batch.warm_start(x, r, offsets, mask=mask)
+    for b in range(4):
+        for i in range(offsets[b], offsets[b + 1]):
+            xs, rs, ms = np.zeros((4, d)), np.zeros(4), np.zeros(4, bool)
+            xs[b], rs[b], ms[b] = x[i], r[i], mask[i]
+            seq.update(xs, rs, mask=ms)
+    got, want = batch._state_arrays(), seq._state_arrays()
+    for key in want:
+        tol = 1e-5 if (key == "factor" and dtype == "float32") else 1e-10
+        scale = np.abs(want[key]).max() if want[key].dtype.kind == "f" else 1
+        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=tol * scale, err_msg=key)
+    np.testing.assert_array_equal(got["steps"], want["steps"])
+
+
 def test_warm_start_mask_and_single_agent():
     rng = np.random.default_rng(11)
     x, r = rng.normal(size=(6, 3)), rng.normal(size=6)

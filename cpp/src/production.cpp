@@ -4,6 +4,8 @@
 
 #include "parallel.hpp"
 
+#include <Eigen/Cholesky>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -24,6 +26,85 @@ std::vector<T>& scratch(int slot, size_t n) {
   std::vector<T>& b = buffers[slot];
   if (b.size() < n) b.resize(n);
   return b;
+}
+
+// Rows of one agent that switch update_ragged from the sequential step to the closed form.
+constexpr long kClosedFormRows = 16;
+
+// Applies rows (in order, mask honoured) of one agent that does not forget by the closed form of
+// linear.hpp's recursion, in matrix products: with W = L^-1 (P = Sigma^-1 = W W^T), b = P mu and
+// F = P A (A = Sigma F, the information-form accumulator of DESIGN.md),
+//   P' = P + U^T U,  b' = b + U^T y,  F' = F + U^T Z     (U = x / eta, y = r / eta, Z the draws)
+// then P' = C C^T (Cholesky), L' = C^-1, mu' = P'^-1 b', A' = P'^-1 F'. The draws are the ones
+// observe() would make, at the same counters, so the result is the sequential one up to rounding
+// (O(n (d^2 + dM) + d^3) in blocked products instead of n latency-bound steps). Returns false,
+// having written nothing, when P' is not numerically positive definite or a result is not finite
+// (the caller then takes the sequential path, which refuses such rows one by one).
+template <class T>
+bool closed_form_rows(const LinearConfig& c, const AgentState<T>& s, const T* x, const T* r,
+                      const std::uint8_t* mask, std::int64_t begin, std::int64_t end) {
+  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vec = Eigen::Matrix<double, Eigen::Dynamic, 1>;
+  const int d = c.dim, M = c.ensemble_size;
+  const bool factor = has_factor(c.policy);
+  const double inv_eta = 1.0 / c.noise_std;
+  // Per-thread work matrices, kept across calls: an agent with 100 rows must not pay ten mallocs.
+  thread_local Mat W, P, F, U, Z, Lnew, A_new;
+  thread_local Vec bvec, y, mu_new;
+  thread_local Eigen::LLT<Mat> llt;
+  thread_local std::vector<double> z;
+  const auto L = ConstMatrixMap<double>(s.cov_root, d, d).triangularView<Eigen::Lower>();
+  W.setIdentity(d, d);
+  L.solveInPlace(W);  // L^-1, lower
+  P.noalias() = W * W.transpose();
+  const Eigen::Map<const Vec> mu(s.mean, d);
+  bvec.noalias() = P * mu;
+  if (factor) F.noalias() = P * ConstMatrixMap<T>(s.factor, d, M).template cast<double>();
+  const long kBlock = std::min<long>(512, end - begin);
+  U.resize(kBlock, d);
+  Z.resize(factor ? kBlock : 0, M);
+  y.resize(kBlock);
+  z.resize(static_cast<size_t>(M));
+  std::uint64_t step = *s.step;
+  long filled = 0;
+  auto flush = [&]() {
+    if (filled == 0) return;
+    const auto Ub = U.topRows(filled);
+    P.selfadjointView<Eigen::Lower>().rankUpdate(Ub.transpose());
+    bvec.noalias() += Ub.transpose() * y.head(filled);
+    if (factor) F.noalias() += Ub.transpose() * Z.topRows(filled);
+    filled = 0;
+  };
+  for (std::int64_t i = begin; i < end; ++i) {
+    if (mask && !mask[i]) continue;
+    for (int k = 0; k < d; ++k) U(filled, k) = static_cast<double>(x[i * d + k]) * inv_eta;
+    y[filled] = static_cast<double>(r[i]) * inv_eta;
+    if (factor) {
+      const Stream st{c.seed, step++, s.stream};
+      if (c.policy == Policy::ensemble)
+        draw<double>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, z.data());
+      else
+        draw<double>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, z.data());
+      for (int m = 0; m < M; ++m) Z(filled, m) = z[m];
+    }
+    if (++filled == kBlock) flush();
+  }
+  flush();
+  P.triangularView<Eigen::StrictlyUpper>() = P.transpose();  // rankUpdate wrote the lower half
+  llt.compute(P);
+  if (llt.info() != Eigen::Success) return false;
+  Lnew.setIdentity(d, d);
+  llt.matrixL().solveInPlace(Lnew);  // C^-1, lower
+  mu_new = llt.solve(bvec);
+  if (factor) A_new = llt.solve(F);
+  if (!Lnew.allFinite() || !mu_new.allFinite() || (factor && !A_new.allFinite())) return false;
+  MatrixMap<double> Lout(s.cov_root, d, d);
+  Lout.setZero();
+  Lout.triangularView<Eigen::Lower>() = Lnew;
+  Eigen::Map<Vec>(s.mean, d) = mu_new;
+  if (factor) MatrixMap<T>(s.factor, d, M) = A_new.template cast<T>();
+  *s.step = step;
+  return true;
 }
 
 }  // namespace
@@ -60,6 +141,9 @@ void update_ragged(const LinearConfig& c, const BatchState<T>& s, const Forgetti
     double* buf = scratch<double>(0, scratch_size(c)).data();
     for (long b = lo; b < hi; ++b) {
       const AgentState<T> st = s.agent(c, b);
+      if (!forgets && offsets[b + 1] - offsets[b] >= kClosedFormRows &&
+          closed_form_rows(c, st, x, r, mask, offsets[b], offsets[b + 1]))
+        continue;
       for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i) {
         if (mask && !mask[i]) continue;
         const bool ok = forgets ? observe_forgetting(c, *forget, st, forget->updates + b, x + i * d, r[i], buf)
