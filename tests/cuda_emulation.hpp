@@ -27,6 +27,9 @@
 #include <memory>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <cstdint>
 #include <functional>
 #include <numeric>
@@ -331,5 +334,40 @@ class Kernels {
   long long red_index_[32];
   int red_flags_[32];
 };
+
+/// Runs run(scenario, double{}) then run(scenario, float{}) on every scenario of @p scenarios, or
+/// only on the one named @p only; an exception becomes a line "<name> error <what>" of the output
+/// that the Python side parses.
+template <class Scenario, std::size_t N, class Run>
+int run_scenarios(const Scenario (&scenarios)[N], const std::string& only, Run&& run) {
+  for (const Scenario& sc : scenarios) {
+    if (!only.empty() && only != sc.name) continue;
+    try {
+      run(sc, 0.0);
+      run(sc, 0.0f);
+    } catch (const std::exception& e) {
+      std::printf("%s error %s\n", sc.name, e.what());
+    }
+  }
+  return 0;
+}
+
+/// Are two arrays equal bit for bit (the drivers' exactness checks)?
+template <class V>
+bool same_bits(const std::vector<V>& a, const std::vector<V>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(V)) == 0;
+}
+
+/// Largest |a - b| / (1 + |b|) over the entries, infinity where only one side is NaN.
+template <class T>
+double rel_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = a[i], y = b[i];
+    if (std::isnan(x) != std::isnan(y)) return INFINITY;
+    m = std::max(m, std::abs(x - y) / (1.0 + std::abs(y)));
+  }
+  return m;
+}
 
 }  // namespace ensemblepp::cuda::emulation

@@ -77,6 +77,8 @@ DRIVER = r"""
 using namespace ensemblepp;
 namespace ec = ensemblepp::cuda;
 namespace emu = ensemblepp::cuda::emulation;
+using emu::rel_diff;
+using emu::same_bits;
 
 struct Scenario {
   const char* name;
@@ -85,11 +87,6 @@ struct Scenario {
   bool per_agent, mask_actions, mask_obs, dense_prior;
   emu::Block::Order order;
 };
-
-template <class V>
-bool same_bits(const std::vector<V>& a, const std::vector<V>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(V)) == 0;
-}
 
 template <class T>
 struct Host {
@@ -101,17 +98,6 @@ struct Host {
            steps == o.steps;
   }
 };
-
-template <class T>
-double rel_diff(const std::vector<T>& a, const std::vector<T>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double x = a[i], y = b[i];
-    if (std::isnan(x) != std::isnan(y)) return INFINITY;
-    m = std::max(m, std::abs(x - y) / (1.0 + std::abs(y)));
-  }
-  return m;
-}
 
 template <class T>
 int run(const Scenario& sc) {
@@ -280,16 +266,7 @@ int main(int argc, char** argv) {
       {"ucb_40",            3, 40, 1, 2, 5, 2, 3, 64, 0, 1, 1, 1, true,  false, true,  false, O::reverse},
       {"greedy",            4, 5,  1, 3, 6, 1, 5, 64, 0, 1, 1, 1, false, true,  true,  true,  O::reverse},
   };
-  for (const auto& sc : scenarios) {
-    if (!only.empty() && only != sc.name) continue;
-    try {
-      run<double>(sc);
-      run<float>(sc);
-    } catch (const std::exception& e) {
-      std::printf("%s error %s\n", sc.name, e.what());
-    }
-  }
-  return 0;
+  return emu::run_scenarios(scenarios, only, [](const Scenario& sc, auto tag) { run<decltype(tag)>(sc); });
 }
 """
 
@@ -311,28 +288,14 @@ PRODUCTION_DRIVER = r"""
 using namespace ensemblepp;
 namespace ec = ensemblepp::cuda;
 namespace emu = ensemblepp::cuda::emulation;
+using emu::rel_diff;
+using emu::same_bits;
 
 struct Scenario {
   const char* name;
   int policy, d, M, B, K, threads, n_samples;
   emu::Block::Order order;
 };
-
-template <class V>
-bool same_bits(const std::vector<V>& a, const std::vector<V>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(V)) == 0;
-}
-
-template <class T>
-double rel_diff(const std::vector<T>& a, const std::vector<T>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double x = a[i], y = b[i];
-    if (std::isnan(x) != std::isnan(y)) return INFINITY;
-    m = std::max(m, std::abs(x - y) / (1.0 + std::abs(y)));
-  }
-  return m;
-}
 
 template <class T>
 struct Agents {
@@ -571,16 +534,7 @@ int main(int argc, char** argv) {
       {"ucb",               3, 5,  1, 4, 7, 64, 1, O::reverse},
       {"greedy",            4, 4,  1, 4, 6, 32, 1, O::shuffled},
   };
-  for (const auto& sc : scenarios) {
-    if (!only.empty() && only != sc.name) continue;
-    try {
-      run<double>(sc);
-      run<float>(sc);
-    } catch (const std::exception& e) {
-      std::printf("%s error %s\n", sc.name, e.what());
-    }
-  }
-  return 0;
+  return emu::run_scenarios(scenarios, only, [](const Scenario& sc, auto tag) { run<decltype(tag)>(sc); });
 }
 """
 
@@ -595,6 +549,8 @@ LIBRARY = r"""
 
 namespace ec = ensemblepp::cuda;
 namespace emu = ensemblepp::cuda::emulation;
+using emu::rel_diff;
+using emu::same_bits;
 using ensemblepp::Distribution;
 using ensemblepp::Policy;
 

@@ -257,25 +257,10 @@ class CudaKernel:
             For wrong shapes, an empty action set, an agent with every action masked out or a
             NaN or infinite score (with ``validate``); the state is then unchanged.
         """
-        B, d = self._B, self._d
-        X = self._input(actions, "actions", self._dtype)
-        if X.ndim == 2 and X.shape[1] == d:
-            K, per_agent = int(X.shape[0]), False
-        elif X.ndim == 3 and X.shape[0] == B and X.shape[2] == d:
-            K, per_agent = int(X.shape[1]), True
-        else:
-            raise ValueError(f"actions: expected shape (K, {d}) or ({B}, K, {d}), got {tuple(X.shape)}")
-        if K < 1:
-            raise ValueError("actions: the action set is empty")
+        B = self._B
+        X, K, per_agent = self._action_set(actions)
         errors = self._errors if errors is None else errors
-        mask_per_agent = False
-        if mask is not None:
-            m = self._input(mask, "mask", np.dtype(bool))
-            if tuple(m.shape) == (B, K):
-                mask_per_agent = True
-            elif tuple(m.shape) != (K,):
-                raise ValueError(f"mask: expected shape ({K},) or ({B}, {K}), got {tuple(m.shape)}")
-            mask = m
+        mask, mask_per_agent = self._action_mask(mask, K)
         out = self._cp.empty(B, self._cp.int64) if out is None else out
         with self._lock:
             self._cuda.act(
@@ -332,6 +317,32 @@ class CudaKernel:
         return self._theta
 
     # ---- learning ----------------------------------------------------------------------
+    def _action_set(self, actions: Any) -> tuple[Any, int, bool]:
+        """The action set on the device in the state's dtype, its size K and whether it is per agent."""
+        B, d = self._B, self._d
+        X = self._input(actions, "actions", self._dtype)
+        if X.ndim == 2 and X.shape[1] == d:
+            K, per_agent = int(X.shape[0]), False
+        elif X.ndim == 3 and X.shape[0] == B and X.shape[2] == d:
+            K, per_agent = int(X.shape[1]), True
+        else:
+            raise ValueError(f"actions: expected shape (K, {d}) or ({B}, K, {d}), got {tuple(X.shape)}")
+        if K < 1:
+            raise ValueError("actions: the action set is empty")
+        return X, K, per_agent
+
+    def _action_mask(self, mask: Any, K: int) -> tuple[Any, bool]:
+        """The availability mask on the device (or None) and whether it is per agent ((B, K) or (K,))."""
+        if mask is None:
+            return None, False
+        B = self._B
+        m = self._input(mask, "mask", np.dtype(bool))
+        if tuple(m.shape) == (B, K):
+            return m, True
+        if tuple(m.shape) != (K,):
+            raise ValueError(f"mask: expected shape ({K},) or ({B}, {K}), got {tuple(m.shape)}")
+        return m, False
+
     def update(self, x: Any, r: Any, mask: Any = None) -> None:
         """Apply observations x (B, n, d), r (B, n) in order; mask (B, n) selects those seen.
 
@@ -508,26 +519,12 @@ class CudaKernel:
             For wrong shapes, an agent with every action masked out, a NaN or infinite available
             action or score, or a non-finite state.
         """
-        cp, B, d = self._cp, self._B, self._d
-        X = self._input(actions, "actions", self._dtype)
-        if X.ndim == 2 and X.shape[1] == d:
-            K, per_agent = int(X.shape[0]), False
-        elif X.ndim == 3 and X.shape[0] == B and X.shape[2] == d:
-            K, per_agent = int(X.shape[1]), True
-        else:
-            raise ValueError(f"actions: expected shape (K, {d}) or ({B}, K, {d}), got {tuple(X.shape)}")
-        if K < 1:
-            raise ValueError("actions: the action set is empty")
+        cp, B = self._cp, self._B
+        X, K, per_agent = self._action_set(actions)
         n = int(n_samples)
         if not 1 <= n <= 2**48:
             raise ValueError("n_samples: must be in [1, 2**48]")
-        mask_per_agent = False
-        if mask is not None:
-            mask = self._input(mask, "mask", np.dtype(bool))
-            if tuple(mask.shape) == (B, K):
-                mask_per_agent = True
-            elif tuple(mask.shape) != (K,):
-                raise ValueError(f"mask: expected shape ({K},) or ({B}, {K}), got {tuple(mask.shape)}")
+        mask, mask_per_agent = self._action_mask(mask, K)
         out = cp.empty((B, K), cp.float64)
         width = self._cuda.probability_workspace_size(self.config, K)
         work = cp.empty((B, width), cp.float64) if width else None
