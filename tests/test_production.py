@@ -211,7 +211,7 @@ def test_warm_start_equals_step_by_step_updates(name, dtype, forgetting):
 @pytest.mark.parametrize("name", list(POLICIES))
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_warm_start_of_many_rows_is_the_step_by_step_result(name, dtype):
-    # 16 rows or more per agent take the closed form in blocked products (production.cpp): the
+    # max(16, d) rows or more per agent take the closed form in blocked products (production.cpp): the
     # same draws at the same counters, so the state equals step-by-step updates up to rounding.
     rng = np.random.default_rng(12)
     d, counts = 5, [40, 3, 700, 16]  # the closed form for 40, 700 and 16 rows, 3 rows step by step

@@ -28,8 +28,10 @@ std::vector<T>& scratch(int slot, size_t n) {
   return b;
 }
 
-// Rows of one agent that switch update_ragged from the sequential step to the closed form.
-constexpr long kClosedFormRows = 16;
+// Rows of one agent from which update_ragged takes the closed form instead of the sequential
+// step: at least 16, and at least d, since the closed form costs about 1.5 d^3 once against
+// O(d^2) latency-bound work per sequential row.
+inline long closed_form_rows_from(long d) { return d > 16 ? d : 16; }
 
 // Applies rows (in order, mask honoured) of one agent that does not forget by the closed form of
 // linear.hpp's recursion, in matrix products: with W = L^-1 (P = Sigma^-1 = W W^T), b = P mu and
@@ -141,7 +143,7 @@ void update_ragged(const LinearConfig& c, const BatchState<T>& s, const Forgetti
     double* buf = scratch<double>(0, scratch_size(c)).data();
     for (long b = lo; b < hi; ++b) {
       const AgentState<T> st = s.agent(c, b);
-      if (!forgets && offsets[b + 1] - offsets[b] >= kClosedFormRows &&
+      if (!forgets && offsets[b + 1] - offsets[b] >= closed_form_rows_from(d) &&
           closed_form_rows(c, st, x, r, mask, offsets[b], offsets[b + 1]))
         continue;
       for (std::int64_t i = offsets[b]; i < offsets[b + 1]; ++i) {

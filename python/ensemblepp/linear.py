@@ -670,8 +670,8 @@ class LinearPolicy:
         Notes
         -----
         Equivalent to applying each agent's rows one by one with :meth:`update`, with the same
-        random draws: bit for bit for agents with fewer than 16 rows, that forget, or on
-        ``device="cuda"``; on the CPU an agent with 16 rows or more takes the closed form of the
+        random draws: bit for bit for agents with fewer than max(16, d) rows, that forget, or on
+        ``device="cuda"``; on the CPU an agent with more rows takes the closed form of the
         same recursion in blocked matrix products, equal up to rounding and several times faster.
         Agents run in parallel threads (on ``device="cuda"``: one launch, a thread block per
         agent). Every row, the offsets
