@@ -27,7 +27,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from typing import Any
 
@@ -37,7 +37,7 @@ from torch import nn
 
 from ._buffer import ReplayBuffer
 from ._models import EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet, check_style
-from ._torch_distributions import check_distribution, coordinate_support, draw
+from ._torch_distributions import NORMAL_BASED, check_distribution, coordinate_support, draw, from_normal
 
 __all__ = ["NeuralAgent", "NeuralEnsemble", "EnsemblePlus", "EpiNet", "NeuralGreedy"]
 
@@ -46,6 +46,8 @@ _MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNor
                    nn.modules.instancenorm._InstanceNorm, nn.MultiheadAttention,
                    nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 _STATE_FORMAT = "ensemblepp.neural/1"
+# (primitive, shape, high, finish): see NeuralAgent._draw_plan.
+DrawPlan = tuple[str, tuple[int, ...], int, Callable[[Any], torch.Tensor]]
 
 
 def _int_arg(value: Any, name: str, minimum: int) -> int:
@@ -74,6 +76,10 @@ def _check_tensor(value: Any, name: str, shape: tuple[int, ...], dtype: torch.dt
         raise ValueError(f"state {name} holds NaN or inf")
 
 
+def _identity(u: torch.Tensor) -> torch.Tensor:
+    return u
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
@@ -92,8 +98,9 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 class NeuralAgent:
     """Shared machinery of the neural agents (not used directly).
 
-    Subclasses implement :meth:`_build_model`, :meth:`_act_index` and
-    :meth:`_train_index` and set :attr:`_xi_distribution`.
+    Subclasses implement :meth:`_build_model` and :meth:`_draw_plan` (with
+    :meth:`_draw_unplanned` for draws that have no plan) and set
+    :attr:`_xi_distribution`.
 
     Attributes
     ----------
@@ -186,18 +193,57 @@ class NeuralAgent:
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         raise NotImplementedError
 
+    def _draw_plan(self, kind: str, batch: int = 0) -> DrawPlan | None:
+        """How the draw ``kind`` is made from one primitive torch draw, or None.
+
+        ``kind`` is ``"act"`` (the acting index ``zeta``, ``(1, index_dim)``),
+        ``"xi"`` (one perturbation, ``(index_dim,)``) or ``"train"`` (the
+        indices of one loss evaluation on ``batch`` inputs, ``(n_z, index_dim)``
+        or ``(batch, n_z, index_dim)``). A plan ``(primitive, shape, high, finish)``
+        says the draw is ``finish(u)`` with ``u = torch.randn(shape)``
+        (``"randn"``), ``torch.randint(0, high, shape)`` (``"randint"``) from the
+        agent's generator, or no draw at all (``"none"``, ``u = None``).
+        ``finish`` acts on the trailing ``len(shape)`` dimensions only, so
+        :class:`MultiSeed` can give it the primitives of all seeds stacked
+        along a leading axis and finish every seed's draw in one call. None
+        means the draw is made otherwise (:meth:`_draw_unplanned`).
+        """
+        if kind == "xi":
+            if self.index_dim == 0:
+                return ("none", (), 0, lambda u: torch.zeros(0, device=self.device))
+            if self._xi_distribution in NORMAL_BASED:
+                name = self._xi_distribution
+                return ("randn", (self.index_dim,), 0, lambda g: from_normal(name, g))
+            return None
+        raise NotImplementedError
+
+    def _draw_unplanned(self, kind: str, batch: int = 0) -> torch.Tensor:
+        """The draws :meth:`_draw_plan` has no plan for."""
+        if kind == "xi":
+            return draw(self._xi_distribution, (), self.index_dim, generator=self.generator)
+        raise NotImplementedError
+
+    def _make_draw(self, kind: str, batch: int = 0) -> torch.Tensor:
+        plan = self._draw_plan(kind, batch)
+        if plan is None:
+            return self._draw_unplanned(kind, batch)
+        primitive, shape, high, finish = plan
+        if primitive == "randn":
+            return finish(torch.randn(shape, generator=self.generator, device=self.device))
+        if primitive == "randint":
+            return finish(torch.randint(0, high, shape, generator=self.generator, device=self.device))
+        return finish(None)
+
     def _act_index(self) -> torch.Tensor:
         """Index ``zeta`` for one action choice, shape ``(1, index_dim)``."""
-        raise NotImplementedError
+        return self._make_draw("act")
 
     def _train_index(self, batch: int) -> torch.Tensor:
         """Indices of one loss evaluation, ``(n_z, index_dim)`` or ``(batch, n_z, index_dim)``."""
-        raise NotImplementedError
+        return self._make_draw("train", batch)
 
     def _draw_xi(self) -> torch.Tensor:
-        if self.index_dim == 0:
-            return torch.zeros(0, device=self.device)
-        return draw(self._xi_distribution, (), self.index_dim, generator=self.generator)
+        return self._make_draw("xi")
 
     # --- inputs ---------------------------------------------------------------------
     def _as_actions(self, actions: Any) -> tuple[Any, int]:
@@ -686,15 +732,33 @@ class NeuralEnsemble(NeuralAgent):
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         return EnsemblePlusPlusNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
 
-    def _act_index(self) -> torch.Tensor:
-        return draw(self.reference, 1, self.index_dim, generator=self.generator, scaling="reference")
+    def _draw_plan(self, kind: str, batch: int = 0) -> DrawPlan | None:
+        M = self.index_dim
+        if kind == "act":
+            ref = self.reference
+            if ref in NORMAL_BASED:
+                return ("randn", (1, M), 0, lambda g: from_normal(ref, g, "reference"))
+            return None
+        if kind == "train":
+            dist = self.update_distribution
+            if dist == "coordinate":
+                return ("none", (), 0, lambda u: self._support)
+            if dist in NORMAL_BASED:
+                def finish(g: torch.Tensor) -> torch.Tensor:
+                    z = from_normal(dist, g, "reference")
+                    return torch.cat([z, -z], dim=-2)
+                return ("randn", (batch, M, M), 0, finish)
+            return None
+        return super()._draw_plan(kind, batch)
 
-    def _train_index(self, batch: int) -> torch.Tensor:
-        if self.update_distribution == "coordinate":
-            return self._support
-        z = draw(self.update_distribution, (batch, self.index_dim), self.index_dim, generator=self.generator,
-                 scaling="reference")
-        return torch.cat([z, -z], dim=1)
+    def _draw_unplanned(self, kind: str, batch: int = 0) -> torch.Tensor:
+        M = self.index_dim
+        if kind == "act":
+            return draw(self.reference, 1, M, generator=self.generator, scaling="reference")
+        if kind == "train":
+            z = draw(self.update_distribution, (batch, M), M, generator=self.generator, scaling="reference")
+            return torch.cat([z, -z], dim=1)
+        return super()._draw_unplanned(kind, batch)
 
 
 class EnsemblePlus(NeuralAgent):
@@ -757,12 +821,12 @@ class EnsemblePlus(NeuralAgent):
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         return EnsemblePlusNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
 
-    def _act_index(self) -> torch.Tensor:
-        k = torch.randint(0, self.index_dim, (1,), generator=self.generator, device=self.device)
-        return self._heads.index_select(0, k)
-
-    def _train_index(self, batch: int) -> torch.Tensor:
-        return self._heads
+    def _draw_plan(self, kind: str, batch: int = 0) -> DrawPlan | None:
+        if kind == "act":
+            return ("randint", (1,), self.index_dim, lambda k: self._heads[k])
+        if kind == "train":
+            return ("none", (), 0, lambda u: self._heads)
+        return super()._draw_plan(kind, batch)
 
 
 class EpiNet(NeuralAgent):
@@ -823,14 +887,15 @@ class EpiNet(NeuralAgent):
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         return EpiNetNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
 
-    def _act_index(self) -> torch.Tensor:
-        return torch.randn(1, self.index_dim, generator=self.generator, device=self.device)
-
-    def _train_index(self, batch: int) -> torch.Tensor:
-        shape = (self.n_index_samples, self.index_dim)
-        if self.style == "official":
-            shape = (batch, *shape)
-        return torch.randn(shape, generator=self.generator, device=self.device)
+    def _draw_plan(self, kind: str, batch: int = 0) -> DrawPlan | None:
+        if kind == "act":
+            return ("randn", (1, self.index_dim), 0, _identity)
+        if kind == "train":
+            shape = (self.n_index_samples, self.index_dim)
+            if self.style == "official":
+                shape = (batch, *shape)
+            return ("randn", shape, 0, _identity)
+        return super()._draw_plan(kind, batch)
 
 
 class NeuralGreedy(NeuralAgent):
@@ -867,8 +932,7 @@ class NeuralGreedy(NeuralAgent):
     def _build_model(self, generator: torch.Generator, **kwargs: Any) -> nn.Module:
         return GreedyNet(self.dim, n_outputs=self.n_outputs, generator=generator, **kwargs)
 
-    def _act_index(self) -> torch.Tensor:
-        return self._no_index
-
-    def _train_index(self, batch: int) -> torch.Tensor:
-        return self._no_index
+    def _draw_plan(self, kind: str, batch: int = 0) -> DrawPlan | None:
+        if kind in ("act", "train"):
+            return ("none", (), 0, lambda u: self._no_index)
+        return super()._draw_plan(kind, batch)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.func import functional_call, vmap
+from torch.optim.adam import adam as _functional_adam
 
 from ._agents import _MODE_DEPENDENT, NeuralAgent
 from ._models import MLP, EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet
@@ -27,14 +28,22 @@ from ._models import MLP, EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, Greed
 __all__ = ["MultiSeed"]
 
 def _blinear(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """``a @ w^T + b`` per seed: ``a`` (S, ..., in) or shared (..., in), ``w`` (S, out, in), ``b`` (S, out)."""
-    S = w.shape[0]
-    lead = max(a.dim() - 2, 1) if a.shape[0] == S and a.dim() >= 3 else a.dim() - 1
-    shape = (S,) + (1,) * (lead - 1) + tuple(w.shape[1:])
-    out = torch.matmul(a, w.transpose(-1, -2).reshape(shape[:-2] + (w.shape[2], w.shape[1])))
-    if b is not None:
-        out = out + b.reshape((S,) + (1,) * (out.dim() - 2) + (b.shape[-1],))
-    return out
+    """``a @ w^T + b`` per seed: ``a`` (S, ..., in) or shared (N, in), ``w`` (S, out, in), ``b`` (S, out)."""
+    S, n_out, n_in = w.shape
+    wt = w.transpose(1, 2)
+    if a.dim() == 2:  # one input shared by every seed
+        a3 = a.unsqueeze(0).expand(S, -1, -1)
+        lead = a.shape[:1]
+    else:
+        # All leading axes after the seed's folded into one: a single batched product of
+        # S (rows x in) @ (in x out) matrices instead of a broadcast over many small ones.
+        a3 = a.reshape(S, -1, n_in)
+        lead = a.shape[1:-1]
+    if b is None:
+        out = torch.bmm(a3, wt)
+    else:
+        out = torch.baddbmm(b.unsqueeze(1), a3, wt)
+    return out.reshape((S, *lead, n_out))
 
 
 def _bmlp(params: dict[str, torch.Tensor], prefix: str, layers: torch.nn.Sequential,
@@ -121,11 +130,17 @@ def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
     n_z = epi.shape[2]
     epi = (epi.reshape(S, B, n_z, n_out, M) * zb).sum(-1)
     with torch.no_grad():
-        act = xs.unsqueeze(1)  # (S, 1, B, in)
-        for i in range(model._n_prior_layers):
-            act = torch.matmul(act, p[f"prior_w{i}"]) + p[f"prior_b{i}"]
-            if i + 1 < model._n_prior_layers:
-                act = torch.relu(act)
+        # First layer of the M prior MLPs as one (B, in) @ (in, M * width) product per seed,
+        # the others as one batched product over the S * M networks.
+        w0 = p["prior_w0"]  # (S, M, in, w)
+        width = w0.shape[-1]
+        act = torch.bmm(xs, w0.permute(0, 2, 1, 3).reshape(S, w0.shape[2], M * width))
+        act = act.reshape(S, B, M, width).transpose(1, 2) + p["prior_b0"]  # (S, M, B, w)
+        for i in range(1, model._n_prior_layers):
+            act = torch.relu(act)
+            wi = p[f"prior_w{i}"]
+            act = torch.baddbmm(p[f"prior_b{i}"].reshape(S * M, 1, -1), act.reshape(S * M, B, -1),
+                                wi.reshape(S * M, *wi.shape[2:])).reshape(S, M, B, -1)
         prior = act.transpose(1, 2)  # (S, B, M, n_out)
     prior_term = _bcontract(prior.transpose(-1, -2), zeta)
     return base.unsqueeze(2) + model.posterior_scale * epi + model.prior_scale * prior_term
@@ -213,6 +228,7 @@ class MultiSeed:
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]).clone()
                         for name, _ in first.model.named_buffers()}
         trainable = [p for p in self.params.values() if p.requires_grad]
+        self._trainable = trainable
         try:
             self.optimizer = torch.optim.Adam(trainable, lr=first.lr, weight_decay=0.0, fused=True)
         except RuntimeError:  # parameters the fused kernel does not support
@@ -226,6 +242,7 @@ class MultiSeed:
         self.n_seen = 0
         self.n_sgd_steps = 0
         self._rows = torch.arange(S, device=self.device)
+        self._idx = torch.empty(S, first.batch_size, dtype=torch.int64, device=self.device)
         model = first.model
 
         def forward(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
@@ -241,6 +258,32 @@ class MultiSeed:
         # Hand-batched products for the default networks (much less overhead than
         # vmap over functional_call); any other module goes through vmap.
         self._native = _native_ok(model)
+
+    # --- draws ----------------------------------------------------------------------
+    def _draw_all(self, kind: str, batch: int = 0) -> torch.Tensor:
+        """Draw ``kind`` (see :meth:`NeuralAgent._draw_plan`) of every seed, stacked ``(S, ...)``.
+
+        Each seed's primitive draw comes from its own generator, written into
+        its row of one tensor, and the plan's ``finish`` runs once on all rows:
+        one small torch call per seed instead of the whole draw per seed.
+        """
+        plan = self._template._draw_plan(kind, batch)
+        if plan is None:
+            return torch.stack([a._make_draw(kind, batch) for a in self.agents])
+        primitive, shape, high, finish = plan
+        if primitive == "none":
+            u = finish(None)
+            return u.unsqueeze(0).expand(self.n_agents, *u.shape)
+        S = self.n_agents
+        if primitive == "randn":
+            out = torch.empty((S, *shape), device=self.device)
+            for s, a in enumerate(self.agents):
+                torch.randn(shape, generator=a.generator, out=out[s])
+        else:
+            out = torch.empty((S, *shape), dtype=torch.int64, device=self.device)
+            for s, a in enumerate(self.agents):
+                torch.randint(0, high, shape, generator=a.generator, out=out[s])
+        return finish(out)
 
     # --- inputs ---------------------------------------------------------------------
     def _as_actions(self, actions: Any) -> torch.Tensor:
@@ -287,7 +330,7 @@ class MultiSeed:
                 raise ValueError("mask must allow at least one action for every agent")
             m = mt
         with torch.inference_mode():
-            zeta = torch.stack([a._act_index() for a in self.agents])  # (S, 1, M)
+            zeta = self._draw_all("act")  # (S, 1, M)
             if self._native:
                 out = _native_forward(self._template.model, {**self.params, **self.buffers}, x, zeta)
             else:
@@ -328,8 +371,7 @@ class MultiSeed:
             bad = (rt != rt.round()) | (rt < 0) | (rt >= self.n_outputs)
             if bool(bad.any()):
                 raise ValueError(f"with loss='ce', r must hold class labels in 0..{self.n_outputs - 1}")
-        xi = torch.stack([a._draw_xi() for a in self.agents]) if self.index_dim else \
-            torch.zeros(self.n_agents, 0, device=self.device)
+        xi = self._draw_all("xi")
         self._x[:, self._pos] = xt
         self._r[:, self._pos] = rt
         self._xi[:, self._pos] = xi
@@ -347,9 +389,10 @@ class MultiSeed:
         n = self._size
         if n == 0:
             raise ValueError("the buffer is empty: call update() first")
-        idx = torch.stack([torch.randint(0, n, (tmpl.batch_size,), generator=a.generator, device=self.device)
-                           for a in self.agents])
-        z = torch.stack([a._train_index(tmpl.batch_size) for a in self.agents])
+        idx = self._idx
+        for s, a in enumerate(self.agents):
+            torch.randint(0, n, (tmpl.batch_size,), generator=a.generator, out=idx[s])
+        z = self._draw_all("train", tmpl.batch_size)
         rows = self._rows.unsqueeze(1)
         x, r, xi = self._x[rows, idx], self._r[rows, idx], self._xi[rows, idx]
         decay = tmpl.weight_decay / n
@@ -360,12 +403,36 @@ class MultiSeed:
             losses = _native_loss(tmpl, out, r, xi, z)
         else:
             losses = vmap(self._loss)(self.params, self.buffers, x, r, xi, z)
-        self.optimizer.zero_grad(set_to_none=True)
+        trainable = self._trainable
+        for p in trainable:
+            p.grad = None
         # Seeds share no parameters, so the gradient of the sum is every seed's own gradient.
         losses.sum().backward()
-        self.optimizer.step()
+        self._adam_step(trainable)
         self.n_sgd_steps += 1
         return losses.detach()
+
+    def _adam_step(self, params: list[torch.Tensor]) -> None:
+        """``self.optimizer.step()``, through torch's functional Adam once its state exists.
+
+        The optimiser's own ``step`` wraps the fused kernel in hooks, profiler
+        records and grad-mode switches that cost about as much as the update
+        itself at these sizes; ``torch.optim.adam.adam`` is the function
+        that ``step`` calls, given the same state tensors (updated in place,
+        so :meth:`agent` and ``optimizer.state_dict()`` see them).
+        """
+        group = self.optimizer.param_groups[0]
+        grads = [p.grad for p in params]
+        state = [self.optimizer.state.get(p) for p in params]
+        if any(g is None for g in grads) or not all(state) or group["amsgrad"] or not group["fused"]:
+            self.optimizer.step()
+            return
+        beta1, beta2 = group["betas"]
+        with torch.no_grad():
+            _functional_adam(params, grads, [st["exp_avg"] for st in state],
+                             [st["exp_avg_sq"] for st in state], [], [st["step"] for st in state],
+                             fused=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+                             weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
     # --- one seed as an ordinary agent ------------------------------------------------
     def agent(self, i: int) -> NeuralAgent:

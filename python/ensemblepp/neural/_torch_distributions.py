@@ -25,10 +25,13 @@ import math
 
 import torch
 
-__all__ = ["DISTRIBUTIONS", "SCALES", "check_distribution", "draw", "coordinate_support"]
+__all__ = ["DISTRIBUTIONS", "SCALES", "NORMAL_BASED", "check_distribution", "draw", "from_normal",
+           "coordinate_support"]
 
 DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "sphere", "cube", "coordinate", "sparse")
 SCALES: tuple[str, ...] = ("perturbation", "reference")
+# Distributions that are a fixed function of standard normal draws (see from_normal).
+NORMAL_BASED: tuple[str, ...] = ("gaussian", "sphere")
 
 
 def check_distribution(name: str, argument: str = "distribution") -> str:
@@ -117,13 +120,9 @@ def draw(name: str, size: tuple[int, ...] | int, dim: int, *, generator: torch.G
             raise ValueError(f"sparsity must be an int in [1, {dim}], got {sparsity!r}")
     device = generator.device
     full = lead + (dim,)
-    if name == "gaussian":
-        v = torch.randn(full, generator=generator, device=device, dtype=dtype) / math.sqrt(dim)
-    elif name == "sphere":
-        g = torch.randn(full, generator=generator, device=device, dtype=dtype)
-        # A zero Gaussian vector has probability zero; the clamp only guards the division.
-        v = g / g.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    elif name == "cube":
+    if name in NORMAL_BASED:
+        return from_normal(name, torch.randn(full, generator=generator, device=device, dtype=dtype), scaling)
+    if name == "cube":
         v = _random_signs(full, generator, device, dtype) / math.sqrt(dim)
     elif name == "coordinate":
         idx = torch.randint(0, dim, lead + (1,), generator=generator, device=device)
@@ -135,6 +134,40 @@ def draw(name: str, size: tuple[int, ...] | int, dim: int, *, generator: torch.G
         idx = keys.topk(s, dim=-1, largest=False).indices
         signs = _random_signs(lead + (s,), generator, device, dtype) / math.sqrt(s)
         v = torch.zeros(full, device=device, dtype=dtype).scatter_(-1, idx, signs)
+    if scaling == "reference":
+        v = v * math.sqrt(dim)
+    return v
+
+
+def from_normal(name: str, g: torch.Tensor, scaling: str = "perturbation") -> torch.Tensor:
+    """The ``gaussian`` or ``sphere`` draw made from standard normal draws ``g``.
+
+    :func:`draw` uses it on ``torch.randn`` output, so a caller that draws the
+    normals of many generators into one tensor (one row each) and transforms
+    them once gets what :func:`draw` gives each generator.
+
+    Parameters
+    ----------
+    name : {"gaussian", "sphere"}
+        The distribution (one of :data:`NORMAL_BASED`).
+    g : torch.Tensor, shape (..., dim)
+        Independent standard normal draws.
+    scaling : {"perturbation", "reference"}
+        As for :func:`draw`.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape as ``g``.
+    """
+    if name not in NORMAL_BASED:
+        raise ValueError(f"name must be one of {NORMAL_BASED}, got {name!r}")
+    dim = g.shape[-1]
+    if name == "gaussian":
+        v = g / math.sqrt(dim)
+    else:
+        # A zero Gaussian vector has probability zero; the clamp only guards the division.
+        v = g / g.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
     if scaling == "reference":
         v = v * math.sqrt(dim)
     return v
