@@ -304,6 +304,7 @@ TUNED: dict[str, dict[str, Any]] = {
     "ensemble+": {"ensemble_size": 8, "prior_scale": 0.3, "posterior_scale": 1.0, "lr": 1e-3, "style": "official"},
     "epinet": {"ensemble_size": 8, "prior_scale": 0.1, "posterior_scale": 1.0, "lr": 1e-3, "style": "official"},
 }
+TUNED_GREEDY_LR = 1e-3
 _LABELS = {"neural-ensemble++": "Ensemble++", "ensemble+": "Ensemble+", "epinet": "EpiNet"}
 
 
@@ -320,7 +321,7 @@ def neural_agent_set(env: str, which: str = "paper") -> list[dict[str, Any]]:
         learning rate 1e-4) and the greedy network on the same schedule.
         ``"tuned"``: the three agents at the values the sweep chose (the
         package defaults: one SGD step per observation), the environment
-        fixing only the loss.
+        fixing only the loss, and greedy at the same learning rate and schedule.
 
     Returns
     -------
@@ -343,8 +344,10 @@ def neural_agent_set(env: str, which: str = "paper") -> list[dict[str, Any]]:
         agents.append({"name": "neural-greedy", "label": "greedy", **greedy, **schedule, **task})
         return agents
     if which == "tuned":
-        return [{"name": name, "label": f"{label} (tuned)", **TUNED[name], **task}
-                for name, label in _LABELS.items() if TUNED[name]]
+        tuned = [{"name": name, "label": f"{label} (tuned)", **TUNED[name], **task}
+                 for name, label in _LABELS.items() if TUNED[name]]
+        # Greedy on the tuned agents' schedule and learning rate, so the comparison is like for like.
+        return tuned + [{"name": "neural-greedy", "label": "greedy (tuned)", "lr": TUNED_GREEDY_LR, **task}]
     raise ValueError(f"which must be 'paper' or 'tuned', got {which!r}")
 
 
