@@ -11,7 +11,9 @@ horizon and seeds; the score of a configuration is its final regret divided
 by that of the greedy network, averaged over the tuning environments.
 
 ``--stage check`` runs given configurations on held-out environments
-(other sizes, reward scales, classification, UCI Mushroom; see ``HELD_OUT``).
+(other sizes, reward scales, classification, UCI Mushroom; see ``HELD_OUT``);
+a configuration ``["greedy", {...}]`` is the greedy network with other
+options than the reference greedy's (e.g. the tuned agents' learning rate).
 
 The stages run in separate processes (one per environment and agent if you
 like), each writing a JSON table; later stages read the earlier files.
@@ -78,7 +80,11 @@ def score(configs: list[tuple[str, dict[str, Any]]], envs: dict[str, dict[str, A
         env = dict(env)
         extra = _env_options(env, "")
         agents = [{"name": "neural-greedy", "label": "greedy", "n_updates": 1, **extra}]
-        agents += [{"name": AGENTS[a], "label": _label(a, o), **BASE, **o, **extra} for a, o in configs]
+        for a, o in configs:
+            if a == "greedy":  # greedy with other options than the reference's (e.g. its lr)
+                agents.append({"name": "neural-greedy", "label": _label(a, o), "n_updates": 1, **o, **extra})
+            else:
+                agents.append({"name": AGENTS[a], "label": _label(a, o), **BASE, **o, **extra})
         t0 = time.perf_counter()
         out = _run(env, agents, horizon, n_seeds)
         log(f"{env_name}: {time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}")
@@ -137,7 +143,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--stage", choices=("1", "2", "table", "check"), default="1")
     parser.add_argument("--env", nargs="+", help="environments to run (default: all of the stage)")
-    parser.add_argument("--agent", nargs="+", choices=sorted(AGENTS), help="stage 1: agents to sweep")
+    parser.add_argument("--agent", nargs="+", choices=sorted(AGENTS), help="stage 1 and 2: agents to sweep")
+    parser.add_argument("--control", action="store_true", help="stage 2: re-run each stage-1 best as well")
     parser.add_argument("--inputs", type=Path, nargs="*", default=[], help="earlier JSON files (stage 2, table)")
     parser.add_argument("--configs", type=Path, help="JSON list of [agent, options] for --stage check")
     parser.add_argument("--json", type=Path)
@@ -157,8 +164,13 @@ def main() -> None:
     elif args.stage == "2":
         earlier = _merge(args.inputs)
         best = best_configs(earlier, list(TUNING))
+        if args.agent:
+            best = {a: c for a, c in best.items() if a in args.agent}
         log("best stage-1 configurations: " + "; ".join(_label(*c) for c in best.values()))
-        table = score(stage2_configs(best), envs, args.horizon, args.seeds, log)
+        configs = stage2_configs(best)
+        if args.control:  # the stage-1 best again: shows that stage 1 reproduces with this code
+            configs = list(best.values()) + configs
+        table = score(configs, envs, args.horizon, args.seeds, log)
     elif args.stage == "check":
         configs = [tuple(c) for c in json.loads(args.configs.read_text())]
         table = score(configs, envs, args.horizon, args.seeds, log)

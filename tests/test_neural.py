@@ -375,6 +375,26 @@ def test_agents_learn_nonlinear_bandit(cls, kw, device) -> None:
     assert regret[-100:].sum() < 0.1 * uniform * 100
 
 
+def _stuck(cls, seed: int) -> bool:
+    """Whether ``cls`` at its default exploration settings ends on a suboptimal arm of the small bandit."""
+    extra = {} if cls is NeuralGreedy else {"perturbation_scale": 0.1}
+    agent = cls(4, hidden=(32, 32), update_start=16, batch_size=32, lr=3e-3, seed=seed, **extra)
+    regret, uniform = _nonlinear_bandit(agent, seed=0)
+    return bool(regret[-100:].sum() > 0.1 * uniform * 100)
+
+
+def test_default_exploration_escapes_the_greedy_trap() -> None:
+    # The small bandit has a suboptimal arm that greedy settles on for some network seeds;
+    # Ensemble++ and EpiNet at their default prior scales must leave it for every seed. (EpiNet
+    # at prior 0.1, the sweep's best on the large bandits, stays on it for 3 of 8 seeds, as greedy
+    # does: docs/results.md. Ensemble+ stays on it for 2-4 of 8 seeds at every prior from 0.3 to 3,
+    # so it is not held to this.)
+    seeds = range(4)
+    assert any(_stuck(NeuralGreedy, s) for s in seeds)
+    for cls in (NeuralEnsemble, EpiNet):
+        assert not any(_stuck(cls, s) for s in seeds), cls.__name__
+
+
 @pytest.mark.parametrize("cls", [NeuralEnsemble, EnsemblePlus, EpiNet])
 def test_classification_agents_learn_bernoulli_bandit(cls) -> None:
     rng = np.random.default_rng(9)

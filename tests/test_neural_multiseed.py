@@ -189,9 +189,9 @@ def test_tuned_values_are_the_constructor_defaults():
 
     from ensemblepp.experiments.presets import TUNED
 
-    # EpiNet keeps its earlier defaults (its tuned values failed a small-bandit check, see the docstring).
-    classes = {"neural-ensemble++": NeuralEnsemble, "ensemble+": EnsemblePlus}
-    for name, opts in ((k, v) for k, v in TUNED.items() if k in classes):
+    classes = {"neural-ensemble++": NeuralEnsemble, "ensemble+": EnsemblePlus, "epinet": EpiNet}
+    assert set(TUNED) == set(classes)
+    for name, opts in TUNED.items():
         params = inspect.signature(classes[name]).parameters
         for key, value in opts.items():
             assert params[key].default == value, (name, key)

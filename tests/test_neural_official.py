@@ -87,7 +87,7 @@ def test_epinet_official_laws_and_per_sample_indices():
     z = agent._train_index(128)
     assert z.shape == (128, 16, M)  # one set of indices per observation, N(0, I)
     assert z.std().item() == pytest.approx(1.0, rel=0.03)
-    assert EpiNet(D, M)._train_index(128).shape == (16, M)  # default style: shared indices
+    assert EpiNet(D, M, style="ensemblepp")._train_index(128).shape == (16, M)  # shared indices
     # base head with its bias enters f(x, z) additively
     x = torch.randn(4, D)
     zz = torch.randn(3, M)

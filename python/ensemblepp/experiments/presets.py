@@ -302,7 +302,7 @@ TUNED: dict[str, dict[str, Any]] = {
     "neural-ensemble++": {"ensemble_size": 8, "prior_scale": 0.1, "posterior_scale": 1.0, "lr": 1e-3,
                           "style": "official"},
     "ensemble+": {"ensemble_size": 8, "prior_scale": 0.3, "posterior_scale": 1.0, "lr": 1e-3, "style": "official"},
-    "epinet": {"ensemble_size": 8, "prior_scale": 0.1, "posterior_scale": 1.0, "lr": 1e-3, "style": "official"},
+    "epinet": {"ensemble_size": 8, "prior_scale": 0.3, "posterior_scale": 1.0, "lr": 1e-3, "style": "official"},
 }
 TUNED_GREEDY_LR = 1e-3
 _LABELS = {"neural-ensemble++": "Ensemble++", "ensemble+": "Ensemble+", "epinet": "EpiNet"}

@@ -645,8 +645,8 @@ _COMMON_DOC = """
     batch_size : int
         Minibatch size, drawn with replacement (default 128).
     lr : float
-        Adam learning rate (default 1e-3 for Ensemble++ and Ensemble+, chosen by
-        the sweep of docs/results.md; 1e-4, the paper's, for EpiNet and greedy).
+        Adam learning rate (default 1e-3 for Ensemble++, Ensemble+ and EpiNet,
+        chosen by the sweep of docs/results.md; 1e-4, the paper's, for greedy).
     weight_decay : float
         ``wd``; Adam's L2 coefficient is ``wd / len(buffer)`` (default 0.01).
     device : str or torch.device
@@ -852,25 +852,29 @@ class EpiNet(NeuralAgent):
         Hidden widths of the epinet (default ``(15, 15)``) and of each prior MLP (``(5, 5)``).
     feature_dim : int, optional
         Output width of ``feature_net`` when it cannot be inferred.
-    style : {"ensemblepp", "official"}
-        See above. The defaults (prior 1, lr 1e-4, ``"ensemblepp"``) are the
-        earlier ones: the sweep's best EpiNet (prior 0.1, lr 1e-3, ``"official"``,
-        the preset's "tuned" EpiNet) under-explored a small test bandit and its
-        held-out check did not run (docs/results.md).
+    style : {"official", "ensemblepp"}
+        See above (default ``"official"``).
+
+    Notes
+    -----
+    The defaults (prior 0.3, posterior 1, lr 1e-3, ``"official"``) come from
+    the sweep of docs/results.md: prior 0.3 is within the sweep's noise of
+    its best (0.1) on the tuning bandits, and unlike 0.1 it leaves the
+    suboptimal arm of a small bandit that greedy settles on.
     """
 
     _xi_distribution = "sphere"
 
     def __init__(self, dim: int | None, ensemble_size: int = 8, *, hidden: Sequence[int] = (64, 64),
-                 feature_net: nn.Module | None = None, prior_scale: float = 1.0,
+                 feature_net: nn.Module | None = None, prior_scale: float = 0.3,
                  posterior_scale: float = 1.0, n_outputs: int = 1, loss: str = "mse",
                  perturbation_scale: float = 0.01, buffer_capacity: int = 10000,
                  update_start: int = 128, update_every: int = 1, n_updates: int = 1,
-                 batch_size: int = 128, lr: float = 1e-4, weight_decay: float = 0.01,
+                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.01,
                  device: str | torch.device = "cpu", seed: int | None = None,
                  n_index_samples: int = 16, epinet_hidden: Sequence[int] = (15, 15),
                  prior_hidden: Sequence[int] = (5, 5), feature_dim: int | None = None,
-                 style: str = "ensemblepp") -> None:
+                 style: str = "official") -> None:
         self.style = check_style(style)
         M = _int_arg(ensemble_size, "ensemble_size", 1)
         self.n_index_samples = _int_arg(n_index_samples, "n_index_samples", 1)
