@@ -241,7 +241,7 @@ class MultiSeed:
         self._size = 0
         self.n_seen = 0
         self.n_sgd_steps = 0
-        self._rows = torch.arange(S, device=self.device)
+        self._row_offsets = (torch.arange(S, device=self.device) * cap).unsqueeze(1)
         self._idx = torch.empty(S, first.batch_size, dtype=torch.int64, device=self.device)
         model = first.model
 
@@ -393,8 +393,16 @@ class MultiSeed:
         for s, a in enumerate(self.agents):
             torch.randint(0, n, (tmpl.batch_size,), generator=a.generator, out=idx[s])
         z = self._draw_all("train", tmpl.batch_size)
-        rows = self._rows.unsqueeze(1)
-        x, r, xi = self._x[rows, idx], self._r[rows, idx], self._xi[rows, idx]
+        # Slot idx[s, j] of seed s is row s * capacity + idx[s, j] of the flattened buffers:
+        # one index_select per buffer instead of advanced indexing with two index tensors.
+        flat = (idx + self._row_offsets).reshape(-1)
+        B = tmpl.batch_size
+        x = self._x.view(-1, self.dim).index_select(0, flat).reshape(self.n_agents, B, self.dim)
+        r = self._r.view(-1).index_select(0, flat).reshape(self.n_agents, B)
+        if self.index_dim:
+            xi = self._xi.view(-1, self.index_dim).index_select(0, flat).reshape(self.n_agents, B, self.index_dim)
+        else:
+            xi = self._xi[:, :B]  # empty (S, B, 0)
         decay = tmpl.weight_decay / n
         for group in self.optimizer.param_groups:
             group["weight_decay"] = decay
