@@ -25,10 +25,22 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("name, prior, n_updates", [("mushroom", 1.0, 50), ("shuttle", 0.2, 50)])
-def test_presets_use_the_paper_settings(name: str, prior: float, n_updates: int) -> None:
+@pytest.mark.parametrize("name", ["mushroom", "shuttle"])
+def test_presets_use_the_package_defaults(name: str) -> None:
+    from ensemblepp.experiments.presets import TUNED, TUNED_GREEDY_LR
+
     (cfg,) = preset_configs(name)
-    config = ExperimentConfig.from_dict(cfg)
+    by_name = {a.name: a.options for a in ExperimentConfig.from_dict(cfg).agents}
+    for agent, opts in TUNED.items():
+        assert by_name[agent] == opts  # one SGD step per observation: no schedule options
+    assert by_name["neural-greedy"] == {"lr": TUNED_GREEDY_LR}
+    with pytest.raises(ValueError, match="settings"):
+        uci_config(name, settings="tuned")
+
+
+@pytest.mark.parametrize("name, prior, n_updates", [("mushroom", 1.0, 50), ("shuttle", 0.2, 50)])
+def test_paper_settings_are_kept(name: str, prior: float, n_updates: int) -> None:
+    config = ExperimentConfig.from_dict(uci_config(name, settings="paper"))
     assert config.environment == name
     by_name = {a.name: a.options for a in config.agents}
     assert set(by_name) == {"neural-ensemble++", "ensemble+", "epinet", "neural-greedy",

