@@ -12,7 +12,7 @@ agent, so that a run stopped early still leaves the finished agents.
 Usage::
 
     python benchmarks/run_neural_long.py --env quadratic --set paper --horizon 20000 --seeds 5 --out DIR
-    python benchmarks/run_neural_long.py --summary --out DIR
+    python benchmarks/run_neural_long.py --summary --out DIR [DIR ...]
 """
 
 from __future__ import annotations
@@ -56,25 +56,28 @@ def run(env: str, which: str, horizon: int, n_seeds: int, out: Path, only: list[
               f"in {time.perf_counter() - t0:.0f} s (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
-def summary(out: Path) -> None:
+def summary(outs: list[Path], marks: tuple[int, ...] = (3000, 5000, 10000)) -> None:
+    """Print one table row per agent of every results file in the folders ``outs``."""
     rows = []
-    for path in sorted(out.glob("*.json")):
-        res = Results.load(path)
-        for lab in res.agents:
-            cum = res.cumulative_regret(lab)
-            final = cum[:, -1]
-            T = cum.shape[1]
-            half = cum[:, -1] - cum[:, T // 2 - 1]
-            at3k = cum[:, min(T, 3000) - 1].mean()
-            which = "tuned" if "-tuned-" in path.stem else "paper"
-            rows.append((res.config["environment"]["name"], which, lab, T, len(final), final.mean(),
-                         final.std(ddof=1) / np.sqrt(len(final)), at3k, half.mean(),
-                         1e3 * res.seconds_per_step[lab] / len(final)))
-    print("| environment | set | agent | T | seeds | final regret | regret at t=3000 | regret in the 2nd half "
-          "| ms per seed-step |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for env, which, lab, T, n, m, se, at3k, half, ms in sorted(rows):
-        print(f"| {env} | {which} | {lab} | {T} | {n} | {m:.1f} ± {se:.1f} | {at3k:.1f} | {half:.1f} | {ms:.2f} |")
+    for out in outs:
+        for path in sorted(out.glob("*.json")):
+            res = Results.load(path)
+            for lab in res.agents:
+                cum = res.cumulative_regret(lab)
+                final = cum[:, -1]
+                T = cum.shape[1]
+                half = cum[:, -1] - cum[:, T // 2 - 1]
+                at = [f"{cum[:, t - 1].mean():.1f}" if t <= T else "" for t in marks]
+                which = "tuned" if "-tuned-" in path.stem else "paper"
+                rows.append((res.config["environment"]["name"], which, lab, T, len(final), final.mean(),
+                             final.std(ddof=1) / np.sqrt(len(final)), at, half.mean(),
+                             1e3 * res.seconds_per_step[lab] / len(final)))
+    print("| environment | set | agent | T | seeds | final regret | " + " | ".join(f"regret at t={t}" for t in marks)
+          + " | regret in the 2nd half | ms per seed-step |")
+    print("| --- | --- | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in marks) + " | ---: | ---: |")
+    for env, which, lab, T, n, m, se, at, half, ms in sorted(rows):
+        print(f"| {env} | {which} | {lab} | {T} | {n} | {m:.1f} ± {se:.1f} | " + " | ".join(at)
+              + f" | {half:.1f} | {ms:.2f} |")
 
 
 def main() -> None:
@@ -84,14 +87,17 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=10000)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="run only agents whose label contains one of these")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, nargs="+", required=True,
+                        help="results folder (--summary: one or more)")
     parser.add_argument("--summary", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.summary:
         summary(args.out)
     else:
-        run(args.env, args.which, args.horizon, args.seeds, args.out, args.only)
+        if len(args.out) != 1:
+            parser.error("a run writes to one --out folder")
+        run(args.env, args.which, args.horizon, args.seeds, args.out[0], args.only)
 
 
 if __name__ == "__main__":
