@@ -215,3 +215,15 @@ def test_batched_draws_are_each_seeds_own_draws_bit_for_bit(cls, extra):
             alone = torch.stack([a._make_draw(kind, 7) for a in singles])
             assert batched.shape == alone.shape
             assert torch.equal(batched, alone), (kind, cls.__name__)
+
+
+def test_subclass_drawing_in_its_own_method_still_batches():
+    class FixedIndex(NeuralEnsemble):
+        # Acts with the first coordinate direction always: an _act_index override, no plan.
+        def _act_index(self):
+            return torch.eye(self.index_dim, device=self.device)[:1] * 2.0
+
+    ms = MultiSeed(FixedIndex, 5, [0, 1], ensemble_size=4)
+    singles = [FixedIndex(5, seed=s, ensemble_size=4) for s in (0, 1)]
+    assert torch.equal(ms._draw_all("act"), torch.stack([a._act_index() for a in singles]))
+    assert torch.equal(ms._draw_all("xi"), torch.stack([a._draw_xi() for a in singles]))

@@ -215,7 +215,8 @@ class NeuralAgent:
                 name = self._xi_distribution
                 return ("randn", (self.index_dim,), 0, lambda g: from_normal(name, g))
             return None
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _draw_plan for {kind!r} draws "
+                                  "(or override _act_index / _train_index)")
 
     def _draw_unplanned(self, kind: str, batch: int = 0) -> torch.Tensor:
         """The draws :meth:`_draw_plan` has no plan for."""

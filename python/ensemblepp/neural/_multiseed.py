@@ -270,7 +270,13 @@ class MultiSeed:
         its row of one tensor, and the plan's ``finish`` runs once on all rows:
         one small torch call per seed instead of the whole draw per seed.
         """
-        plan = self._template._draw_plan(kind, batch)
+        tmpl = self._template
+        method = {"act": "_act_index", "xi": "_draw_xi", "train": "_train_index"}[kind]
+        if getattr(type(tmpl), method) is not getattr(NeuralAgent, method):
+            # A subclass that draws in its own method rather than through a plan.
+            args = (batch,) if kind == "train" else ()
+            return torch.stack([getattr(a, method)(*args) for a in self.agents])
+        plan = tmpl._draw_plan(kind, batch)
         if plan is None:
             return torch.stack([a._make_draw(kind, batch) for a in self.agents])
         primitive, shape, high, finish = plan
