@@ -46,7 +46,7 @@ def _trajectories(cls, opts, seeds, shared=False, mask=None):
 
 def _assert_same_agent(ms, i, single):
     for name, p in single.model.named_parameters():
-        torch.testing.assert_close(ms.params[name][i], p.detach(), atol=2e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(ms.param(name, i), p.detach(), atol=2e-5, rtol=1e-4, msg=name)
     for name, b in single.model.named_buffers():
         torch.testing.assert_close(ms.buffers[name][i], b, msg=name)
 

@@ -27,10 +27,9 @@ from ._models import MLP, EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, Greed
 
 __all__ = ["MultiSeed"]
 
-def _blinear(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """``a @ w^T + b`` per seed: ``a`` (S, ..., in) or shared (N, in), ``w`` (S, out, in), ``b`` (S, out)."""
-    S, n_out, n_in = w.shape
-    wt = w.transpose(1, 2)
+def _blinear(a: torch.Tensor, wt: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """``a @ wt + b`` per seed: ``a`` (S, ..., in) or shared (N, in), ``wt`` (S, in, out), ``b`` (S, out)."""
+    S, n_in, n_out = wt.shape
     if a.dim() == 2:  # one input shared by every seed
         a3 = a.unsqueeze(0).expand(S, -1, -1)
         lead = a.shape[:1]
@@ -46,9 +45,30 @@ def _blinear(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.
     return out.reshape((S, *lead, n_out))
 
 
+def _linear_weights(model: torch.nn.Module) -> set[str]:
+    """Names of the ``nn.Linear`` weights that :func:`_bmlp` multiplies (stored transposed)."""
+    names = set()
+    for prefix in _MLP_PREFIXES:
+        seq = model.get_submodule(prefix) if _has_submodule(model, prefix) else None
+        if isinstance(seq, torch.nn.Sequential):
+            names |= {f"{prefix}.{i}.weight" for i, m in enumerate(seq) if isinstance(m, torch.nn.Linear)}
+    return names
+
+
+_MLP_PREFIXES = ("feature_net.layers", "prior_net.layers", "epi_rest")
+
+
+def _has_submodule(model: torch.nn.Module, name: str) -> bool:
+    try:
+        return model.get_submodule(name) is not None
+    except AttributeError:
+        return False
+
+
 def _bmlp(params: dict[str, torch.Tensor], prefix: str, layers: torch.nn.Sequential,
           x: torch.Tensor) -> torch.Tensor:
-    """The default MLP (Linear/ReLU layers) of every seed at once."""
+    """The default MLP (Linear/ReLU layers) of every seed at once; its weights are stored
+    transposed, ``(S, in, out)``, so that their gradients come out in the stored layout."""
     a = x
     for i, mod in enumerate(layers):
         if isinstance(mod, torch.nn.Linear):
@@ -223,11 +243,19 @@ class MultiSeed:
         self._template = first
         names = [n for n, _ in first.model.named_parameters()]
         models = [a.model for a in self.agents]
+        # Hand-batched products for the default networks (much less overhead than
+        # vmap over functional_call); any other module goes through vmap.
+        self._native = _native_ok(first.model)
+        # The native path keeps the MLP weights as (S, in, out): a product with a transposed
+        # (S, out, in) weight returns a non-contiguous gradient that autograd copies every step.
+        self._transposed = _linear_weights(first.model) if self._native else set()
         self.params: dict[str, torch.Tensor] = {}
         for name in names:
             ref = dict(first.model.named_parameters())[name]
-            stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models]).clone()
-            self.params[name] = stacked.requires_grad_(ref.requires_grad)
+            stacked = torch.stack([dict(m.named_parameters())[name].detach() for m in models])
+            if name in self._transposed:
+                stacked = stacked.transpose(1, 2)
+            self.params[name] = stacked.contiguous().clone().requires_grad_(ref.requires_grad)
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]).clone()
                         for name, _ in first.model.named_buffers()}
         trainable = [p for p in self.params.values() if p.requires_grad]
@@ -258,9 +286,6 @@ class MultiSeed:
 
         self._forward = forward
         self._loss = loss
-        # Hand-batched products for the default networks (much less overhead than
-        # vmap over functional_call); any other module goes through vmap.
-        self._native = _native_ok(model)
 
     # --- draws ----------------------------------------------------------------------
     def _draw_all(self, kind: str, batch: int = 0) -> torch.Tensor:
@@ -452,6 +477,15 @@ class MultiSeed:
                              weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
     # --- one seed as an ordinary agent ------------------------------------------------
+    def _layout(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """One seed's slice of stacked parameter ``name`` in the module's own layout."""
+        return value.T if name in self._transposed else value
+
+    def param(self, name: str, i: int) -> torch.Tensor:
+        """Seed ``i``'s parameter ``name`` (a name of ``model.named_parameters()``), detached,
+        in the module's own layout (a view of the batch's storage)."""
+        return self._layout(name, self.params[name][i].detach())
+
     def agent(self, i: int) -> NeuralAgent:
         """Agent ``i`` as an ordinary single agent, its state copied out of the batch.
 
@@ -466,15 +500,17 @@ class MultiSeed:
         a = self.agents[i]
         with torch.no_grad():
             for name, p in a.model.named_parameters():
-                p.copy_(self.params[name][i])
+                p.copy_(self.param(name, i))
             for name, b in a.model.named_buffers():
                 b.copy_(self.buffers[name][i])
-        trainable = [p for p in self.params.values() if p.requires_grad]
-        for p_single, p_stack in zip(a.optimizer.param_groups[0]["params"], trainable):
-            st = self.optimizer.state.get(p_stack)
+        names = [n for n, p in self.params.items() if p.requires_grad]
+        for p_single, name in zip(a.optimizer.param_groups[0]["params"], names):
+            st = self.optimizer.state.get(self.params[name])
             if st:
-                a.optimizer.state[p_single] = {k: (v.clone() if k == "step" else v[i].clone())
-                                               for k, v in st.items()}
+                # Contiguous copies: the fused Adam kernel reads its state as flat memory.
+                a.optimizer.state[p_single] = {
+                    k: v.clone() if k == "step" else self._layout(name, v[i]).clone(
+                        memory_format=torch.contiguous_format) for k, v in st.items()}
         a.optimizer.param_groups[0]["weight_decay"] = self.optimizer.param_groups[0]["weight_decay"]
         cap = a.buffer_capacity
         a.buffer.x.copy_(self._x[i])
