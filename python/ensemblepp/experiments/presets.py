@@ -595,8 +595,8 @@ _BUILTIN: list[tuple[str, Any, str | None, str]] = [
     ("hate-speech", f"{_REAL}:hate_speech_configs", None,
      "Content moderation of the Davidson et al. tweets (hate = class 0): publish (1 if benign, -0.5 if "
      "hateful) or block (0.5). Frozen all-MiniLM-L6-v2 embeddings, 3000-post subset, T=3000, 3 seeds: neural "
-     "Ensemble++ vs Ensemble+ vs greedy (package defaults) and linear agents; then Ensemble++ with the encoder fine-tuned vs "
-     "frozen on 500 posts (minutes on a CPU). Needs the text extra: pip install \"ensemblepp[text]\"."),
+     "Ensemble++ vs Ensemble+ vs greedy (package defaults) and linear agents; then Ensemble++ with the encoder "
+     "fine-tuned vs frozen on 500 posts (minutes on a CPU). Needs the text extra: pip install \"ensemblepp[text]\"."),
 ]
 for _name, _config, _driver, _description in _BUILTIN:
     register_preset(_name, _config, _description, driver=_driver)
