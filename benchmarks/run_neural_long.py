@@ -56,7 +56,7 @@ def run(env: str, which: str, horizon: int, n_seeds: int, out: Path, only: list[
               f"in {time.perf_counter() - t0:.0f} s (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
-def summary(outs: list[Path], marks: tuple[int, ...] = (3000, 5000, 10000)) -> None:
+def summary(outs: list[Path], marks: tuple[int, ...] = (3000, 5000, 10000, 20000)) -> None:
     """Print one table row per agent of every results file in the folders ``outs``."""
     rows = []
     for out in outs:
