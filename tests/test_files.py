@@ -111,6 +111,44 @@ def _refused(path: Path, field: str | None = None, device: str | None = None) ->
 
 # ---- round trips -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list(LINEAR))
+def test_a_version_1_file_is_converted_and_continues_the_trajectory(tmp_path: Path, name: str) -> None:
+    # Version 1 stored the precision factor U (P = U^T U) as "prec" and the accumulator F = P A;
+    # build such a file from a saved agent, independently of the loader's conversion.
+    rng = np.random.default_rng(3)
+    d = 4
+    agent = LINEAR[name](n_agents=2, seed=4)
+    agent.update(rng.normal(size=(2, 6, d)), rng.normal(size=(2, 6)))
+    path = tmp_path / "v1.epp"
+    agent.save(path)
+
+    def to_version_1(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        L = arrays.pop("cov_root")
+        U = np.stack([np.linalg.inv(Lb).T for Lb in L])  # Sigma = L^T L = U^-1 U^-T
+        arrays["prec"] = np.triu(U)
+        if "factor" in arrays:
+            P = np.swapaxes(U, 1, 2) @ U
+            arrays["factor"] = (P @ arrays["factor"].astype(np.float64)).astype(arrays["factor"].dtype)
+        meta["version"] = 1
+
+    _craft(path, to_version_1)
+    loaded = epp.load(path)
+    want, got = agent._state_arrays(), loaded._state_arrays()
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-12, err_msg=key)
+    X = rng.normal(size=(5, d))
+    np.testing.assert_array_equal(loaded.act(X), agent.act(X))
+    # Its own invariants are checked: a version 1 factor that is not upper triangular is refused.
+    agent.save(path)
+
+    def bad(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        to_version_1(meta, arrays)
+        arrays["prec"][0, 2, 0] = 0.5
+
+    _craft(path, bad)
+    _refused(path, "prec")
+
+
+@pytest.mark.parametrize("name", list(LINEAR))
 @pytest.mark.parametrize("n_agents", [None, 3])
 def test_linear_round_trip_continues_the_trajectory(tmp_path: Path, name: str, n_agents: int | None) -> None:
     agent = _trained(name, n_agents=n_agents)
@@ -249,7 +287,7 @@ CRAFTED: dict[str, tuple[Callable[[dict[str, Any], dict[str, np.ndarray]], None]
     "unknown family": (lambda m, a: m.update(family="quantum"), "family"),
     "other format": (lambda m, a: m.update(format="something-else"), "format"),
     "newer version": (lambda m, a: m.update(version=3), "version"),
-    "version 1 (precision-factor state)": (lambda m, a: m.update(version=1), "version"),
+    "version 1 header on version 2 arrays": (lambda m, a: m.update(version=1), "prec"),
     "unknown hyperparameter": (lambda m, a: m["hyperparameters"].update(colour="red"), "colour"),
     "missing hyperparameter": (lambda m, a: m["hyperparameters"].pop("noise_std"), "noise_std"),
     "dim as a string": (lambda m, a: m["hyperparameters"].update(dim="4"), "dim"),

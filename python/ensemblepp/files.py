@@ -41,6 +41,9 @@ __all__ = ["ModelFileError", "save", "load", "FORMAT", "VERSION"]
 
 FORMAT = "ensemblepp-model"
 VERSION = 2  # 2: linear state holds the covariance square root L (was the precision factor U)
+# Versions read: 1 (linear state as the precision factor ``prec`` and the accumulator F, converted
+# on load; neural files are the same in both) and 2.
+_READS = (1, 2)
 _META = "meta.json"
 _MAX_META_BYTES = 64 * 2**20  # JSON of a neural agent with a text buffer stays far below
 _MAX_ENTRIES = 100_000
@@ -225,8 +228,9 @@ class _Archive:
             raise self.fail(_META, "not a JSON object")
         if meta.get("format") != FORMAT:
             raise self.fail("format", f"not an ensemblepp model file (format {meta.get('format')!r:.60})")
-        if meta.get("version") != VERSION:
-            raise self.fail("version", f"unsupported version {meta.get('version')!r:.40}, this library reads {VERSION}")
+        if meta.get("version") not in _READS or isinstance(meta.get("version"), bool):
+            raise self.fail("version", f"unsupported version {meta.get('version')!r:.40}, this library reads "
+                                       f"{' and '.join(map(str, _READS))}")
         if set(meta) != _META_KEYS:
             raise self.fail(_META, f"keys {sorted(set(meta) ^ _META_KEYS)} missing or unknown")
         for key, kind in (("family", str), ("class", str), ("device", str), ("hyperparameters", dict),
@@ -423,6 +427,9 @@ def _load_linear(archive: _Archive, device: str | None) -> Any:
         raise archive.fail("forgetting", str(exc)) from None
     expected = {name: ((B, *shape), np.dtype(dt).newbyteorder("<"))
                 for name, (shape, dt) in cls._state_shapes(shell).items()}
+    version1 = meta["version"] == 1
+    if version1:  # the precision factor U where version 2 holds L (same shape and dtype)
+        expected = {("prec" if k == "cov_root" else k): v for k, v in expected.items()}
     expected["prior_mean"] = ((d,), np.dtype("<f8"))
     expected["prior_cov"] = ((d, d), np.dtype("<f8"))
     archive.expect_arrays(expected)
@@ -431,6 +438,9 @@ def _load_linear(archive: _Archive, device: str | None) -> Any:
     for name, a in arrays.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise archive.fail(name, "holds NaN or infinite values")
+    if version1:
+        _convert_version1(archive, arrays, cls._has_factor)
+        expected = {("cov_root" if k == "prec" else k): v for k, v in expected.items()}
     root = arrays["cov_root"]
     if np.triu(root, 1).any():
         raise archive.fail("cov_root", "the covariance factor is not lower triangular")
@@ -457,6 +467,30 @@ def _load_linear(archive: _Archive, device: str | None) -> Any:
             exc._device_argument = True  # type: ignore[attr-defined]
             raise
         raise archive.fail(_field_of(exc, "hyperparameters"), str(exc)) from None
+
+
+def _convert_version1(archive: _Archive, arrays: dict[str, np.ndarray], has_factor: bool) -> None:
+    """Version 1's linear state in version 2's form, in place, after its own checks.
+
+    Version 1 kept the upper Cholesky factor U of the precision (P = U^T U) and, for the factor
+    policies, the accumulator F with A = P^-1 F (Ensemble++) or offsets P^-1 F (ensemble sampling).
+    With W = U^-1: Sigma = W W^T = L^T L for L = W^T (lower triangular, positive diagonal), and
+    P^-1 F = W (W^T F); computed in float64, the factor rounded once to its dtype.
+    """
+    U = arrays.pop("prec")
+    if np.tril(U, -1).any():
+        raise archive.fail("prec", "the precision factor is not upper triangular")
+    if not (np.diagonal(U, axis1=1, axis2=2) > 0).all():
+        raise archive.fail("prec", "the precision factor has a diagonal entry <= 0 (not a Cholesky factor)")
+    eye = np.eye(U.shape[-1])
+    W = np.stack([np.triu(np.linalg.solve(Ub, eye)) for Ub in U]) if U.shape[0] else U.copy()
+    arrays["cov_root"] = np.ascontiguousarray(np.tril(np.swapaxes(W, 1, 2)))
+    if has_factor:
+        F = arrays["factor"]
+        A = W @ (np.swapaxes(W, 1, 2) @ F.astype(np.float64))
+        if not np.isfinite(A).all():
+            raise archive.fail("factor", "holds values that overflow when converted from version 1")
+        arrays["factor"] = A.astype(F.dtype)
 
 
 # ---- neural ------------------------------------------------------------------------------------
