@@ -45,14 +45,7 @@ namespace {
 using detail::parallel_ranges;
 using detail::threads_for;
 
-// Per-thread scratch that lives across calls, so that a step allocates nothing.
-template <class T>
-std::vector<T>& scratch_buffer(int slot, size_t n) {
-  thread_local std::vector<T> buffers[4];
-  std::vector<T>& b = buffers[slot];
-  if (b.size() < n) b.resize(n);
-  return b;
-}
+using detail::scratch_buffer;
 
 struct Best {
   long index = -1;

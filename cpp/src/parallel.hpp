@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -66,6 +67,16 @@ void parallel_ranges(long n, int nt, F&& body, const std::int64_t* prefix = null
                                 " is NaN, infinite or beyond the representable range (|r| / noise_std > " + range);
   throw std::invalid_argument("x: features of agent " + std::to_string(agent) +
                               " are NaN, infinite or beyond the representable range (|x| / noise_std > " + range);
+}
+
+// Per-thread scratch that lives across calls, so that a step allocates nothing. One pool for
+// both drivers' files: no driver calls another while it holds a slot.
+template <class T>
+std::vector<T>& scratch_buffer(int slot, size_t n) {
+  thread_local std::vector<T> buffers[4];
+  std::vector<T>& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  return b;
 }
 
 // An agent whose observe() refused an update (linear.hpp): the lowest index is reported.

@@ -18,15 +18,9 @@ namespace ensemblepp {
 
 namespace {
 
+using detail::scratch_buffer;
 using detail::threads_for;
 
-template <class T>
-std::vector<T>& scratch(int slot, size_t n) {
-  thread_local std::vector<T> buffers[3];
-  std::vector<T>& b = buffers[slot];
-  if (b.size() < n) b.resize(n);
-  return b;
-}
 
 // Rows of one agent from which update_ragged takes the closed form instead of the sequential
 // step: at least 16, and at least d, since the closed form costs about 1.5 d^3 once against
@@ -140,7 +134,7 @@ void update_ragged(const LinearConfig& c, const BatchState<T>& s, const Forgetti
   const double work = double(n_rows) * d * (d + c.ensemble_size) + double(B) * d * d;
   std::atomic<long> refused{-1};
   detail::parallel_ranges(B, threads_for(work), [&](long lo, long hi) {
-    double* buf = scratch<double>(0, scratch_size(c)).data();
+    double* buf = scratch_buffer<double>(0, scratch_size(c)).data();
     for (long b = lo; b < hi; ++b) {
       const AgentState<T> st = s.agent(c, b);
       if (!forgets && offsets[b + 1] - offsets[b] >= closed_form_rows_from(d) &&
@@ -211,11 +205,11 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
       if (!mask[k]) masked.row(k).setZero();
     X = masked.data();
   }
-  std::vector<T>& sc = scratch<T>(1, static_cast<size_t>(K) * 256 + d);
+  std::vector<T>& sc = scratch_buffer<T>(1, static_cast<size_t>(K) * 256 + d);
   T* buf = sc.data();
   if (c.policy == Policy::greedy || c.policy == Policy::ucb) {
     T* theta = buf + K;
-    double* work = scratch<double>(2, scratch_size(c)).data();
+    double* work = scratch_buffer<double>(2, scratch_size(c)).data();
     sample_theta(c, s, theta, work);  // the mean: no draw, the counter is untouched
     for (int i = 0; i < d; ++i)
       if (!std::isfinite(theta[i])) return 1;
@@ -238,7 +232,7 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
   // as the CUDA body): equal action rows then get bit-equal scores, so exactly tied actions share
   // their votes evenly. Eigen's blocked products round two equal rows differently.
   const int n = c.policy == Policy::thompson ? d : M;
-  std::vector<T>& gs = scratch<T>(2, static_cast<size_t>(K) * (n + 1));
+  std::vector<T>& gs = scratch_buffer<T>(2, static_cast<size_t>(K) * (n + 1));
   T* G = gs.data();  // (K, n)
   T* s0 = G + K * n;
   bool finite = true;
@@ -279,7 +273,7 @@ int agent_probabilities(const LinearConfig& c, const AgentState<T>& s, const T* 
   // vectorised scoring made the draws twice as slow (measured).
   constexpr long kChunk = 256;
   const long W = std::min(kChunk, n_samples);
-  std::vector<T>& vs = scratch<T>(0, static_cast<size_t>(n) * (K + W));
+  std::vector<T>& vs = scratch_buffer<T>(0, static_cast<size_t>(n) * (K + W));
   T* GT = vs.data();
   T* V = GT + n * K;  // (W, n): draw q at V + q n
   for (long k = 0; k < K; ++k)

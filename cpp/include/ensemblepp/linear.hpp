@@ -156,20 +156,6 @@ void sample_theta(const LinearConfig& c, const AgentState<T>& s, T* theta, doubl
   for (int i = 0; i < d; ++i) theta[i] = static_cast<T>(y[i]);
 }
 
-/// x' Sigma x / eta^2 = |L x / eta|^2 for the LinUCB bonus and the checks, in double.
-template <class X>
-inline double quadratic_form(const double* L, int d, const X* x, double scale) {
-  double q = 0.0;
-  for (int j = 0; j < d; ++j) {
-    const double* row = L + long(j) * d;
-    double f = 0.0;
-    for (int i = 0; i <= j; ++i) f += row[i] * static_cast<double>(x[i]);
-    f *= scale;
-    q += f * f;
-  }
-  return q;
-}
-
 /// Is the observation (x, r) within the bounds that keep the state finite (input_bound)?
 /// Returns 0 when it is, 1 for r, 2 for x (NaN and infinity are out of bounds).
 template <class T>
