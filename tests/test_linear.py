@@ -479,6 +479,20 @@ def test_load_rejects_other_files(tmp_path) -> None:
         epp.load(tmp_path / "x.npz")
 
 
+def test_a_batch_beyond_the_caches_starts_from_the_same_prior_as_single_agents() -> None:
+    # 2500 agents at d=64 hold 82 MB of square-root covariances: above 64 MB the prior copy uses
+    # streaming stores (batch.cpp); every agent must still start exactly where it starts alone.
+    d, B = 64, 2500
+    var = np.diag(np.linspace(0.5, 2.0, d))  # a diagonal prior with distinct variances
+    batch = epp.LinearEnsemble(d, 2, n_agents=B, seed=9, prior_var=var)
+    L = batch.covariance_factor
+    for b in (0, 1, 1250, B - 1):
+        alone = epp.LinearEnsemble(d, 2, seed=9, stream_ids=b, prior_var=var)
+        np.testing.assert_array_equal(L[b], alone.covariance_factor)
+        np.testing.assert_array_equal(batch.factor[b], alone.factor)
+    np.testing.assert_array_equal(L, np.broadcast_to(L[0], L.shape))  # no agent's copy is torn
+
+
 def test_portable_and_avx2_builds_agree() -> None:
     import subprocess
     import sys

@@ -26,6 +26,10 @@
 #include <cmath>
 #include <cstdint>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include "ensemblepp/distributions.hpp"
 #include "ensemblepp/linear_config.hpp"
 
@@ -70,6 +74,18 @@ inline long scratch_size(const LinearConfig& c) {
   return 5L * c.dim + 2L * c.ensemble_size + 4;
 }
 
+namespace detail {
+/// dst[0..n) = src[0..n) with streaming stores where the CPU has them (the caller fences).
+inline void copy_bypassing_cache(double* dst, const double* src, long n) {
+  long i = 0;
+#if defined(__AVX2__)
+  for (; i < n && (reinterpret_cast<std::uintptr_t>(dst + i) & 31) != 0; ++i) dst[i] = src[i];
+  for (; i + 4 <= n; i += 4) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
+#endif
+  for (; i < n; ++i) dst[i] = src[i];
+}
+}  // namespace detail
+
 /// Writes the prior state of one agent: L = L_0, mu = mu_0 and, for the policies with a factor,
 /// A = L_0^T Z with the d rows of Z drawn at counter values 0, ..., d-1 of its stream (Ensemble++:
 /// perturbation distribution at perturbation scale; ensemble sampling: standard normal). The
@@ -77,10 +93,16 @@ inline long scratch_size(const LinearConfig& c) {
 /// ensemble sampling each model offset has covariance Sigma_0). Leaves the counter at d. Entry (i, m)
 /// accumulates L_0[k, i] Z_km over k = i, ..., d-1 in increasing k (the CUDA body adds in the
 /// same order).
+/// @param bypass_cache write L with non-temporal stores (batches larger than the caches: the d x d
+///        copy is most of the work, and ordinary stores would first read every line they write).
 template <class T>
-void init_agent(const LinearConfig& c, const Prior& p, const AgentState<T>& s, double* scratch) {
+void init_agent(const LinearConfig& c, const Prior& p, const AgentState<T>& s, double* scratch,
+                bool bypass_cache = false) {
   const int d = c.dim, M = c.ensemble_size;
-  for (long i = 0; i < long(d) * d; ++i) s.cov_root[i] = p.cov_root[i];
+  if (bypass_cache)
+    detail::copy_bypassing_cache(s.cov_root, p.cov_root, long(d) * d);
+  else
+    for (long i = 0; i < long(d) * d; ++i) s.cov_root[i] = p.cov_root[i];
   for (int i = 0; i < d; ++i) s.mean[i] = p.mean[i];
   *s.step = 0;
   if (!has_factor(c.policy)) return;
