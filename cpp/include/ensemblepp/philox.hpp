@@ -239,38 +239,48 @@ EPP_HD void normal_pair(const Block4& b, double& n0, double& n1) {
   box_muller<double, std::uint64_t>(b.v[0], b.v[1], b.v[2], b.v[3], n0, n1);
 }
 
+#if defined(EPP_SIMD_NORMALS)
+namespace detail {
+/// G vector lane sets of normal_pairs: blocks j0, ..., j0 + 4G - 1, of which the first
+/// min(count, 4G) are stored.
+template <int G>
+inline void normal_lane_sets(const Stream& stream, std::uint32_t j0, int count, double* n0, double* n1) {
+  const u64x4 lane = {0, 1, 2, 3};
+  const std::uint64_t high = static_cast<std::uint64_t>(static_cast<std::uint32_t>(stream.step >> 32)) << 16;
+  u64x4 c[G][4];
+  for (int g = 0; g < G; ++g) {
+    c[g][0] = ((lane + (j0 + 4u * static_cast<std::uint32_t>(g))) & 0xFFFFull) | high;
+    c[g][1] = u64x4{} + static_cast<std::uint32_t>(stream.step);
+    c[g][2] = u64x4{} + static_cast<std::uint32_t>(stream.id);
+    c[g][3] = u64x4{} + static_cast<std::uint32_t>(stream.id >> 32);
+  }
+  philox_rounds<G>(c, static_cast<std::uint32_t>(stream.seed), static_cast<std::uint32_t>(stream.seed >> 32));
+  for (int g = 0; g < G && 4 * g < count; ++g) {
+    f64x4 a, b;
+    box_muller<f64x4, u64x4>(c[g][0], c[g][1], c[g][2], c[g][3], a, b);
+    const int n = count - 4 * g < 4 ? count - 4 * g : 4;
+    for (int l = 0; l < n; ++l) {
+      n0[4 * g + l] = a[l];
+      n1[4 * g + l] = b[l];
+    }
+  }
+}
+}  // namespace detail
+#endif
+
 /// Normals of blocks j0, ..., j0 + count - 1 of @p stream: n0[i], n1[i] = normal_pair(block j0 + i).
-/// On an AVX2 + FMA host, four blocks per vector lane set and two sets interleaved (the Philox
-/// multiply chains are latency-bound); the lanes evaluate the same box_muller with the same fused
-/// steps, so the values are bit for bit those of normal_pair (tested).
+/// On an AVX2 + FMA host, four blocks per vector lane set, two sets interleaved where there are
+/// more than four blocks left (the Philox multiply chains are latency-bound); the lanes evaluate
+/// the same box_muller with the same fused steps, so the values are bit for bit those of
+/// normal_pair (tested).
 EPP_HD void normal_pairs(const Stream& stream, std::uint32_t j0, int count, double* n0, double* n1) {
 #if defined(EPP_SIMD_NORMALS)
-  using detail::f64x4;
-  using detail::u64x4;
-  const std::uint32_t high = static_cast<std::uint32_t>(stream.step >> 32) << 16;
-  const std::uint32_t k0 = static_cast<std::uint32_t>(stream.seed);
-  const std::uint32_t k1 = static_cast<std::uint32_t>(stream.seed >> 32);
-  const u64x4 lane = {0, 1, 2, 3};
-  int i = 0;
-  while (i < count) {
-    constexpr int G = 2;
-    u64x4 c[G][4];
-    for (int g = 0; g < G; ++g) {
-      c[g][0] = ((lane + (j0 + static_cast<std::uint32_t>(i + 4 * g))) & 0xFFFFull) | high;
-      c[g][1] = u64x4{} + static_cast<std::uint32_t>(stream.step);
-      c[g][2] = u64x4{} + static_cast<std::uint32_t>(stream.id);
-      c[g][3] = u64x4{} + static_cast<std::uint32_t>(stream.id >> 32);
-    }
-    philox_rounds<G>(c, k0, k1);
-    for (int g = 0; g < G && i < count; ++g, i += 4) {
-      f64x4 a, b;
-      box_muller<f64x4, u64x4>(c[g][0], c[g][1], c[g][2], c[g][3], a, b);
-      const int n = count - i < 4 ? count - i : 4;
-      for (int l = 0; l < n; ++l) {
-        n0[i + l] = a[l];
-        n1[i + l] = b[l];
-      }
-    }
+  for (int i = 0; i < count; i += 8) {
+    const std::uint32_t j = j0 + static_cast<std::uint32_t>(i);
+    if (count - i > 4)
+      detail::normal_lane_sets<2>(stream, j, count - i, n0 + i, n1 + i);
+    else
+      detail::normal_lane_sets<1>(stream, j, count - i, n0 + i, n1 + i);
   }
 #else
   for (int i = 0; i < count; ++i)
