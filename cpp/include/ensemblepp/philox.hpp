@@ -137,8 +137,8 @@ EPP_HD std::uint64_t bits_of_double(double d) {
   return u;
 #endif
 }
-/// The lane operations box_muller() needs, for one double lane; normal_simd.hpp gives the same
-/// names for four lanes. fused() is a single-rounding a*b+c wherever the hardware has it, so that
+/// The lane operations box_muller() needs, for one double lane and (EPP_SIMD_NORMALS) for four
+/// AVX2 lanes. fused() is a single-rounding a*b+c wherever the hardware has it, so that
 /// the scalar and the vector lanes round identically (the portable x86 build has no FMA and
 /// rounds twice: its draws differ from the AVX2 build's in the last bits).
 EPP_HD double fused(double a, double b, double c) {
@@ -180,7 +180,7 @@ EPP_HD D horner(D z, double c0, Rest... rest) { return horner_from(splat<D>(c0),
 
 /// Box-Muller map of one Philox block (words w0..w3, one per lane, in the low 32 bits of U) to two
 /// independent standard normals, written once for every lane type: double/uint64 (host and
-/// device) and four AVX2 lanes (normal_simd.hpp). No libm call, no branch:
+/// device) and four AVX2 lanes (normal_pairs). No libm call, no branch:
 ///
 ///   u1 = (k + 1/2) 2^-52 with k the 52 bits (w0 << 20) ^ w1: uniform on (0, 1), never 0;
 ///   the angle is (q + f) pi/2, q = w2 >> 30 a uniform quadrant and f = j 2^-52 - 1/2 with j the
