@@ -130,7 +130,8 @@ template <class T>
 void initialize(const LinearConfig& c, const BatchState<T>& s, const Prior& prior, long first) {
   const long B = s.n_agents, d = c.dim;
   const double work = double(B - first) * d * (d + (prior.diagonal ? 1.0 : d / 2.0) * c.ensemble_size);
-  // Beyond the last-level cache the prior copy is a pure store stream: bypass the cache.
+  // A batch whose roots outgrow the caches (64 MB: more than the last-level cache a core gets on
+  // common servers) makes the prior copy a pure store stream: bypass the cache.
   const bool bypass = double(B - first) * d * d * sizeof(double) > 64e6;
   parallel_ranges(B - first, threads_for(work), [&](long lo, long hi) {
     double* scratch = scratch_buffer<double>(0, scratch_size(c)).data();
