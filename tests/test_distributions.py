@@ -95,6 +95,57 @@ def test_gaussian_draws_are_box_muller_of_the_philox_words(seed: int, agent: int
     np.testing.assert_allclose(got, _box_muller_reference(seed, agent, step, n // 2), rtol=0, atol=2e-14)
 
 
+VECTOR_LANES_DRIVER = r"""
+#include <cstdio>
+#include "ensemblepp/philox.hpp"
+using namespace ensemblepp;
+int main() {
+#if !defined(EPP_SIMD_NORMALS)
+  std::puts("no vector lanes");
+  return 1;
+#else
+  long mismatches = 0, pairs = 0;
+  for (int count = 1; count <= 21; ++count)      // one lane set, two, and tails of each
+    for (std::uint64_t s = 0; s < 300; ++s) {
+      const Stream st{s * 0x9E3779B97F4A7C15ull, (s << 33) | s, ~s * 3};
+      double a[21], b[21];
+      normal_pairs(st, 65530, count, a, b);     // the block index wraps at 2^16 inside the run
+      for (int i = 0; i < count; ++i, ++pairs) {
+        double x, y;
+        normal_pair(st.block(65530 + static_cast<std::uint32_t>(i)), x, y);
+        mismatches += (x != a[i]) + (y != b[i]);
+      }
+    }
+  std::printf("%ld %ld\n", mismatches, pairs);
+  return 0;
+#endif
+}
+"""
+
+
+def test_vector_lanes_draw_the_scalar_map_bit_for_bit(tmp_path) -> None:
+    # The CPU evaluates box_muller on four AVX2 lanes, the GPU and the portable build one pair at
+    # a time: the same fused steps must give the same bits, or CPU and GPU runs would part.
+    import os
+    import platform
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if platform.machine() not in ("x86_64", "AMD64") or cxx is None:
+        pytest.skip("needs an x86-64 host with a C++ compiler")
+    if "avx2" not in _core.ISA and _core.ISA != "native":
+        pytest.skip(f"this CPU runs the {_core.ISA} build, without AVX2 + FMA lanes")
+    src = tmp_path / "lanes.cpp"
+    src.write_text(VECTOR_LANES_DRIVER)
+    include = Path(__file__).resolve().parents[1] / "cpp" / "include"
+    subprocess.run([cxx, "-std=c++17", "-O2", "-mavx2", "-mfma", "-I", str(include), str(src), "-o",
+                    str(tmp_path / "lanes")], check=True, capture_output=True, text=True)
+    out = subprocess.run([str(tmp_path / "lanes")], check=True, capture_output=True, text=True).stdout.split()
+    assert int(out[1]) == 21 * 22 // 2 * 300 and int(out[0]) == 0
+
+
 def test_gaussian_tails_and_kurtosis() -> None:
     g = epp.draw("gaussian", 10_000, 40, seed=21, scaling="reference").ravel()
     assert stats.kstest(g, "norm").pvalue > 1e-3

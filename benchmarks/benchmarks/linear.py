@@ -118,3 +118,15 @@ class Ratios:
         return ref / core
 
     track_speedup_over_numpy_d16.unit = "x"
+
+
+class Draws:
+    """The five sampling distributions through ``ensemblepp.draw``: 1e5 vectors of length M
+    (Gaussian and sphere: the Box-Muller map of generator version 2, on AVX2 lanes where the CPU
+    has them)."""
+
+    params = (list(epp.DISTRIBUTIONS), [8, 64])
+    param_names = ["distribution", "M"]
+
+    def time_draw(self, distribution: str, M: int) -> None:
+        epp.draw(distribution, 100_000, M, seed=1)
