@@ -28,21 +28,13 @@ from ._models import MLP, EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, Greed
 __all__ = ["MultiSeed"]
 
 def _blinear(a: torch.Tensor, wt: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """``a @ wt + b`` per seed: ``a`` (S, ..., in) or shared (N, in), ``wt`` (S, in, out), ``b`` (S, out)."""
-    S, n_in, n_out = wt.shape
+    """``a @ wt + b`` per seed: ``a`` (S, rows, in) or shared (N, in), ``wt`` (S, in, out),
+    ``b`` (S, out); returns a new (S, rows, out) tensor."""
     if a.dim() == 2:  # one input shared by every seed
-        a3 = a.unsqueeze(0).expand(S, -1, -1)
-        lead = a.shape[:1]
-    else:
-        # All leading axes after the seed's folded into one: a single batched product of
-        # S (rows x in) @ (in x out) matrices instead of a broadcast over many small ones.
-        a3 = a.reshape(S, -1, n_in)
-        lead = a.shape[1:-1]
+        a = a.unsqueeze(0).expand(wt.shape[0], -1, -1)
     if b is None:
-        out = torch.bmm(a3, wt)
-    else:
-        out = torch.baddbmm(b.unsqueeze(1), a3, wt)
-    return out.reshape((S, *lead, n_out))
+        return torch.bmm(a, wt)
+    return torch.baddbmm(b.unsqueeze(1), a, wt)
 
 
 def _linear_weights(model: torch.nn.Module) -> set[str]:
@@ -66,18 +58,32 @@ def _has_submodule(model: torch.nn.Module, name: str) -> bool:
 
 
 def _bmlp(params: dict[str, torch.Tensor], prefix: str, layers: torch.nn.Sequential,
-          x: torch.Tensor) -> torch.Tensor:
-    """The default MLP (Linear/ReLU layers) of every seed at once; its weights are stored
-    transposed, ``(S, in, out)``, so that their gradients come out in the stored layout."""
+          x: torch.Tensor, owned: bool = False) -> torch.Tensor:
+    """The default MLP (Linear/ReLU layers) of every seed at once, ``x`` (S, ..., in) or shared
+    (N, in). Its weights are stored transposed, ``(S, in, out)``, so that their gradients come
+    out in the stored layout. ``owned``: ``x`` is a temporary that a leading ReLU may overwrite.
+
+    Every leading axis after the seed's is folded into one (a single batched product of S
+    (rows x in) @ (in x out) matrices per layer), and the ReLUs work in place on the fresh
+    output of the product before it (neither a product nor a sum keeps its output for the
+    backward pass); a ReLU in place on a reshaped view would make autograd copy the whole
+    tensor back.
+    """
+    S = next(params[f"{prefix}.{i}.weight"] for i, m in enumerate(layers)
+             if isinstance(m, torch.nn.Linear)).shape[0]
+    lead = x.shape[:1] if x.dim() == 2 else x.shape[1:-1]
     a = x
     for i, mod in enumerate(layers):
         if isinstance(mod, torch.nn.Linear):
+            if a.dim() > 3:
+                a = a.reshape(S, -1, a.shape[-1])
             a = _blinear(a, params[f"{prefix}.{i}.weight"], params.get(f"{prefix}.{i}.bias"))
+            owned = True
         elif isinstance(mod, torch.nn.ReLU):
-            a = torch.relu(a)
+            a = torch.relu_(a) if owned else torch.relu(a)
         else:  # pragma: no cover - guarded by _native_ok
             raise TypeError(f"unsupported layer {type(mod).__name__}")
-    return a
+    return a.reshape((S, *lead, a.shape[-1]))
 
 
 def _bcontract(g: torch.Tensor, zeta: torch.Tensor) -> torch.Tensor:
@@ -149,24 +155,49 @@ def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
         zpart = torch.bmm(zeta.reshape(S, B * n_z, M), p["epi_z"]).reshape(S, B, n_z, -1)
         pre = a.unsqueeze(2) + zpart
         zb = zeta.unsqueeze(3)  # (S, B, n_z, 1, M)
-    epi = _bmlp(p, "epi_rest", model.epi_rest, pre)  # (S, B, n_z, M * n_out)
+    epi = _bmlp(p, "epi_rest", model.epi_rest, pre, owned=True)  # (S, B, n_z, M * n_out)
     n_z = epi.shape[2]
-    epi = (epi.reshape(S, B, n_z, n_out, M) * zb).sum(-1)
     with torch.no_grad():
-        # First layer of the M prior MLPs as one (B, in) @ (in, M * width) product per seed,
-        # the others as one batched product over the S * M networks.
-        w0 = p["prior_w0"]  # (S, M, in, w)
-        width = w0.shape[-1]
-        act = torch.bmm(xs, w0.permute(0, 2, 1, 3).reshape(S, w0.shape[2], M * width))
-        act = act.reshape(S, B, M, width).transpose(1, 2) + p["prior_b0"]  # (S, M, B, w)
-        for i in range(1, model._n_prior_layers):
-            act = torch.relu(act)
-            wi = p[f"prior_w{i}"]
-            act = torch.baddbmm(p[f"prior_b{i}"].reshape(S * M, 1, -1), act.reshape(S * M, B, -1),
-                                wi.reshape(S * M, *wi.shape[2:])).reshape(S, M, B, -1)
-        prior = act.transpose(1, 2)  # (S, B, M, n_out)
-    prior_term = _bcontract(prior.transpose(-1, -2), zeta)
-    return base.unsqueeze(2) + model.posterior_scale * epi + model.prior_scale * prior_term
+        prior = _epinet_prior(p, xs, model._n_prior_layers, M)  # (S, B, M * n_out)
+    # sum_m (s_post epi_m + s_prior p_m) z_m: the two index contractions of the single
+    # network as one, the prior broadcast over the n_z indices.
+    comb = torch.add(model.prior_scale * prior.reshape(S, B, 1, M, n_out).transpose(-1, -2),
+                     epi.reshape(S, B, n_z, n_out, M), alpha=model.posterior_scale)
+    return base.unsqueeze(2) + (comb * zb).sum(-1)
+
+
+def _epinet_prior(p: dict[str, torch.Tensor], xs: torch.Tensor, n_layers: int, M: int) -> torch.Tensor:
+    """The M frozen prior MLPs of every seed, ``(S, B, M * n_out)`` (``[m, o]`` flattened).
+
+    Layer 0 is one ``(B, in) @ (in, M * width)`` product per seed, the later
+    layers one product with the block-diagonal ``(M * in, M * out)`` matrix of
+    the M networks' weights, so that the activations keep their ``(S, B, M *
+    width)`` layout and are never transposed (the layouts are made once, by
+    :func:`_prior_layouts`).
+    """
+    act = torch.baddbmm(p["_prior_b0"], xs, p["_prior_w0"])
+    for i in range(1, n_layers):
+        act = torch.baddbmm(p[f"_prior_b{i}"], torch.relu_(act), p[f"_prior_w{i}"])
+    return act
+
+
+def _prior_layouts(buffers: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+    """The stacked prior weights ``prior_w{i}`` ``(S, M, in, out)`` and biases ``prior_b{i}``
+    ``(S, M, 1, out)`` in the layouts :func:`_epinet_prior` multiplies."""
+    out = {}
+    for i in range(n_layers):
+        w, b = buffers[f"prior_w{i}"], buffers[f"prior_b{i}"]
+        S, M, n_in, n_out = w.shape
+        if i == 0:
+            lay = w.permute(0, 2, 1, 3).reshape(S, n_in, M * n_out)
+        else:
+            lay = w.new_zeros(S, M, n_in, M, n_out)
+            for m in range(M):
+                lay[:, m, :, m, :] = w[:, m]
+            lay = lay.reshape(S, M * n_in, M * n_out)
+        out[f"_prior_w{i}"] = lay.contiguous()
+        out[f"_prior_b{i}"] = b.reshape(S, 1, M * n_out).contiguous()
+    return out
 
 
 def _native_loss(agent: NeuralAgent, out: torch.Tensor, r: torch.Tensor, xi: torch.Tensor,
@@ -274,6 +305,14 @@ class MultiSeed:
         self.n_sgd_steps = 0
         self._row_offsets = (torch.arange(S, device=self.device) * cap).unsqueeze(1)
         self._idx = torch.empty(S, first.batch_size, dtype=torch.int64, device=self.device)
+        # Row views made once: each step fills seed s's row from seed s's generator in one call.
+        self._idx_rows = list(self._idx.unbind(0))
+        self._draw_buffers: dict[tuple[Any, ...], tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        # Everything the hand-batched forward reads, in one dict (the tensors are updated in
+        # place), with EpiNet's frozen prior weights also in the layout it multiplies.
+        self._native_inputs = {**self.params, **self.buffers}
+        if self._native and isinstance(first.model, EpiNetNet):
+            self._native_inputs.update(_prior_layouts(self.buffers, first.model._n_prior_layers))
         model = first.model
 
         def forward(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
@@ -308,16 +347,31 @@ class MultiSeed:
         if primitive == "none":
             u = finish(None)
             return u.unsqueeze(0).expand(self.n_agents, *u.shape)
-        S = self.n_agents
+        out, rows = self._draw_buffer(primitive, shape)
+        # Tensor.normal_ and Tensor.random_ are what torch.randn and torch.randint call on
+        # their output, so each row holds exactly the single agent's draw.
         if primitive == "randn":
-            out = torch.empty((S, *shape), device=self.device)
-            for s, a in enumerate(self.agents):
-                torch.randn(shape, generator=a.generator, out=out[s])
+            for row, a in zip(rows, self.agents):
+                row.normal_(generator=a.generator)
         else:
-            out = torch.empty((S, *shape), dtype=torch.int64, device=self.device)
-            for s, a in enumerate(self.agents):
-                torch.randint(0, high, shape, generator=a.generator, out=out[s])
+            for row, a in zip(rows, self.agents):
+                row.random_(0, high, generator=a.generator)
         return finish(out)
+
+    def _draw_buffer(self, primitive: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """A preallocated ``(S, *shape)`` tensor for ``primitive`` draws and its per-seed rows.
+
+        Reused by every draw of that shape: a draw is consumed (copied into the
+        buffers, or used by one forward and backward pass) before the next one.
+        """
+        # torch.randn draws in the default dtype, so the single agent's draws do too.
+        dtype = torch.get_default_dtype() if primitive == "randn" else torch.int64
+        key = (primitive, tuple(shape), dtype)
+        buf = self._draw_buffers.get(key)
+        if buf is None:
+            out = torch.empty((self.n_agents, *shape), dtype=dtype, device=self.device)
+            buf = self._draw_buffers[key] = (out, list(out.unbind(0)))
+        return buf
 
     # --- inputs ---------------------------------------------------------------------
     def _as_actions(self, actions: Any) -> torch.Tensor:
@@ -366,7 +420,7 @@ class MultiSeed:
         with torch.inference_mode():
             zeta = self._draw_all("act")  # (S, 1, M)
             if self._native:
-                out = _native_forward(self._template.model, {**self.params, **self.buffers}, x, zeta)
+                out = _native_forward(self._template.model, self._native_inputs, x, zeta)
             else:
                 in_x = 0 if x.dim() == 3 else None
                 out = vmap(self._forward, in_dims=(0, 0, in_x, 0))(self.params, self.buffers, x, zeta)
@@ -424,8 +478,8 @@ class MultiSeed:
         if n == 0:
             raise ValueError("the buffer is empty: call update() first")
         idx = self._idx
-        for s, a in enumerate(self.agents):
-            torch.randint(0, n, (tmpl.batch_size,), generator=a.generator, out=idx[s])
+        for row, a in zip(self._idx_rows, self.agents):
+            row.random_(0, n, generator=a.generator)
         z = self._draw_all("train", tmpl.batch_size)
         # Slot idx[s, j] of seed s is row s * capacity + idx[s, j] of the flattened buffers:
         # one index_select per buffer instead of advanced indexing with two index tensors.
@@ -441,7 +495,7 @@ class MultiSeed:
         for group in self.optimizer.param_groups:
             group["weight_decay"] = decay
         if self._native:
-            out = _native_forward(tmpl.model, {**self.params, **self.buffers}, x, z)
+            out = _native_forward(tmpl.model, self._native_inputs, x, z)
             losses = _native_loss(tmpl, out, r, xi, z)
         else:
             losses = vmap(self._loss)(self.params, self.buffers, x, r, xi, z)
