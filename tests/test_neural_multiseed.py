@@ -19,6 +19,10 @@ CASES = [
     (EnsemblePlus, {"style": "official", "posterior_scale": 0.5}),
     (EpiNet, {}),
     (EpiNet, {"style": "official"}),
+    # Indices shared by the minibatch; several outputs and prior MLPs of unequal widths
+    # (the batched prior's block-diagonal layout and the fused index contraction).
+    (EpiNet, {"style": "ensemblepp"}),
+    (EpiNet, {"loss": "ce", "n_outputs": 3, "prior_hidden": (4, 3, 2), "prior_scale": 2.0}),
     (NeuralGreedy, {}),
     (NeuralEnsemble, {"loss": "ce", "n_outputs": 2}),
 ]
