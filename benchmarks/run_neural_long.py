@@ -244,11 +244,12 @@ def regret_table(docs: list[dict], marks: tuple[int, ...] = (3000, 5000, 10000, 
     return "\n".join(lines)
 
 
-def _reference(doc: dict) -> str:
+def _reference(doc: dict) -> str | None:
+    """The Ensemble++ agent of a summary (None while its run has not finished)."""
     refs = [lab for lab in doc["agents"] if lab.startswith(REFERENCE + " ")]
-    if len(refs) != 1:
-        raise ValueError(f"{doc['environment']}/{doc['set']}/T={doc['horizon']}: no single {REFERENCE} agent")
-    return refs[0]
+    if len(refs) > 1:
+        raise ValueError(f"{doc['environment']}/{doc['set']}/T={doc['horizon']}: several {REFERENCE} agents")
+    return refs[0] if refs else None
 
 
 def _spans(t: list[int], holds: np.ndarray) -> str:
@@ -275,6 +276,8 @@ def paired_table(docs: list[dict], marks: tuple[int, ...] = (10000, 50000)) -> s
              "| --- | --- | --- | ---: | ---: | --- | --- |"]
     for doc in docs:
         ref = _reference(doc)
+        if ref is None:
+            continue
         T = doc["horizon"]
         ts = sorted({t for t in marks if t in doc["t"]} | {T})
         for lab in sorted(doc["agents"]):
