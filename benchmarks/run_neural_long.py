@@ -295,15 +295,16 @@ def paired_table(docs: list[dict], marks: tuple[int, ...] = (10000, 50000)) -> s
     return "\n".join(lines)
 
 
-def summary(outs: list[Path], write: Path | None = None) -> None:
+def summary(outs: list[Path], write: Path | None = None, horizons: list[int] | None = None) -> None:
     """Print the regret and paired-difference tables of every file in the folders ``outs``
-    (raw results files or summaries) and, with ``write``, write the summaries of the raw files there."""
+    (raw results files or summaries; with ``horizons``, only the runs of those horizons) and,
+    with ``write``, write the summaries of the raw files there."""
     if write is not None:
         raw = [p for out in outs for p in sorted(out.glob("*.json"))
                if json.loads(p.read_text(encoding="utf-8")).get("format") != SUMMARY_FORMAT]
         for path in write_summaries(compact(raw), write):
             print(f"wrote {path}")
-    docs = gather(outs)
+    docs = [d for d in gather(outs) if not horizons or d["horizon"] in horizons]
     print(regret_table(docs))
     print()
     print(paired_table(docs))
@@ -320,15 +321,17 @@ def main() -> None:
                         help="results folder (--summary: one or more)")
     parser.add_argument("--summary", action="store_true",
                         help="print the tables of the raw results files and summaries in --out")
+    parser.add_argument("--horizons", type=int, nargs="+", metavar="T",
+                        help="with --summary: print only the runs of these horizons")
     parser.add_argument("--write", type=Path, metavar="DEST",
                         help="with --summary: write the summary of the raw files in --out to "
                              "DEST/<env>-<set>-T<horizon>.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.write is not None and not args.summary:
-        parser.error("--write goes with --summary")
+    if (args.write is not None or args.horizons) and not args.summary:
+        parser.error("--write and --horizons go with --summary")
     if args.summary:
-        summary(args.out, args.write)
+        summary(args.out, args.write, args.horizons)
     else:
         if len(args.out) != 1:
             parser.error("a run writes to one --out folder")

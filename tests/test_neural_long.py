@@ -118,3 +118,12 @@ def test_grid_needs_a_multiple_of_100(long):
     with pytest.raises(ValueError, match="horizon"):
         long.grid(150)
     np.testing.assert_array_equal(long.grid(500)[:3], [5, 10, 15])
+
+
+def test_summary_prints_only_the_horizons_asked_for(long, raw, tmp_path, capsys):
+    long.write_summaries(long.compact(sorted(raw.glob("*.json"))), tmp_path)
+    long.summary([tmp_path], horizons=[T])
+    # one row in the regret table, one in the paired table
+    assert capsys.readouterr().out.count(f"| quadratic | tuned | greedy (tuned) | {T} |") == 2
+    long.summary([tmp_path], horizons=[2 * T])
+    assert "greedy" not in capsys.readouterr().out
