@@ -771,6 +771,11 @@ class LinearPolicy:
         ValueError
             For shapes that do not match, or NaN or infinite features or rewards; the state is
             then left unchanged.
+
+        Notes
+        -----
+        Rows are applied one by one. To learn from many logged rows at once, :meth:`warm_start`
+        gives the same result up to rounding, in closed form, several times faster.
         """
         if self._fast and mask is None and type(x) is np.ndarray and x.ndim == 1 and isinstance(r, float):
             self._kernel.update1(x, r)  # converts dtype, byte order and layout itself
