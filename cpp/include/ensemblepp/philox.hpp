@@ -118,25 +118,6 @@ EPP_HD std::uint32_t uniform_index(std::uint32_t w, std::uint32_t n) {
 }
 
 namespace detail {
-/// Bit views of a double, host and device (no type punning through unions).
-EPP_HD double double_from_bits(std::uint64_t u) {
-#if defined(__CUDA_ARCH__)
-  return __longlong_as_double(static_cast<long long>(u));
-#else
-  double d;
-  std::memcpy(&d, &u, sizeof d);
-  return d;
-#endif
-}
-EPP_HD std::uint64_t bits_of_double(double d) {
-#if defined(__CUDA_ARCH__)
-  return static_cast<std::uint64_t>(__double_as_longlong(d));
-#else
-  std::uint64_t u;
-  std::memcpy(&u, &d, sizeof u);
-  return u;
-#endif
-}
 /// The lane operations box_muller() needs, for one double lane and (EPP_SIMD_NORMALS) for four
 /// AVX2 lanes. fused() is a single-rounding a*b+c wherever the hardware has it, so that
 /// the scalar and the vector lanes round identically (the portable x86 build has no FMA and
@@ -150,8 +131,25 @@ EPP_HD double fused(double a, double b, double c) {
 }
 EPP_HD double square_root(double x) { return sqrt(x); }
 EPP_HD std::uint64_t mask_if_greater(std::uint64_t a, std::uint64_t b) { return a > b ? ~std::uint64_t{0} : 0; }
-EPP_HD std::uint64_t as_bits(double d) { return bits_of_double(d); }
-EPP_HD double as_double(std::uint64_t u) { return double_from_bits(u); }
+/// Bit views of a double, host and device (no type punning through unions).
+EPP_HD std::uint64_t as_bits(double d) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<std::uint64_t>(__double_as_longlong(d));
+#else
+  std::uint64_t u;
+  std::memcpy(&u, &d, sizeof u);
+  return u;
+#endif
+}
+EPP_HD double as_double(std::uint64_t u) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(u));
+#else
+  double d;
+  std::memcpy(&d, &u, sizeof d);
+  return d;
+#endif
+}
 #if defined(EPP_SIMD_NORMALS)
 inline f64x4 fused(f64x4 a, f64x4 b, f64x4 c) { return (f64x4)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c); }
 inline f64x4 square_root(f64x4 x) { return (f64x4)_mm256_sqrt_pd((__m256d)x); }
@@ -162,10 +160,9 @@ inline u64x4 mask_if_greater(u64x4 a, u64x4 b) {
 inline u64x4 as_bits(f64x4 d) { return (u64x4)d; }
 inline f64x4 as_double(u64x4 u) { return (f64x4)u; }
 #endif
-template <class V>
-EPP_HD V splat(double c) { V v = {}; return v + c; }
-template <class V>
-EPP_HD V splat_bits(std::uint64_t c) { V v = {}; return v + c; }
+/// c in every lane of V (a scalar V is c itself).
+template <class V, class S>
+EPP_HD V splat(S c) { V v = {}; return v + c; }
 
 /// Horner evaluation of c0 z^n + c1 z^(n-1) + ... + cn with fused steps (unrolled at compile time).
 template <class D>
@@ -196,15 +193,15 @@ template <class D, class U>
 EPP_HD void box_muller(U w0, U w1, U w2, U w3, D& n0, D& n1) {
   using namespace detail;
   constexpr std::uint64_t kMantissa = 0x000FFFFFFFFFFFFFull, kOne = 0x3FF0000000000000ull;
-  const U mask52 = splat_bits<U>(kMantissa), one = splat_bits<U>(kOne);
+  const U mask52 = splat<U>(kMantissa), one = splat<U>(kOne);
   // u1 = 1.k - (1 - 2^-53): exact, in (0, 1).
   const D u1 = as_double((((w0 << 20) ^ w1) & mask52) | one) - splat<D>(1.0 - 0x1.0p-53);
   const U b = as_bits(u1);
   const U mb = (b & mask52) | one;  // 1 <= m < 2
-  const U big = mask_if_greater(mb, splat_bits<U>(0x3FF6A09E667F3BCCull));  // m > sqrt(2)
-  const D m = as_double(mb - (big & splat_bits<U>(0x0010000000000000ull)));    // halved if big
+  const U big = mask_if_greater(mb, splat<U>(0x3FF6A09E667F3BCCull));  // m > sqrt(2)
+  const D m = as_double(mb - (big & splat<U>(0x0010000000000000ull)));    // halved if big
   // Exponent field (+1 if halved) as a double without an integer conversion: 2^52 + field - 2^52.
-  const D e = as_double(((b >> 52) - big) | splat_bits<U>(0x4330000000000000ull)) -
+  const D e = as_double(((b >> 52) - big) | splat<U>(0x4330000000000000ull)) -
               splat<D>(4503599627370496.0 + 1023.0);
   const D s = (m - splat<D>(1.0)) / (m + splat<D>(1.0));
   const D z = s * s;
@@ -227,9 +224,9 @@ EPP_HD void box_muller(U w0, U w1, U w2, U w3, D& n0, D& n1) {
                         splat<D>(1.0));
   // cos(x + q pi/2) and sin(x + q pi/2): odd q swaps them, q in {1, 2} negates the cosine,
   // q in {2, 3} the sine.
-  const U odd = splat_bits<U>(0) - (q & splat_bits<U>(1));
+  const U odd = splat<U>(0) - (q & splat<U>(1));
   const U sb = as_bits(sin_x), cb = as_bits(cos_x);
-  const U cos_sign = ((q + splat_bits<U>(1)) >> 1) << 63, sin_sign = (q >> 1) << 63;
+  const U cos_sign = ((q + splat<U>(1)) >> 1) << 63, sin_sign = (q >> 1) << 63;
   n0 = r * as_double(((sb & odd) | (cb & ~odd)) ^ cos_sign);
   n1 = r * as_double(((cb & odd) | (sb & ~odd)) ^ sin_sign);
 }
