@@ -41,9 +41,11 @@ def assert_same_state(a: dict, b: dict) -> None:
 
 
 # ---- exact references -------------------------------------------------------------------------
+# d = 37, M = 21 cross the kernels' blocks: two of 16 columns (rows) and the 4 + 1 pieces after.
+@pytest.mark.parametrize(("d", "M"), [(8, 5), (37, 21)])
 @pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 2e-3)])
-def test_incremental_update_equals_batch_closed_form(device: str, dtype: str, rtol: float) -> None:
-    d, M, T, eta, s0, seed = 8, 5, 1000, 0.7, 3.0, 42
+def test_incremental_update_equals_batch_closed_form(device: str, dtype: str, rtol: float, d: int, M: int) -> None:
+    T, eta, s0, seed = 1000, 0.7, 3.0, 42
     rng = np.random.default_rng(1)
     Sigma0 = s0 * np.eye(d) + 0.5 * np.ones((d, d))
     mu0 = rng.normal(size=d)
@@ -81,9 +83,10 @@ def test_initial_factor_is_prior_root_times_perturbations() -> None:
     assert agent.steps == d
 
 
+@pytest.mark.parametrize("d", [6, 37])
 @pytest.mark.parametrize("policy", POLICIES)
-def test_core_matches_numpy_reference_step_by_step(device: str, policy: str) -> None:
-    d, K, T, seed = 6, 30, 300, 3
+def test_core_matches_numpy_reference_step_by_step(device: str, policy: str, d: int) -> None:
+    K, T, seed = 30, 300, 3
     X, theta_star = problem(d, K)
     rng = np.random.default_rng(5)
     agent = POLICIES[policy](d, seed=seed, noise_std=0.8, prior_var=4.0, device=device)
@@ -499,12 +502,14 @@ def test_portable_and_avx2_builds_agree() -> None:
 
     from ensemblepp import _core
 
+    # d = 37, M = 21: the kernels' blocks of 16 and their 4 + 1 remainders, on both lane types.
     code = (
         "import numpy as np, ensemblepp as epp, ensemblepp._core as c;"
-        "rng = np.random.default_rng(0); X = rng.normal(size=(50, 12));"
-        "a = epp.LinearEnsemble(12, 8, n_agents=40, seed=3);"
-        "[a.update(X[a.act(X)], rng.normal(size=40)) for _ in range(100)];"
-        "np.save(__import__('sys').stdout.buffer, np.concatenate([a.factor.ravel(), a.mean.ravel()]))"
+        "rng = np.random.default_rng(0); X = rng.normal(size=(50, 37));"
+        "a = epp.LinearEnsemble(37, 21, n_agents=40, seed=3); t = epp.LinearTS(37, n_agents=40, seed=3);"
+        "[g.update(X[g.act(X)], rng.normal(size=40)) for _ in range(100) for g in (a, t)];"
+        "np.save(__import__('sys').stdout.buffer, np.concatenate("
+        "[a.factor.ravel(), a.mean.ravel(), t.mean.ravel(), t.covariance.ravel()]))"
     )
     import io
     import os

@@ -1,7 +1,9 @@
 /// @file linear.hpp
 /// Per-agent kernels of the linear policies: initialisation, posterior draws and the
 /// O(d^2 + dM) rank-one updates. Header templates for float and double; the CUDA bodies
-/// (cuda/src/cuda_agent.hpp) implement the same formulas in the same order.
+/// (cuda/src/cuda_agent.hpp) implement the same formulas with each entry's operations in the
+/// same order (the terms of a dot product such as f = L u are grouped differently there: the
+/// two agree to rounding, tests/test_cuda_emulated.py).
 ///
 /// State of one agent, row-major and contiguous (docs/design.md explains the choice):
 ///   cov_root (d, d) double  lower-triangular square root L of the posterior covariance,
@@ -25,6 +27,7 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -69,9 +72,9 @@ struct Prior {
 };
 
 /// Scratch length (doubles) that the per-agent functions need: observe() uses the first
-/// 4 d + M, the forgetting step (production.hpp) keeps a pseudo-observation in the last d.
+/// 7 d + M + 1, the forgetting step (production.hpp) keeps a pseudo-observation in the last d.
 inline long scratch_size(const LinearConfig& c) {
-  return 5L * c.dim + 2L * c.ensemble_size + 4;
+  return 8L * c.dim + 2L * c.ensemble_size + 8;
 }
 
 namespace detail {
@@ -124,15 +127,191 @@ void init_agent(const LinearConfig& c, const Prior& p, const AgentState<T>& s, d
   *s.step = static_cast<std::uint64_t>(d);
 }
 
+namespace detail {
+/// y[r] = mu[r] + sum_m A[r, m] v[m] for the R rows at A (terms in increasing m, as one row
+/// alone): the R sums advance together so that their additions do not wait on each other.
+template <int R, class T>
+inline void mean_plus_rows(const double* mu, const T* A, int M, const double* v, double* y) {
+  double acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = 0.0;
+  for (int m = 0; m < M; ++m) {
+    const double vm = v[m];
+    for (int r = 0; r < R; ++r) acc[r] = fused(static_cast<double>(A[long(r) * M + m]), vm, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) y[r] = mu[r] + acc[r];
+}
+
+/// Consecutive values (double or float) as one lane of V in double: V is double, or f64x4 (four
+/// lanes) where the CPU has AVX2.
+inline double load_lanes(const double* p, double) { return *p; }
+inline double load_lanes(const float* p, double) { return static_cast<double>(*p); }
+inline void store_lanes(double* p, double v) { *p = v; }
+#if defined(EPP_SIMD_NORMALS)
+inline f64x4 load_lanes(const double* p, f64x4) { return (f64x4)_mm256_loadu_pd(p); }
+inline f64x4 load_lanes(const float* p, f64x4) { return (f64x4)_mm256_cvtps_pd(_mm_loadu_ps(p)); }
+inline void store_lanes(double* p, f64x4 v) { _mm256_storeu_pd(p, (__m256d)v); }
+#endif
+
+/// g[0..W) -= sum_i u[i] A[i, 0..W) over the d rows of A (row stride M), in increasing i, with
+/// the W sums held in registers as W / lanes(V) values of V (a sum kept in memory waits on its
+/// own store at every row).
+template <int W, class V, class T>
+inline void subtract_rows(const T* A, long M, int d, const double* u, double* g) {
+  constexpr int n = sizeof(V) / sizeof(double), R = W / n;
+  static_assert(W % n == 0, "W must be a multiple of the lane count");
+  V acc[R];
+  for (int k = 0; k < R; ++k) acc[k] = load_lanes(g + k * n, V{});
+  for (int i = 0; i < d; ++i) {
+    const T* row = A + i * M;
+    const V ui = splat<V>(-u[i]);
+    for (int k = 0; k < R; ++k) acc[k] = fused(ui, load_lanes(row + k * n, V{}), acc[k]);
+  }
+  for (int k = 0; k < R; ++k) store_lanes(g + k * n, acc[k]);
+}
+
+/// Carlson's step on the W columns of L (row stride d) from column i0, over the rows j >= i0,
+/// with that part of e held in registers as W / lanes(V) values of V; per entry the operations
+/// of observe()'s comment, each multiply-add one fused step (the same rounding in every lane).
+/// A row skips the lanes that lie wholly right of its diagonal (zero, with e zero beside them);
+/// the zeros right of the diagonal in the lanes it visits stay zero.
+template <int W, class V>
+inline void carlson_columns(double* L, long d, int i0, const double* f, const double* b, const double* c,
+                            double* e) {
+  constexpr int n = sizeof(V) / sizeof(double), R = W / n;
+  static_assert(W % n == 0, "W must be a multiple of the lane count");
+  V acc[R];
+  for (int k = 0; k < R; ++k) acc[k] = load_lanes(e + k * n, V{});
+  for (long j = i0; j < d; ++j) {
+    const double fj = f[j];
+    if (fj == 0.0) continue;  // the identity: b = 1, c = 0 would change no bit
+    const V bj = splat<V>(b[j]), cj = splat<V>(c[j]), fv = splat<V>(fj);
+    double* row = L + j * d + i0;
+    for (int k = 0; k < R; ++k) {
+      if (k * n > j - i0) break;
+      const V l = load_lanes(row + k * n, V{});
+      store_lanes(row + k * n, fused(bj, l, -(cj * acc[k])));
+      acc[k] = fused(fv, l, acc[k]);
+    }
+  }
+  for (int k = 0; k < R; ++k) store_lanes(e + k * n, acc[k]);
+}
+
+/// y[0..W) += sum_{j >= i0} L[j, i0..i0+W) g_j (L^T g on W columns of L from column i0, row
+/// stride d), terms in increasing j, the W sums held in registers as in carlson_columns(), which
+/// also skips the lanes right of each row's diagonal.
+template <int W, class V>
+inline void root_transposed_columns(const double* L, long d, int i0, const double* g, double* y) {
+  constexpr int n = sizeof(V) / sizeof(double), R = W / n;
+  static_assert(W % n == 0, "W must be a multiple of the lane count");
+  V acc[R];
+  for (int k = 0; k < R; ++k) acc[k] = load_lanes(y + k * n, V{});
+  for (long j = i0; j < d; ++j) {
+    const V gj = splat<V>(g[j]);
+    const double* row = L + j * d + i0;
+    for (int k = 0; k < R; ++k) {
+      if (k * n > j - i0) break;
+      acc[k] = fused(load_lanes(row + k * n, V{}), gj, acc[k]);
+    }
+  }
+  for (int k = 0; k < R; ++k) store_lanes(y + k * n, acc[k]);
+}
+
+/// Four doubles (or one) rounded to T and stored at p.
+inline void store_lanes(float* p, double v) { *p = static_cast<float>(v); }
+#if defined(EPP_SIMD_NORMALS)
+inline void store_lanes(float* p, f64x4 v) { _mm_storeu_ps(p, _mm256_cvtpd_ps((__m256d)v)); }
+#endif
+
+/// A[i, 0..W) += (e_i s) g[0..W) for the d rows of A (row stride M), g held in registers.
+template <int W, class V, class T>
+inline void add_outer_rows(T* A, long M, int d, const double* e, double s, const double* g) {
+  constexpr int n = sizeof(V) / sizeof(double), R = W / n;
+  static_assert(W % n == 0, "W must be a multiple of the lane count");
+  V gv[R];
+  for (int k = 0; k < R; ++k) gv[k] = load_lanes(g + k * n, V{});
+  for (int i = 0; i < d; ++i) {
+    T* row = A + i * M;
+    const V ki = splat<V>(e[i] * s);
+    for (int k = 0; k < R; ++k) store_lanes(row + k * n, fused(ki, gv[k], load_lanes(row + k * n, V{})));
+  }
+}
+
+/// f[r] = sum_i L[j + r, i] u[i] for the R rows from j (row stride d) over the columns
+/// 0..j+R-1 (the entries right of a row's diagonal are zero): each row sums lanes(V) partial
+/// sums over the columns in increasing order, then adds its lanes pairwise ((0+1) + (2+3)), so
+/// the result depends on the lane type and not on R.
+template <int R, class V>
+inline void root_rows_times(const double* L, long d, long j, const double* u, double* f) {
+  constexpr int n = sizeof(V) / sizeof(double);
+  V acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = splat<V>(0.0);
+  const long cols = j + R;
+  long i = 0;
+  for (; i + n <= cols; i += n) {
+    const V ui = load_lanes(u + i, V{});
+    for (int r = 0; r < R; ++r) acc[r] = fused(load_lanes(L + (j + r) * d + i, V{}), ui, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) {
+    double lanes[n];
+    store_lanes(lanes, acc[r]);
+    double sum = n == 4 ? (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) : lanes[0];
+    for (long k = i; k < cols; ++k) sum = fused(L[(j + r) * d + k], u[k], sum);
+    f[r] = sum;
+  }
+}
+}  // namespace detail
+
+/// The widest lane type of this build's vector arithmetic (four AVX2 doubles, or one double).
+#if defined(EPP_SIMD_NORMALS)
+using LaneV = detail::f64x4;
+#else
+using LaneV = double;
+#endif
+
+/// Calls fn(W, lane, i) over the columns 0..d-1 in pieces starting at column i: blocks of W = 16
+/// and, in the last block when d is not a multiple of 16, pieces of W = 4 then W = 1; W is a
+/// std::integral_constant and lane a value of the lane type to use (LaneV, or double for single
+/// columns).
+template <class F>
+inline void for_column_blocks(int d, F&& fn) {
+  int i = 0;
+  for (; i + 16 <= d; i += 16) fn(std::integral_constant<int, 16>{}, LaneV{}, i);
+  for (; i + 4 <= d; i += 4) fn(std::integral_constant<int, 4>{}, LaneV{}, i);
+  for (; i < d; ++i) fn(std::integral_constant<int, 1>{}, double{}, i);
+}
+
 /// y = mu + A v (d) in double, from the (d, M) factor of type T, terms in increasing m.
 template <class T>
 inline void mean_plus_factor(const double* mu, const T* A, int d, int M, const double* v, double* y) {
-  for (int i = 0; i < d; ++i) {
-    const T* row = A + long(i) * M;
-    double acc = 0.0;
-    for (int m = 0; m < M; ++m) acc += static_cast<double>(row[m]) * v[m];
-    y[i] = mu[i] + acc;
-  }
+  int i = 0;
+  for (; i + 8 <= d; i += 8) detail::mean_plus_rows<8>(mu + i, A + long(i) * M, M, v, y + i);
+  for (; i < d; ++i) detail::mean_plus_rows<1>(mu + i, A + long(i) * M, M, v, y + i);
+}
+
+/// g -= A^T u (M) in double, from the (d, M) factor of type T, terms in increasing i.
+template <class T>
+inline void subtract_factor_transposed(const T* A, int d, int M, const double* u, double* g) {
+  int m = 0;
+  for (; m + 16 <= M; m += 16) detail::subtract_rows<16, LaneV>(A + m, M, d, u, g + m);
+  for (; m + 4 <= M; m += 4) detail::subtract_rows<4, LaneV>(A + m, M, d, u, g + m);
+  for (; m < M; ++m) detail::subtract_rows<1, double>(A + m, M, d, u, g + m);
+}
+
+/// f = L u for the lower-triangular d x d root L (row-major): O(d^2 / 2), four rows at a time.
+inline void root_times(const double* L, int d, const double* u, double* f) {
+  int j = 0;
+  for (; j + 4 <= d; j += 4) detail::root_rows_times<4, LaneV>(L, d, j, u, f + j);
+  for (; j < d; ++j) detail::root_rows_times<1, LaneV>(L, d, j, u, f + j);
+}
+
+/// A += (e s) g^T for the (d, M) factor of type T, each entry one fused step in double rounded
+/// to T once.
+template <class T>
+inline void add_outer_to_factor(T* A, int d, int M, const double* e, double s, const double* g) {
+  int m = 0;
+  for (; m + 16 <= M; m += 16) detail::add_outer_rows<16, LaneV>(A + m, M, d, e, s, g + m);
+  for (; m + 4 <= M; m += 4) detail::add_outer_rows<4, LaneV>(A + m, M, d, e, s, g + m);
+  for (; m < M; ++m) detail::add_outer_rows<1, double>(A + m, M, d, e, s, g + m);
 }
 
 /// Writes a posterior draw (or the posterior mean for greedy and UCB) to @p theta, computed
@@ -154,13 +333,12 @@ void sample_theta(const LinearConfig& c, const AgentState<T>& s, T* theta, doubl
       // theta = mu + L^T g, whose covariance is L^T L = Sigma: row j of L adds g_j L[j, 0..j].
       const Stream st{c.seed, (*s.step)++, s.stream};
       draw<double>(Distribution::gaussian, d, 1, std::sqrt(double(d)), st, z);
+      // Entry i sums its terms in increasing j, over blocks of columns whose sums stay in
+      // registers (a sum kept in memory waits on its own store at every row).
       for (int i = 0; i < d; ++i) y[i] = s.mean[i];
-      for (int j = 0; j < d; ++j) {
-        const double* __restrict row = s.cov_root + long(j) * d;
-        double* __restrict out = y;
-        const double gj = z[j];
-        for (int i = 0; i <= j; ++i) out[i] += row[i] * gj;
-      }
+      for_column_blocks(d, [&](auto w, auto lane, int i) {
+        detail::root_transposed_columns<decltype(w)::value, decltype(lane)>(s.cov_root, d, i, z, y + i);
+      });
       break;
     }
     case Policy::ensemble_sampling: {
@@ -212,33 +390,41 @@ bool observe(const LinearConfig& c, const AgentState<T>& s, const X* x, X r, dou
   double* __restrict e = scratch + 2 * d;
   double* __restrict g = scratch + 3 * d;
   for (int i = 0; i < d; ++i) u[i] = static_cast<double>(x[i]) * inv_eta;
-  VectorMap<double>(f, d).noalias() =
-      ConstMatrixMap<double>(s.cov_root, d, d).triangularView<Eigen::Lower>() * ConstVectorMap<double>(u, d);
+  root_times(s.cov_root, d, u, f);
+  // alpha_j for every row (a scalar recursion), then the coefficients of all rows at once, then
+  // the sweep by blocks of columns, each block's part of e in registers while it walks down the
+  // rows (carlson_columns; each entry sees the rows in increasing j, as in the formula above).
+  double* __restrict bj = scratch + 4 * d + M;
+  double* __restrict cj = scratch + 5 * d + M;
+  double* __restrict alphas = scratch + 6 * d + M;  // alphas[j] = alpha_{j-1}, alphas[0] = 1
   double alpha = 1.0;
-  for (int j = 0; j < d; ++j) alpha += f[j] * f[j];
+  alphas[0] = alpha;
+  for (int j = 0; j < d; ++j) alphas[j + 1] = alpha = detail::fused(f[j], f[j], alpha);
   double um = 0.0;
   for (int i = 0; i < d; ++i) um += u[i] * s.mean[i];
   const double innovation = static_cast<double>(r) * inv_eta - um;
   if (!(std::isfinite(alpha) && std::isfinite(innovation))) return false;
-  for (int i = 0; i < d; ++i) e[i] = 0.0;
-  double a_prev = 1.0;
-  for (int j = 0; j < d; ++j) {
-    const double fj = f[j];
-    if (fj == 0.0) {  // the identity: b = 1, c = 0 would change no bit
-      continue;
+  {
+    // b_j = sqrt(alpha_{j-1} / alpha_j), c_j = f_j / sqrt(alpha_{j-1} alpha_j): correctly rounded
+    // operations, so the lanes give the bits of the scalar formula.
+    using V = LaneV;
+    constexpr int n = sizeof(V) / sizeof(double);
+    int j = 0;
+    for (; j + n <= d; j += n) {
+      const V lo = detail::load_lanes(alphas + j, V{}), hi = detail::load_lanes(alphas + j + 1, V{});
+      detail::store_lanes(bj + j, detail::square_root(lo / hi));
+      detail::store_lanes(cj + j, detail::load_lanes(f + j, V{}) / detail::square_root(lo * hi));
     }
-    const double a_next = a_prev + fj * fj;
-    const double b = std::sqrt(a_prev / a_next), cj = fj / std::sqrt(a_prev * a_next);
-    a_prev = a_next;
-    double* __restrict row = s.cov_root + long(j) * d;
-    double* __restrict ee = e;
-    for (int i = 0; i <= j; ++i) {
-      const double l = row[i];
-      row[i] = b * l - cj * ee[i];
-      ee[i] += fj * l;
+    for (; j < d; ++j) {
+      bj[j] = std::sqrt(alphas[j] / alphas[j + 1]);
+      cj[j] = f[j] / std::sqrt(alphas[j] * alphas[j + 1]);
     }
   }
-  const double inv_alpha = 1.0 / a_prev;
+  for (int i = 0; i < d; ++i) e[i] = 0.0;
+  for_column_blocks(d, [&](auto w, auto lane, int i) {
+    detail::carlson_columns<decltype(w)::value, decltype(lane)>(s.cov_root, d, i, f, bj, cj, e + i);
+  });
+  const double inv_alpha = 1.0 / alpha;
   const double gain = innovation * inv_alpha;
   for (int i = 0; i < d; ++i) s.mean[i] += e[i] * gain;
   if (!has_factor(c.policy)) return true;
@@ -247,16 +433,8 @@ bool observe(const LinearConfig& c, const AgentState<T>& s, const X* x, X r, dou
     draw<double>(c.perturbation, M, c.perturbation_sparsity, 1.0, st, g);
   else
     draw<double>(Distribution::gaussian, M, 1, std::sqrt(double(M)), st, g);
-  for (int i = 0; i < d; ++i) {
-    const T* row = s.factor + long(i) * M;
-    const double ui = u[i];
-    for (int m = 0; m < M; ++m) g[m] -= ui * static_cast<double>(row[m]);
-  }
-  for (int i = 0; i < d; ++i) {
-    T* row = s.factor + long(i) * M;
-    const double ki = e[i] * inv_alpha;
-    for (int m = 0; m < M; ++m) row[m] = static_cast<T>(static_cast<double>(row[m]) + ki * g[m]);
-  }
+  subtract_factor_transposed(s.factor, d, M, u, g);
+  add_outer_to_factor(s.factor, d, M, e, inv_alpha, g);
   return true;
 }
 
