@@ -141,15 +141,17 @@ inline void mean_plus_rows(const double* mu, const T* A, int M, const double* v,
   for (int r = 0; r < R; ++r) y[r] = mu[r] + acc[r];
 }
 
-/// Consecutive values (double or float) as one lane of V in double: V is double, or f64x4 (four
-/// lanes) where the CPU has AVX2.
+/// Consecutive values (double or float) as one value of V in double, and back (rounded once to
+/// float for a float destination): V is double, or f64x4 (four lanes) where the CPU has AVX2.
 inline double load_lanes(const double* p, double) { return *p; }
 inline double load_lanes(const float* p, double) { return static_cast<double>(*p); }
 inline void store_lanes(double* p, double v) { *p = v; }
+inline void store_lanes(float* p, double v) { *p = static_cast<float>(v); }
 #if defined(EPP_SIMD_NORMALS)
 inline f64x4 load_lanes(const double* p, f64x4) { return (f64x4)_mm256_loadu_pd(p); }
 inline f64x4 load_lanes(const float* p, f64x4) { return (f64x4)_mm256_cvtps_pd(_mm_loadu_ps(p)); }
 inline void store_lanes(double* p, f64x4 v) { _mm256_storeu_pd(p, (__m256d)v); }
+inline void store_lanes(float* p, f64x4 v) { _mm_storeu_ps(p, _mm256_cvtpd_ps((__m256d)v)); }
 #endif
 
 /// g[0..W) -= sum_i u[i] A[i, 0..W) over the d rows of A (row stride M), in increasing i, with
@@ -216,12 +218,6 @@ inline void root_transposed_columns(const double* L, long d, int i0, const doubl
   for (int k = 0; k < R; ++k) store_lanes(y + k * n, acc[k]);
 }
 
-/// Four doubles (or one) rounded to T and stored at p.
-inline void store_lanes(float* p, double v) { *p = static_cast<float>(v); }
-#if defined(EPP_SIMD_NORMALS)
-inline void store_lanes(float* p, f64x4 v) { _mm_storeu_ps(p, _mm256_cvtpd_ps((__m256d)v)); }
-#endif
-
 /// A[i, 0..W) += (e_i s) g[0..W) for the d rows of A (row stride M), g held in registers.
 template <int W, class V, class T>
 inline void add_outer_rows(T* A, long M, int d, const double* e, double s, const double* g) {
@@ -268,12 +264,12 @@ using LaneV = detail::f64x4;
 using LaneV = double;
 #endif
 
-/// Calls fn(W, lane, i) over the columns 0..d-1 in pieces starting at column i: blocks of W = 16
-/// and, in the last block when d is not a multiple of 16, pieces of W = 4 then W = 1; W is a
-/// std::integral_constant and lane a value of the lane type to use (LaneV, or double for single
-/// columns).
+/// Calls fn(W, lane, i) over the indices 0..d-1 (columns of L, or of the factor) in pieces
+/// starting at i: blocks of W = 16 and, when d is not a multiple of 16, pieces of W = 4 then
+/// W = 1 at the end; W is a std::integral_constant and lane a value of the lane type to use
+/// (LaneV, or double for single indices).
 template <class F>
-inline void for_column_blocks(int d, F&& fn) {
+inline void for_lane_blocks(int d, F&& fn) {
   int i = 0;
   for (; i + 16 <= d; i += 16) fn(std::integral_constant<int, 16>{}, LaneV{}, i);
   for (; i + 4 <= d; i += 4) fn(std::integral_constant<int, 4>{}, LaneV{}, i);
@@ -291,10 +287,9 @@ inline void mean_plus_factor(const double* mu, const T* A, int d, int M, const d
 /// g -= A^T u (M) in double, from the (d, M) factor of type T, terms in increasing i.
 template <class T>
 inline void subtract_factor_transposed(const T* A, int d, int M, const double* u, double* g) {
-  int m = 0;
-  for (; m + 16 <= M; m += 16) detail::subtract_rows<16, LaneV>(A + m, M, d, u, g + m);
-  for (; m + 4 <= M; m += 4) detail::subtract_rows<4, LaneV>(A + m, M, d, u, g + m);
-  for (; m < M; ++m) detail::subtract_rows<1, double>(A + m, M, d, u, g + m);
+  for_lane_blocks(M, [&](auto w, auto lane, int m) {
+    detail::subtract_rows<decltype(w)::value, decltype(lane)>(A + m, M, d, u, g + m);
+  });
 }
 
 /// f = L u for the lower-triangular d x d root L (row-major): O(d^2 / 2), four rows at a time.
@@ -308,10 +303,9 @@ inline void root_times(const double* L, int d, const double* u, double* f) {
 /// to T once.
 template <class T>
 inline void add_outer_to_factor(T* A, int d, int M, const double* e, double s, const double* g) {
-  int m = 0;
-  for (; m + 16 <= M; m += 16) detail::add_outer_rows<16, LaneV>(A + m, M, d, e, s, g + m);
-  for (; m + 4 <= M; m += 4) detail::add_outer_rows<4, LaneV>(A + m, M, d, e, s, g + m);
-  for (; m < M; ++m) detail::add_outer_rows<1, double>(A + m, M, d, e, s, g + m);
+  for_lane_blocks(M, [&](auto w, auto lane, int m) {
+    detail::add_outer_rows<decltype(w)::value, decltype(lane)>(A + m, M, d, e, s, g + m);
+  });
 }
 
 /// Writes a posterior draw (or the posterior mean for greedy and UCB) to @p theta, computed
@@ -336,7 +330,7 @@ void sample_theta(const LinearConfig& c, const AgentState<T>& s, T* theta, doubl
       // Entry i sums its terms in increasing j, over blocks of columns whose sums stay in
       // registers (a sum kept in memory waits on its own store at every row).
       for (int i = 0; i < d; ++i) y[i] = s.mean[i];
-      for_column_blocks(d, [&](auto w, auto lane, int i) {
+      for_lane_blocks(d, [&](auto w, auto lane, int i) {
         detail::root_transposed_columns<decltype(w)::value, decltype(lane)>(s.cov_root, d, i, z, y + i);
       });
       break;
@@ -421,7 +415,7 @@ bool observe(const LinearConfig& c, const AgentState<T>& s, const X* x, X r, dou
     }
   }
   for (int i = 0; i < d; ++i) e[i] = 0.0;
-  for_column_blocks(d, [&](auto w, auto lane, int i) {
+  for_lane_blocks(d, [&](auto w, auto lane, int i) {
     detail::carlson_columns<decltype(w)::value, decltype(lane)>(s.cov_root, d, i, f, bj, cj, e + i);
   });
   const double inv_alpha = 1.0 / alpha;
