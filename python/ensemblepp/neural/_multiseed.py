@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 from torch.func import functional_call, vmap
 from torch.optim.adam import adam as _functional_adam
 
@@ -108,14 +109,17 @@ def _native_ok(model: torch.nn.Module) -> bool:
     if isinstance(model, EnsemblePlusNet):
         return isinstance(model.prior_net, MLP) and plain(model.prior_net.layers)
     if isinstance(model, EpiNetNet):
-        return model.uses_x and plain(model.epi_rest)
+        return model.uses_x and plain(model.epi_rest) and _epinet_layers(model) is not None
     return isinstance(model, GreedyNet)
 
 
 def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor,
-                    zeta: torch.Tensor) -> torch.Tensor:
+                    zeta: torch.Tensor, work: dict | None = None,
+                    shift: torch.Tensor | None = None) -> torch.Tensor:
     """``f(x, zeta)`` of every seed, ``(S, B, n_z, n_out)``; ``x`` is (S, B, d) or shared (B, d),
-    ``zeta`` (S, n_z, M) or (S, B, n_z, M). The same arithmetic as the models' own forward."""
+    ``zeta`` (S, n_z, M) or (S, B, n_z, M). The same arithmetic as the models' own forward.
+    ``work``: workspace kept between calls; ``shift``: see :func:`_epinet_per_observation`
+    (EpiNet with indices per observation only)."""
     S = zeta.shape[0]
     h = _bmlp(p, "feature_net.layers", model.feature_net.layers, x)
     if h.dim() == 2:
@@ -147,7 +151,7 @@ def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
     hs = h.detach()
     a = torch.bmm(hs, p["epi_h"]) + p["epi_b"].unsqueeze(1) + torch.bmm(xs, p["epi_x"])
     if zeta.dim() == 4:
-        return base.unsqueeze(2) + _epinet_per_observation(model, p, a, xs, zeta)
+        return base.unsqueeze(2) + _epinet_per_observation(model, p, a, xs, zeta, work, shift)
     pre = a.unsqueeze(2) + torch.bmm(zeta, p["epi_z"]).unsqueeze(1)
     zb = zeta.unsqueeze(1).unsqueeze(3)  # (S, 1, n_z, 1, M)
     epi = _bmlp(p, "epi_rest", model.epi_rest, pre, owned=True)  # (S, B, n_z, M * n_out)
@@ -161,40 +165,119 @@ def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
     return base.unsqueeze(2) + (comb * zb).sum(-1)
 
 
-def _epinet_per_observation(model: EpiNetNet, p: dict[str, torch.Tensor], a: torch.Tensor, xs: torch.Tensor,
-                            zeta: torch.Tensor) -> torch.Tensor:
-    """EpiNet's index terms for ``n_z`` indices per observation, ``zeta`` (S, B, n_z, M):
-    ``sum_m (s_post epi_m(x_b, z) + s_prior p_m(x_b)) z_m``, shape (S, B, n_z, n_out).
+def _epinet_layers(model: EpiNetNet) -> list[int] | None:
+    """Positions of the Linear layers of ``model.epi_rest`` when it is ``[ReLU, Linear] * k``
+    with biases (how :class:`EpiNetNet` builds it), else None."""
+    mods = list(model.epi_rest)
+    if not mods or len(mods) % 2:
+        return None
+    for j in range(0, len(mods), 2):
+        if not (isinstance(mods[j], torch.nn.ReLU) and isinstance(mods[j + 1], torch.nn.Linear)
+                and mods[j + 1].bias is not None):
+            return None
+    return list(range(1, len(mods), 2))
 
-    The epinet runs feature-major, activations (S, width, B * n_z): every bias,
-    and the part of the first layer that depends on the observation only, then
-    broadcast along the long contiguous axis; in the row-major layout each was a
-    broadcast along a 15-wide inner axis, several times slower on a CPU.
+
+def _workspace(work: dict, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A tensor of ``shape`` kept in ``work`` and reused by every step (same shape, dtype, device)."""
+    t = work.get(name)
+    if t is None or t.shape != shape or t.dtype != like.dtype or t.device != like.device:
+        t = work[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return t
+
+
+class _EpiNetIndexTerm(torch.autograd.Function):
+    r"""EpiNet's index term with ``n_z`` indices per observation, every seed at once, with a
+    hand-written backward pass.
+
+    For seed ``s``, observation ``b`` and index ``z`` (``N = B * n_z`` columns
+    ``(b, z)``), with ``Z = zeta[s, b, z]``, ``a_b`` the part of the epinet's
+    first layer that depends on the observation only and ``c_b`` a coefficient
+    per observation and index coordinate (the prior term ``s_prior p(x_b)``,
+    plus the target perturbation when the loss folds it in):
+
+    .. math::
+
+        h_0 = \mathrm{relu}(W_z^\top Z + a_b), \quad h_{k} = \mathrm{relu}(W_k^\top h_{k-1} + b_k),
+        \quad E = s_{post} (W_L^\top h_{L-1} + b_L) + c_b,
+        \quad \mathrm{out}_o = \sum_m E_{o, m} Z_m.
+
+    Activations are feature-major, ``(S, width, N)``, so that ``a_b`` and
+    ``c_b`` broadcast along the fastest axis (a broadcast along a middle axis
+    copies several times slower). They live in workspace tensors made once and reused at
+    every step (``work``): at these sizes (``S * 15 * N`` floats, 1 MB at
+    S = 8) a fresh tensor comes from ``mmap`` and is faulted in page by page,
+    and autograd's own backward pass adds about as many temporaries again (a
+    broadcast add's reduction, a copy per transposed operand). The backward
+    pass overwrites each activation with its gradient once the activation is
+    used, and ``E`` with ``dL/dE``.
     """
+
+    @staticmethod
+    def forward(ctx: Any, work: dict, s_post: float, zeta: torch.Tensor, coef: torch.Tensor,
+                a: torch.Tensor, wz: torch.Tensor, *layers: torch.Tensor) -> torch.Tensor:
+        S, B, n_z, M = zeta.shape
+        N = B * n_z
+        ws, bs = layers[0::2], layers[1::2]  # weights stored (S, in, out), biases (S, out)
+        rows = bs[-1].shape[1]  # n_out * M, [o, m]
+        n_out = rows // M
+        zc = _workspace(work, "zc", (S, M, N), zeta)
+        zc.view(S, M, B, n_z).copy_(zeta.permute(0, 3, 1, 2))
+        hs = [_workspace(work, f"h{k}", (S, w.shape[1], N), zeta) for k, w in enumerate(ws)]
+        h = hs[0]
+        h.view(S, -1, B, n_z).copy_(a.transpose(1, 2).unsqueeze(3))
+        h.baddbmm_(wz.transpose(1, 2), zc).relu_()
+        for k in range(1, len(ws)):
+            h = torch.baddbmm(bs[k - 1].unsqueeze(2), ws[k - 1].transpose(1, 2), h, out=hs[k]).relu_()
+        e = _workspace(work, "e", (S, rows, N), zeta)
+        # The part of E that does not depend on z: s_post b_L + c_b, (S, [o, m], B).
+        const = torch.add(coef.view(S, B, M, n_out).permute(0, 3, 2, 1).reshape(S, rows, B, 1),
+                          bs[-1].view(S, rows, 1, 1), alpha=s_post)
+        e.view(S, rows, B, n_z).copy_(const)
+        e.baddbmm_(ws[-1].transpose(1, 2), h, alpha=s_post)
+        e4 = e.view(S, n_out, M, N).mul_(zc.unsqueeze(1))
+        ctx.work, ctx.s_post, ctx.shape = work, s_post, (S, B, n_z, M, n_out)
+        ctx.save_for_backward(wz, *ws)
+        return e4.sum(2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        wz, *ws = ctx.saved_tensors
+        work = ctx.work
+        S, B, n_z, M, n_out = ctx.shape
+        zc, g = work["zc"], work["e"]
+        torch.mul((ctx.s_post * grad_out).unsqueeze(2), zc.unsqueeze(1), out=g.view(S, n_out, M, -1))
+        grads: list[torch.Tensor] = []
+        for k in range(len(ws) - 1, -1, -1):
+            h = work[f"h{k}"]
+            grads[:0] = [torch.bmm(h, g.transpose(1, 2)), g.sum(2)]
+            gh = _workspace(work, f"g{h.shape[1]}", tuple(h.shape), h)  # scratch, never g or h
+            torch.bmm(ws[k], g, out=gh)
+            torch.ops.aten.threshold_backward.grad_input(gh, h, 0.0, grad_input=h)
+            g = h  # h's buffer now holds the gradient of the layer's input
+        g_wz = torch.bmm(zc, g.transpose(1, 2))
+        # The sum over z as a product with ones: torch's sum over a 16-wide inner axis is slower.
+        g_a = torch.mv(g.view(-1, n_z), g.new_ones(n_z)).view(S, -1, B).transpose(1, 2)
+        return (None, None, None, None, g_a, g_wz, *grads)
+
+
+def _epinet_per_observation(model: EpiNetNet, p: dict[str, torch.Tensor], a: torch.Tensor, xs: torch.Tensor,
+                            zeta: torch.Tensor, work: dict | None = None,
+                            shift: torch.Tensor | None = None) -> torch.Tensor:
+    """EpiNet's index terms for ``n_z`` indices per observation, ``zeta`` (S, B, n_z, M):
+    ``sum_m (s_post epi_m(x_b, z) + s_prior p_m(x_b) + shift_{b, m}) z_m``, shape
+    (S, B, n_z, n_out) (:class:`_EpiNetIndexTerm`; ``work`` keeps its workspace between
+    calls; ``shift`` (S, B, M, n_out), optional, is added to the prior's coefficients)."""
     S, B, n_z, M = zeta.shape
-    n_out = model.n_outputs
-    zc = zeta.permute(0, 3, 1, 2).contiguous()  # (S, M, B, n_z)
-    pre = torch.bmm(p["epi_z"].transpose(1, 2), zc.view(S, M, B * n_z)).view(S, -1, B, n_z)
-    pre = pre + a.transpose(1, 2).unsqueeze(3)  # (S, e1, B, n_z)
-    act = pre
-    owned = True
-    for i, mod in enumerate(model.epi_rest):
-        if isinstance(mod, torch.nn.Linear):
-            if act.dim() > 3:
-                act = act.reshape(S, act.shape[1], -1)
-            wt = p[f"epi_rest.{i}.weight"].transpose(1, 2)  # stored (S, in, out)
-            bias = p.get(f"epi_rest.{i}.bias")
-            act = torch.bmm(wt, act) if bias is None else torch.baddbmm(bias.unsqueeze(2), wt, act)
-        elif isinstance(mod, torch.nn.ReLU):
-            act = torch.relu_(act) if owned else torch.relu(act)
-        else:  # pragma: no cover - guarded by _native_ok
-            raise TypeError(f"unsupported layer {type(mod).__name__}")
-    epi = act.view(S, n_out, M, B, n_z)
     with torch.no_grad():
-        prior = _epinet_prior(p, xs, model._n_prior_layers, M)  # (S, B, M * n_out), [m, o]
-        prior = model.prior_scale * prior.view(S, B, M, n_out).permute(0, 3, 2, 1).unsqueeze(4)
-    comb = torch.add(prior, epi, alpha=model.posterior_scale)  # (S, n_out, M, B, n_z)
-    return (comb * zc.unsqueeze(1)).sum(2).permute(0, 2, 3, 1)
+        coef = _epinet_prior(p, xs, model._n_prior_layers, M).mul_(model.prior_scale)  # (S, B, [m, o])
+        if shift is not None:
+            coef += shift.reshape(coef.shape)
+    layers = [p[f"epi_rest.{i}.{kind}"] for i in _epinet_layers(model) for kind in ("weight", "bias")]
+    out = _EpiNetIndexTerm.apply({} if work is None else work, model.posterior_scale, zeta, coef, a,
+                                 p["epi_z"], *layers)  # (S, n_out, N), columns (b, z)
+    return out.transpose(1, 2).reshape(S, B, n_z, model.n_outputs)
 
 
 def _epinet_prior(p: dict[str, torch.Tensor], xs: torch.Tensor, n_layers: int, M: int) -> torch.Tensor:
@@ -231,19 +314,37 @@ def _prior_layouts(buffers: dict[str, torch.Tensor], n_layers: int) -> dict[str,
     return out
 
 
-def _native_loss(agent: NeuralAgent, out: torch.Tensor, r: torch.Tensor, xi: torch.Tensor,
-                 z: torch.Tensor) -> torch.Tensor:
-    """Per-seed loss ``(S,)``: :meth:`NeuralAgent.loss_value` of every seed."""
-    if z.dim() == 3:
-        pert = torch.bmm(xi, z.transpose(1, 2))  # (S, B, n_z)
-    else:
-        pert = torch.matmul(z, xi.unsqueeze(3)).squeeze(3)
-    pert = agent.perturbation_scale * pert
+def _perturbation_shift(agent: NeuralAgent, r: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+    """The target perturbation as index coefficients, ``(S, B, M, n_out)``:
+    ``-c xi_b`` on the output the loss perturbs (the only one under ``"mse"``, the
+    label's logit under ``"ce"``). With it, ``sum_m shift_{b, m, o} z_m`` is the
+    perturbation term of :meth:`NeuralAgent.loss_value` for output ``o``."""
+    shift = (-agent.perturbation_scale * xi).unsqueeze(3)
     if agent.loss == "mse":
-        return (r.unsqueeze(2) + pert - out[..., 0]).square().mean(dim=(1, 2))
-    labels = r.long()
-    onehot = torch.nn.functional.one_hot(labels, agent.n_outputs).to(out.dtype)  # (S, B, C)
-    logits = out - pert.unsqueeze(3) * onehot.unsqueeze(2)
+        return shift
+    onehot = torch.nn.functional.one_hot(r.long(), agent.n_outputs).to(xi.dtype)  # (S, B, C)
+    return shift * onehot.unsqueeze(2)
+
+
+def _native_loss(agent: NeuralAgent, out: torch.Tensor, r: torch.Tensor, xi: torch.Tensor,
+                 z: torch.Tensor, perturbed: bool = False) -> torch.Tensor:
+    """Per-seed loss ``(S,)``: :meth:`NeuralAgent.loss_value` of every seed.
+    ``perturbed``: ``out`` already holds ``f - c <z, xi> e_label`` (see :func:`_perturbation_shift`)."""
+    labels = r.long() if agent.loss == "ce" else None
+    if perturbed:
+        logits = out
+        if agent.loss == "mse":
+            return (r.unsqueeze(2) - out[..., 0]).square().mean(dim=(1, 2))
+    else:
+        if z.dim() == 3:
+            pert = torch.bmm(xi, z.transpose(1, 2))  # (S, B, n_z)
+        else:
+            pert = torch.matmul(z, xi.unsqueeze(3)).squeeze(3)
+        pert = agent.perturbation_scale * pert
+        if agent.loss == "mse":
+            return (r.unsqueeze(2) + pert - out[..., 0]).square().mean(dim=(1, 2))
+        onehot = torch.nn.functional.one_hot(labels, agent.n_outputs).to(out.dtype)  # (S, B, C)
+        logits = out - pert.unsqueeze(3) * onehot.unsqueeze(2)
     S, B, n_z, C = logits.shape
     ce = torch.nn.functional.cross_entropy(logits.reshape(-1, C), labels.repeat_interleave(n_z, dim=1).reshape(-1),
                                            reduction="none")
@@ -339,6 +440,7 @@ class MultiSeed:
         # Row views made once: each step fills seed s's row from seed s's generator in one call.
         self._idx_rows = list(self._idx.unbind(0))
         self._draw_buffers: dict[tuple[Any, ...], tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self._work: dict[str, torch.Tensor] = {}  # the training step's reused activations
         # Everything the hand-batched forward reads, in one dict (the tensors are updated in
         # place), with EpiNet's frozen prior weights also in the layout it multiplies.
         self._native_inputs = {**self.params, **self.buffers}
@@ -526,8 +628,12 @@ class MultiSeed:
         for group in self.optimizer.param_groups:
             group["weight_decay"] = decay
         if self._native:
-            out = _native_forward(tmpl.model, self._native_inputs, x, z)
-            losses = _native_loss(tmpl, out, r, xi, z)
+            # EpiNet with indices per observation takes the target perturbation as one more
+            # index coefficient of its index term, which contracts with z anyway.
+            fold = z.dim() == 4 and isinstance(tmpl.model, EpiNetNet)
+            shift = _perturbation_shift(tmpl, r, xi) if fold else None
+            out = _native_forward(tmpl.model, self._native_inputs, x, z, self._work, shift)
+            losses = _native_loss(tmpl, out, r, xi, z, perturbed=fold)
         else:
             losses = vmap(self._loss)(self.params, self.buffers, x, r, xi, z)
         trainable = self._trainable
