@@ -114,12 +114,13 @@ def _native_ok(model: torch.nn.Module) -> bool:
 
 
 def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor,
-                    zeta: torch.Tensor, work: dict | None = None,
-                    shift: torch.Tensor | None = None) -> torch.Tensor:
+                    zeta: torch.Tensor, work: dict | None = None, shift: torch.Tensor | None = None,
+                    prior: torch.Tensor | None = None) -> torch.Tensor:
     """``f(x, zeta)`` of every seed, ``(S, B, n_z, n_out)``; ``x`` is (S, B, d) or shared (B, d),
     ``zeta`` (S, n_z, M) or (S, B, n_z, M). The same arithmetic as the models' own forward.
     ``work``: workspace kept between calls; ``shift``: see :func:`_epinet_per_observation`
-    (EpiNet with indices per observation only)."""
+    (EpiNet with indices per observation only); ``prior``: EpiNet's prior outputs at ``x``,
+    ``(S, B, M * n_out)``, when already known."""
     S = zeta.shape[0]
     h = _bmlp(p, "feature_net.layers", model.feature_net.layers, x)
     if h.dim() == 2:
@@ -150,14 +151,15 @@ def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
         base = base + p["base_bias"].unsqueeze(1)
     hs = h.detach()
     a = torch.bmm(hs, p["epi_h"]) + p["epi_b"].unsqueeze(1) + torch.bmm(xs, p["epi_x"])
+    if prior is None:
+        with torch.no_grad():
+            prior = _epinet_prior(p, xs, model._n_prior_layers, M)  # (S, B, M * n_out)
     if zeta.dim() == 4:
-        return base.unsqueeze(2) + _epinet_per_observation(model, p, a, xs, zeta, work, shift)
+        return base.unsqueeze(2) + _epinet_per_observation(model, p, a, prior, zeta, work, shift)
     pre = a.unsqueeze(2) + torch.bmm(zeta, p["epi_z"]).unsqueeze(1)
     zb = zeta.unsqueeze(1).unsqueeze(3)  # (S, 1, n_z, 1, M)
     epi = _bmlp(p, "epi_rest", model.epi_rest, pre, owned=True)  # (S, B, n_z, M * n_out)
     n_z = epi.shape[2]
-    with torch.no_grad():
-        prior = _epinet_prior(p, xs, model._n_prior_layers, M)  # (S, B, M * n_out)
     # sum_m (s_post epi_m + s_prior p_m) z_m: the two index contractions of the single
     # network as one, the prior broadcast over the n_z indices.
     comb = torch.add(model.prior_scale * prior.reshape(S, B, 1, M, n_out).transpose(-1, -2),
@@ -262,16 +264,17 @@ class _EpiNetIndexTerm(torch.autograd.Function):
         return (None, None, None, None, g_a, g_wz, *grads)
 
 
-def _epinet_per_observation(model: EpiNetNet, p: dict[str, torch.Tensor], a: torch.Tensor, xs: torch.Tensor,
+def _epinet_per_observation(model: EpiNetNet, p: dict[str, torch.Tensor], a: torch.Tensor, prior: torch.Tensor,
                             zeta: torch.Tensor, work: dict | None = None,
                             shift: torch.Tensor | None = None) -> torch.Tensor:
     """EpiNet's index terms for ``n_z`` indices per observation, ``zeta`` (S, B, n_z, M):
     ``sum_m (s_post epi_m(x_b, z) + s_prior p_m(x_b) + shift_{b, m}) z_m``, shape
-    (S, B, n_z, n_out) (:class:`_EpiNetIndexTerm`; ``work`` keeps its workspace between
-    calls; ``shift`` (S, B, M, n_out), optional, is added to the prior's coefficients)."""
+    (S, B, n_z, n_out) (:class:`_EpiNetIndexTerm`; ``prior`` the prior outputs
+    ``p(x_b)``, (S, B, [m, o]); ``work`` keeps its workspace between calls; ``shift``
+    (S, B, M, n_out), optional, is added to the prior's coefficients)."""
     S, B, n_z, M = zeta.shape
     with torch.no_grad():
-        coef = _epinet_prior(p, xs, model._n_prior_layers, M).mul_(model.prior_scale)  # (S, B, [m, o])
+        coef = model.prior_scale * prior  # (S, B, [m, o])
         if shift is not None:
             coef += shift.reshape(coef.shape)
     layers = [p[f"epi_rest.{i}.{kind}"] for i in _epinet_layers(model) for kind in ("weight", "bias")]
@@ -431,6 +434,11 @@ class MultiSeed:
         self._x = torch.zeros(S, cap, dim, device=self.device)
         self._r = torch.zeros(S, cap, device=self.device)
         self._xi = torch.zeros(S, cap, first.index_dim, device=self.device)
+        # EpiNet's frozen prior networks give each stored observation one output for good:
+        # computed once when it is stored, gathered with it for every minibatch.
+        self._prior_rows = None
+        if self._native and isinstance(first.model, EpiNetNet):
+            self._prior_rows = torch.zeros(S, cap, first.index_dim * first.n_outputs, device=self.device)
         self._pos = 0
         self._size = 0
         self.n_seen = 0
@@ -593,6 +601,10 @@ class MultiSeed:
             if bool(bad.any()):
                 raise ValueError(f"with loss='ce', r must hold class labels in 0..{self.n_outputs - 1}")
         xi = self._draw_all("xi")
+        if self._prior_rows is not None:
+            with torch.no_grad():
+                self._prior_rows[:, self._pos] = _epinet_prior(
+                    self._native_inputs, xt.unsqueeze(1), tmpl.model._n_prior_layers, self.index_dim)[:, 0]
         self._x[:, self._pos] = xt
         self._r[:, self._pos] = rt
         self._xi[:, self._pos] = xi
@@ -632,7 +644,9 @@ class MultiSeed:
             # index coefficient of its index term, which contracts with z anyway.
             fold = z.dim() == 4 and isinstance(tmpl.model, EpiNetNet)
             shift = _perturbation_shift(tmpl, r, xi) if fold else None
-            out = _native_forward(tmpl.model, self._native_inputs, x, z, self._work, shift)
+            prior = None if self._prior_rows is None else self._prior_rows.view(-1, self._prior_rows.shape[2]) \
+                .index_select(0, flat).reshape(self.n_agents, B, -1)
+            out = _native_forward(tmpl.model, self._native_inputs, x, z, self._work, shift, prior)
             losses = _native_loss(tmpl, out, r, xi, z, perturbed=fold)
         else:
             losses = vmap(self._loss)(self.params, self.buffers, x, r, xi, z)
