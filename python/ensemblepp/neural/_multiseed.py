@@ -188,15 +188,15 @@ def _workspace(work: dict, name: str, shape: tuple[int, ...], like: torch.Tensor
     return t
 
 
-class _EpiNetIndexTerm(torch.autograd.Function):
-    r"""EpiNet's index term with ``n_z`` indices per observation, every seed at once, with a
-    hand-written backward pass.
+def _index_forward(work: dict, s_post: float, zeta: torch.Tensor, coef: torch.Tensor, a: torch.Tensor,
+                   wz: torch.Tensor, layers: Sequence[torch.Tensor]) -> torch.Tensor:
+    r"""EpiNet's index term with ``n_z`` indices per observation, every seed at once, ``(S, n_out, N)``.
 
     For seed ``s``, observation ``b`` and index ``z`` (``N = B * n_z`` columns
     ``(b, z)``), with ``Z = zeta[s, b, z]``, ``a_b`` the part of the epinet's
-    first layer that depends on the observation only and ``c_b`` a coefficient
-    per observation and index coordinate (the prior term ``s_prior p(x_b)``,
-    plus the target perturbation when the loss folds it in):
+    first layer that depends on the observation only and ``c_b`` (``coef``) a
+    coefficient per observation and index coordinate (the prior term
+    ``s_prior p(x_b)``, plus the target perturbation when the loss folds it in):
 
     .. math::
 
@@ -204,64 +204,157 @@ class _EpiNetIndexTerm(torch.autograd.Function):
         \quad E = s_{post} (W_L^\top h_{L-1} + b_L) + c_b,
         \quad \mathrm{out}_o = \sum_m E_{o, m} Z_m.
 
+    ``layers`` holds ``W_1, b_1, ..., W_L, b_L`` (weights stored ``(S, in, out)``).
     Activations are feature-major, ``(S, width, N)``, so that ``a_b`` and
     ``c_b`` broadcast along the fastest axis (a broadcast along a middle axis
-    copies several times slower). They live in workspace tensors made once and reused at
-    every step (``work``): at these sizes (``S * 15 * N`` floats, 1 MB at
-    S = 8) a fresh tensor comes from ``mmap`` and is faulted in page by page,
-    and autograd's own backward pass adds about as many temporaries again (a
-    broadcast add's reduction, a copy per transposed operand). The backward
-    pass overwrites each activation with its gradient once the activation is
-    used, and ``E`` with ``dL/dE``.
+    copies several times slower). They live in workspace tensors made once and
+    reused at every step (``work``), where :func:`_index_backward` finds them:
+    at these sizes (``S * 15 * N`` floats, 1 MB at S = 8) a fresh tensor comes
+    from ``mmap`` and is faulted in page by page, and autograd's own backward
+    pass adds about as many temporaries again (a broadcast add's reduction, a
+    copy per transposed operand).
     """
+    S, B, n_z, M = zeta.shape
+    N = B * n_z
+    ws, bs = layers[0::2], layers[1::2]
+    rows = bs[-1].shape[1]  # n_out * M, [o, m]
+    n_out = rows // M
+    zc = _workspace(work, "zc", (S, M, N), zeta)
+    zc.view(S, M, B, n_z).copy_(zeta.permute(0, 3, 1, 2))
+    hs = [_workspace(work, f"h{k}", (S, w.shape[1], N), zeta) for k, w in enumerate(ws)]
+    h = hs[0]
+    h.view(S, -1, B, n_z).copy_(a.transpose(1, 2).unsqueeze(3))
+    h.baddbmm_(wz.transpose(1, 2), zc).relu_()
+    for k in range(1, len(ws)):
+        h = torch.baddbmm(bs[k - 1].unsqueeze(2), ws[k - 1].transpose(1, 2), h, out=hs[k]).relu_()
+    e = _workspace(work, "e", (S, rows, N), zeta)
+    # The part of E that does not depend on z: s_post b_L + c_b, (S, [o, m], B).
+    const = torch.add(coef.view(S, B, M, n_out).permute(0, 3, 2, 1).reshape(S, rows, B, 1),
+                      bs[-1].view(S, rows, 1, 1), alpha=s_post)
+    e.view(S, rows, B, n_z).copy_(const)
+    e.baddbmm_(ws[-1].transpose(1, 2), h, alpha=s_post)
+    return e.view(S, n_out, M, N).mul_(zc.unsqueeze(1)).sum(2)
+
+
+def _index_backward(work: dict, s_post: float, grad_out: torch.Tensor, wz: torch.Tensor,
+                    ws: Sequence[torch.Tensor], n_z: int) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Gradients of :func:`_index_forward` (run last on ``work``) given ``grad_out``
+    ``(S, n_out, N)``: ``(d/da (S, B, e1), d/dW_z, [d/dW_1, d/db_1, ...])``.
+
+    Overwrites the workspace: ``E`` with ``dL/dE`` and each activation with the
+    gradient of its layer's input once the activation has been used.
+    """
+    zc, g = work["zc"], work["e"]
+    S, M, N = zc.shape
+    n_out = grad_out.shape[1]
+    torch.mul((s_post * grad_out).unsqueeze(2), zc.unsqueeze(1), out=g.view(S, n_out, M, N))
+    grads: list[torch.Tensor] = []
+    for k in range(len(ws) - 1, -1, -1):
+        h = work[f"h{k}"]
+        grads[:0] = [torch.bmm(h, g.transpose(1, 2)), g.sum(2)]
+        gh = _workspace(work, f"g{h.shape[1]}", tuple(h.shape), h)  # scratch, never g or h
+        torch.bmm(ws[k], g, out=gh)
+        torch.ops.aten.threshold_backward.grad_input(gh, h, 0.0, grad_input=h)
+        g = h
+    g_wz = torch.bmm(zc, g.transpose(1, 2))
+    # The sum over z as a product with ones: torch's sum over a 16-wide inner axis is slower.
+    g_a = torch.mv(g.view(-1, n_z), g.new_ones(n_z)).view(S, -1, N // n_z).transpose(1, 2)
+    return g_a, g_wz, grads
+
+
+class _EpiNetIndexTerm(torch.autograd.Function):
+    """:func:`_index_forward` with :func:`_index_backward` as its backward pass."""
 
     @staticmethod
     def forward(ctx: Any, work: dict, s_post: float, zeta: torch.Tensor, coef: torch.Tensor,
                 a: torch.Tensor, wz: torch.Tensor, *layers: torch.Tensor) -> torch.Tensor:
-        S, B, n_z, M = zeta.shape
-        N = B * n_z
-        ws, bs = layers[0::2], layers[1::2]  # weights stored (S, in, out), biases (S, out)
-        rows = bs[-1].shape[1]  # n_out * M, [o, m]
-        n_out = rows // M
-        zc = _workspace(work, "zc", (S, M, N), zeta)
-        zc.view(S, M, B, n_z).copy_(zeta.permute(0, 3, 1, 2))
-        hs = [_workspace(work, f"h{k}", (S, w.shape[1], N), zeta) for k, w in enumerate(ws)]
-        h = hs[0]
-        h.view(S, -1, B, n_z).copy_(a.transpose(1, 2).unsqueeze(3))
-        h.baddbmm_(wz.transpose(1, 2), zc).relu_()
-        for k in range(1, len(ws)):
-            h = torch.baddbmm(bs[k - 1].unsqueeze(2), ws[k - 1].transpose(1, 2), h, out=hs[k]).relu_()
-        e = _workspace(work, "e", (S, rows, N), zeta)
-        # The part of E that does not depend on z: s_post b_L + c_b, (S, [o, m], B).
-        const = torch.add(coef.view(S, B, M, n_out).permute(0, 3, 2, 1).reshape(S, rows, B, 1),
-                          bs[-1].view(S, rows, 1, 1), alpha=s_post)
-        e.view(S, rows, B, n_z).copy_(const)
-        e.baddbmm_(ws[-1].transpose(1, 2), h, alpha=s_post)
-        e4 = e.view(S, n_out, M, N).mul_(zc.unsqueeze(1))
-        ctx.work, ctx.s_post, ctx.shape = work, s_post, (S, B, n_z, M, n_out)
-        ctx.save_for_backward(wz, *ws)
-        return e4.sum(2)
+        ctx.work, ctx.s_post, ctx.n_z = work, s_post, zeta.shape[2]
+        ctx.save_for_backward(wz, *layers[0::2])
+        return _index_forward(work, s_post, zeta, coef, a, wz, layers)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         wz, *ws = ctx.saved_tensors
-        work = ctx.work
-        S, B, n_z, M, n_out = ctx.shape
-        zc, g = work["zc"], work["e"]
-        torch.mul((ctx.s_post * grad_out).unsqueeze(2), zc.unsqueeze(1), out=g.view(S, n_out, M, -1))
-        grads: list[torch.Tensor] = []
-        for k in range(len(ws) - 1, -1, -1):
-            h = work[f"h{k}"]
-            grads[:0] = [torch.bmm(h, g.transpose(1, 2)), g.sum(2)]
-            gh = _workspace(work, f"g{h.shape[1]}", tuple(h.shape), h)  # scratch, never g or h
-            torch.bmm(ws[k], g, out=gh)
-            torch.ops.aten.threshold_backward.grad_input(gh, h, 0.0, grad_input=h)
-            g = h  # h's buffer now holds the gradient of the layer's input
-        g_wz = torch.bmm(zc, g.transpose(1, 2))
-        # The sum over z as a product with ones: torch's sum over a 16-wide inner axis is slower.
-        g_a = torch.mv(g.view(-1, n_z), g.new_ones(n_z)).view(S, -1, B).transpose(1, 2)
+        g_a, g_wz, grads = _index_backward(ctx.work, ctx.s_post, grad_out, wz, ws, ctx.n_z)
         return (None, None, None, None, g_a, g_wz, *grads)
+
+
+def _manual_ok(model: torch.nn.Module) -> bool:
+    """Whether :func:`_epinet_mse_grads` covers ``model``: an EpiNet on the default feature
+    MLP (``[Linear, ReLU] * k``, with biases) and one output."""
+    if not (isinstance(model, EpiNetNet) and _native_ok(model) and model.n_outputs == 1):
+        return False
+    mods = list(model.feature_net.layers)
+    return len(mods) > 0 and len(mods) % 2 == 0 and all(
+        isinstance(mods[j], torch.nn.Linear) and mods[j].bias is not None and isinstance(mods[j + 1], torch.nn.ReLU)
+        for j in range(0, len(mods), 2))
+
+
+def _epinet_grad_names(model: EpiNetNet) -> list[str]:
+    """The parameters :func:`_epinet_mse_grads` gives gradients for."""
+    names = ["base_weight", "epi_h", "epi_b", "epi_x", "epi_z"] + (["base_bias"] if model.base_bias is not None else [])
+    names += [f"epi_rest.{i}.{k}" for i in _epinet_layers(model) for k in ("weight", "bias")]
+    names += [f"feature_net.layers.{i}.{k}" for i, m in enumerate(model.feature_net.layers)
+              if isinstance(m, torch.nn.Linear) for k in ("weight", "bias")]
+    return names
+
+
+def _epinet_mse_grads(model: EpiNetNet, p: dict[str, torch.Tensor], x: torch.Tensor, zeta: torch.Tensor,
+                      r: torch.Tensor, xi: torch.Tensor, prior: torch.Tensor, c: float,
+                      work: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    r"""EpiNet's squared loss with indices per observation and its gradients, every seed at
+    once, without autograd: ``(losses (S,), {parameter name: gradient})``.
+
+    The loss of seed ``s`` is :meth:`NeuralAgent.loss_value`,
+    ``mean_{b, z} (r_b + c <z, xi_b> - f(x_b, z))^2``, with ``f = w_b^T h(x) + b_b``
+    plus the index term of :func:`_index_forward`, into which the perturbation
+    enters as the coefficient ``-c xi_b``. ``x`` (S, B, d), ``zeta`` (S, B, n_z, M),
+    ``r`` (S, B), ``xi`` (S, B, M), ``prior`` the prior outputs at ``x`` (S, B, M).
+    Every gradient is the one autograd gives for the single agent's loss, in
+    the batch's stored layouts; written by hand because the graph's bookkeeping
+    (about 20 autograd nodes, a gradient buffer per node) costs about as much
+    as its arithmetic at these sizes.
+    """
+    S, B, n_z, M = zeta.shape
+    N = B * n_z
+    lins = [i for i, m in enumerate(model.feature_net.layers) if isinstance(m, torch.nn.Linear)]
+    acts = [x]
+    for i in lins:
+        acts.append(torch.baddbmm(p[f"feature_net.layers.{i}.bias"].unsqueeze(1), acts[-1],
+                                  p[f"feature_net.layers.{i}.weight"]).relu_())
+    h = acts[-1]  # (S, B, F)
+    base = torch.bmm(h, p["base_weight"])  # (S, B, 1)
+    if "base_bias" in p:
+        base += p["base_bias"].unsqueeze(1)
+    a = torch.baddbmm(p["epi_b"].unsqueeze(1), h, p["epi_h"]).baddbmm_(x, p["epi_x"])
+    coef = torch.add(model.prior_scale * prior, xi, alpha=-c)  # (S, B, M)
+    rest = [p[f"epi_rest.{i}.{kind}"] for i in _epinet_layers(model) for kind in ("weight", "bias")]
+    y = _index_forward(work, model.posterior_scale, zeta, coef, a, p["epi_z"], rest)  # (S, 1, N), (b, z)
+    # The residual r_b + c <z, xi_b> - f, in place of y.
+    resid = y.view(S, B, n_z).neg_().add_(r.unsqueeze(2) - base)
+    losses = resid.square().mean(dim=(1, 2))
+    g_out = resid.mul_(-2.0 / N)  # dL/df
+    g_base = g_out.sum(2, keepdim=True)  # (S, B, 1)
+    g_a, g_wz, g_rest = _index_backward(work, model.posterior_scale, g_out.view(S, 1, N), p["epi_z"],
+                                        rest[0::2], n_z)
+    ht = h.transpose(1, 2)
+    grads = {"base_weight": torch.bmm(ht, g_base), "epi_h": torch.bmm(ht, g_a), "epi_b": g_a.sum(1),
+             "epi_x": torch.bmm(x.transpose(1, 2), g_a), "epi_z": g_wz}
+    if "base_bias" in p:
+        grads["base_bias"] = g_base.sum(1)
+    for j, i in enumerate(_epinet_layers(model)):
+        grads[f"epi_rest.{i}.weight"], grads[f"epi_rest.{i}.bias"] = g_rest[2 * j], g_rest[2 * j + 1]
+    # Only the base head sends a gradient into the features (the epinet reads sg(h)).
+    g = g_base * p["base_weight"].transpose(1, 2)  # (S, B, F)
+    for k in range(len(lins) - 1, -1, -1):
+        i = lins[k]
+        g = torch.ops.aten.threshold_backward(g, acts[k + 1], 0.0)
+        grads[f"feature_net.layers.{i}.weight"] = torch.bmm(acts[k].transpose(1, 2), g)
+        grads[f"feature_net.layers.{i}.bias"] = g.sum(1)
+        if k:
+            g = torch.bmm(g, p[f"feature_net.layers.{i}.weight"].transpose(1, 2))
+    return losses, grads
 
 
 def _epinet_per_observation(model: EpiNetNet, p: dict[str, torch.Tensor], a: torch.Tensor, prior: torch.Tensor,
@@ -452,6 +545,9 @@ class MultiSeed:
         # Everything the hand-batched forward reads, in one dict (the tensors are updated in
         # place), with EpiNet's frozen prior weights also in the layout it multiplies.
         self._native_inputs = {**self.params, **self.buffers}
+        # EpiNet's squared loss with indices per observation: gradients by hand, no autograd.
+        self._manual = self._native and first.loss == "mse" and _manual_ok(first.model) and \
+            set(_epinet_grad_names(first.model)) == {n for n, t in self.params.items() if t.requires_grad}
         if self._native and isinstance(first.model, EpiNetNet):
             self._native_inputs.update(_prior_layouts(self.buffers, first.model._n_prior_layers))
         model = first.model
@@ -639,6 +735,17 @@ class MultiSeed:
         decay = tmpl.weight_decay / n
         for group in self.optimizer.param_groups:
             group["weight_decay"] = decay
+        if self._manual and z.dim() == 4:
+            prior = self._prior_rows.view(-1, self._prior_rows.shape[2]).index_select(0, flat).reshape(
+                self.n_agents, B, -1)
+            with torch.no_grad():
+                losses, grads = _epinet_mse_grads(tmpl.model, self._native_inputs, x, z, r, xi, prior,
+                                                  tmpl.perturbation_scale, self._work)
+            for name, g in grads.items():
+                self.params[name].grad = g
+            self._adam_step(self._trainable)
+            self.n_sgd_steps += 1
+            return losses
         if self._native:
             # EpiNet with indices per observation takes the target perturbation as one more
             # index coefficient of its index term, which contracts with z anyway.
