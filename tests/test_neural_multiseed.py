@@ -231,3 +231,52 @@ def test_subclass_drawing_in_its_own_method_still_batches():
     singles = [FixedIndex(5, seed=s, ensemble_size=4) for s in (0, 1)]
     assert torch.equal(ms._draw_all("act"), torch.stack([a._act_index() for a in singles]))
     assert torch.equal(ms._draw_all("xi"), torch.stack([a._draw_xi() for a in singles]))
+
+
+@pytest.mark.parametrize("extra", [
+    {},  # squared loss: gradients written out by hand (_epinet_mse_grads)
+    {"loss": "ce", "n_outputs": 3, "prior_hidden": (4, 3, 2), "prior_scale": 2.0},  # autograd Function
+    {"style": "ensemblepp"},  # no base bias; indices shared by the minibatch, autograd graph
+], ids=["mse-by-hand", "ce-function", "shared-indices"])
+def test_epinet_batched_gradients_equal_autograd_of_each_seed(extra):
+    # One minibatch, every seed's gradient against autograd on that seed's own network. Unequal
+    # widths everywhere (features 7 -> 9, epinet 6 -> 5, M = 3, input 4), so that a transposed
+    # weight, gradient or activation layout changes a shape or a value and fails here.
+    from ensemblepp.neural._multiseed import _epinet_mse_grads, _epinet_prior, _native_forward, _native_loss, \
+        _perturbation_shift
+    opts = {"hidden": (7, 9), "epinet_hidden": (6, 5), "n_index_samples": 5, "batch_size": 6,
+            "perturbation_scale": 0.3, "posterior_scale": 0.7, **extra}
+    S, B, d = 3, 6, 4
+    ms = MultiSeed(EpiNet, d, [2, 8, 5], ensemble_size=3, **opts)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # move every weight off its initial law (zero biases of the official style)
+        for p in ms.params.values():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    tmpl = ms._template
+    n_z = 5
+    x = torch.randn(S, B, d, generator=gen)
+    z = torch.randn((S, B, n_z, 3) if tmpl.style == "official" else (S, n_z, 3), generator=gen)
+    xi = torch.randn(S, B, 3, generator=gen)
+    r = torch.randint(0, 3, (S, B), generator=gen).float() if tmpl.loss == "ce" else torch.randn(S, B, generator=gen)
+    p = ms._native_inputs
+    if ms._manual and z.dim() == 4:
+        prior = _epinet_prior(p, x, tmpl.model._n_prior_layers, 3)
+        with torch.no_grad():
+            losses, grads = _epinet_mse_grads(tmpl.model, p, x, z, r, xi, prior, tmpl.perturbation_scale, {})
+    else:
+        for t in ms.params.values():
+            t.grad = None
+        fold = z.dim() == 4
+        out = _native_forward(tmpl.model, p, x, z, {}, _perturbation_shift(tmpl, r, xi) if fold else None)
+        losses = _native_loss(tmpl, out, r, xi, z, perturbed=fold)
+        losses.sum().backward()
+        grads = {n: t.grad for n, t in ms.params.items()}
+    assert set(grads) == {n for n, t in ms.params.items() if t.requires_grad}
+    for i in range(S):
+        single = ms.agent(i)
+        loss = single.loss_value(x[i], r[i], xi[i], z[i])
+        single.model.zero_grad()
+        loss.backward()
+        torch.testing.assert_close(losses[i], loss.detach(), rtol=1e-5, atol=1e-6)
+        for name, q in single.model.named_parameters():
+            torch.testing.assert_close(ms._layout(name, grads[name][i]), q.grad, rtol=1e-4, atol=1e-6, msg=name)
