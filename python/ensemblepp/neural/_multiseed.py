@@ -119,8 +119,8 @@ def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
     """``f(x, zeta)`` of every seed, ``(S, B, n_z, n_out)``; ``x`` is (S, B, d) or shared (B, d),
     ``zeta`` (S, n_z, M) or (S, B, n_z, M). The same arithmetic as the models' own forward.
     ``work``: workspace kept between calls; ``shift``: see :func:`_epinet_per_observation`
-    (EpiNet with indices per observation only); ``prior``: EpiNet's prior outputs at ``x``,
-    ``(S, B, M * n_out)``, when already known."""
+    (EpiNet with indices per observation only); ``prior``: :func:`_frozen_prior` at ``x``
+    when already known (EpiNet and Ensemble+)."""
     S = zeta.shape[0]
     h = _bmlp(p, "feature_net.layers", model.feature_net.layers, x)
     if h.dim() == 2:
@@ -136,13 +136,12 @@ def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
         g = torch.bmm(h.detach(), w).reshape(S, B, n_out, M)
         return base.unsqueeze(2) + _bcontract(g, zeta)
     if isinstance(model, EnsemblePlusNet):
-        hp = _bmlp(p, "prior_net.layers", model.prior_net.layers, x)
-        if hp.dim() == 2:
-            hp = hp.expand(S, -1, -1)
+        if prior is None:
+            prior = _frozen_prior(model, p, x if x.dim() == 3 else x.expand(S, -1, -1))
         post = torch.bmm(h, p["ensemble_weight"])
         if "ensemble_bias" in p:
             post = post + p["ensemble_bias"].unsqueeze(1)
-        g = model.posterior_scale * post + model.prior_scale * torch.bmm(hp, p["prior_weight"])
+        g = model.posterior_scale * post + model.prior_scale * prior
         return _bcontract(g.reshape(S, B, n_out, M), zeta)
     # EpiNetNet
     xs = x if x.dim() == 3 else x.expand(S, -1, -1)
@@ -165,6 +164,23 @@ def _native_forward(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch
     comb = torch.add(model.prior_scale * prior.reshape(S, B, 1, M, n_out).transpose(-1, -2),
                      epi.reshape(S, B, n_z, n_out, M), alpha=model.posterior_scale)
     return base.unsqueeze(2) + (comb * zb).sum(-1)
+
+
+def _prior_is_frozen(model: torch.nn.Module) -> bool:
+    """Whether :func:`_frozen_prior` of ``model`` depends on frozen weights only (EpiNet's prior
+    MLPs; Ensemble+'s prior trunk when it is a separate network without trainable weights)."""
+    if isinstance(model, EpiNetNet):
+        return True
+    return isinstance(model, EnsemblePlusNet) and model.prior_net is not model.feature_net and \
+        not any(t.requires_grad for t in model.prior_net.parameters())
+
+
+def _frozen_prior(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The prior term before its scale, ``(S, n, M * n_out)``, at ``x`` (S, n, d): EpiNet's
+    prior MLP outputs ``[m, o]``; Ensemble+'s prior trunk times its prior heads."""
+    if isinstance(model, EpiNetNet):
+        return _epinet_prior(p, x, model._n_prior_layers, model.index_dim)
+    return torch.bmm(_bmlp(p, "prior_net.layers", model.prior_net.layers, x), p["prior_weight"])
 
 
 def _epinet_layers(model: EpiNetNet) -> list[int] | None:
@@ -527,10 +543,10 @@ class MultiSeed:
         self._x = torch.zeros(S, cap, dim, device=self.device)
         self._r = torch.zeros(S, cap, device=self.device)
         self._xi = torch.zeros(S, cap, first.index_dim, device=self.device)
-        # EpiNet's frozen prior networks give each stored observation one output for good:
-        # computed once when it is stored, gathered with it for every minibatch.
+        # The frozen prior networks of EpiNet and Ensemble+ give each stored observation one
+        # output for good: computed once when it is stored, gathered with it for every minibatch.
         self._prior_rows = None
-        if self._native and isinstance(first.model, EpiNetNet):
+        if self._native and _prior_is_frozen(first.model):
             self._prior_rows = torch.zeros(S, cap, first.index_dim * first.n_outputs, device=self.device)
         self._pos = 0
         self._size = 0
@@ -699,8 +715,7 @@ class MultiSeed:
         xi = self._draw_all("xi")
         if self._prior_rows is not None:
             with torch.no_grad():
-                self._prior_rows[:, self._pos] = _epinet_prior(
-                    self._native_inputs, xt.unsqueeze(1), tmpl.model._n_prior_layers, self.index_dim)[:, 0]
+                self._prior_rows[:, self._pos] = _frozen_prior(tmpl.model, self._native_inputs, xt.unsqueeze(1))[:, 0]
         self._x[:, self._pos] = xt
         self._r[:, self._pos] = rt
         self._xi[:, self._pos] = xi
