@@ -2,8 +2,10 @@
 
 :class:`MultiSeed` builds ``S`` ordinary agents, one per seed, stacks their
 parameters and buffers along a new leading axis and evaluates the network of
-all seeds with :func:`torch.func.vmap` over :func:`torch.func.functional_call`;
-one backward pass and one fused Adam step update every seed. Each seed keeps
+all seeds with hand-batched products (the default MLP networks) or
+:func:`torch.func.vmap` over :func:`torch.func.functional_call` (any other);
+one backward pass (for EpiNet's squared loss with indices per observation,
+gradients written out by hand) and one fused Adam step update every seed. Each seed keeps
 its own generator and draws from it in exactly the order the single agent
 does (acting index, then ``xi`` at update, then minibatch slots and training
 indices per optimiser step), so seed ``s`` of a batch follows the trajectory
