@@ -228,9 +228,8 @@ def _index_forward(work: dict, s_post: float, zeta: torch.Tensor, coef: torch.Te
     copies several times slower). They live in workspace tensors made once and
     reused at every step (``work``), where :func:`_index_backward` finds them:
     at these sizes (``S * 15 * N`` floats, 1 MB at S = 8) a fresh tensor comes
-    from ``mmap`` and is faulted in page by page, and autograd's own backward
-    pass adds about as many temporaries again (a broadcast add's reduction, a
-    copy per transposed operand).
+    from ``mmap`` and is faulted in page by page (autograd's backward pass of
+    the same arithmetic made several more such temporaries per step).
     """
     S, B, n_z, M = zeta.shape
     N = B * n_z
@@ -330,9 +329,9 @@ def _epinet_mse_grads(model: EpiNetNet, p: dict[str, torch.Tensor], x: torch.Ten
     enters as the coefficient ``-c xi_b``. ``x`` (S, B, d), ``zeta`` (S, B, n_z, M),
     ``r`` (S, B), ``xi`` (S, B, M), ``prior`` the prior outputs at ``x`` (S, B, M).
     Every gradient is the one autograd gives for the single agent's loss, in
-    the batch's stored layouts; written by hand because the graph's bookkeeping
-    (about 20 autograd nodes, a gradient buffer per node) costs about as much
-    as its arithmetic at these sizes.
+    the batch's stored layouts; written by hand because the autograd graph
+    (about 20 nodes, a gradient buffer per node) costs a measurable share of
+    the step at these sizes (docs/results.md, many seeds).
     """
     S, B, n_z, M = zeta.shape
     N = B * n_z
