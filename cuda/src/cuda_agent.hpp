@@ -376,8 +376,9 @@ EPP_BODY bool observe(Ctx& c, const Config& cfg, const Agent<T>& a, std::uint64_
         continue;
       }
       const double a_next = a_prev + fj * fj;
-      bj[j] = sqrt(a_prev / a_next);
-      cj[j] = fj / sqrt(a_prev * a_next);
+      const double q = 1.0 / sqrt(a_prev * a_next);
+      bj[j] = a_prev * q;
+      cj[j] = fj * q;
       a_prev = a_next;
     }
     *alpha_out = is_finite(alpha) ? a_prev : alpha;

@@ -399,19 +399,22 @@ bool observe(const LinearConfig& c, const AgentState<T>& s, const X* x, X r, dou
   const double innovation = static_cast<double>(r) * inv_eta - um;
   if (!(std::isfinite(alpha) && std::isfinite(innovation))) return false;
   {
-    // b_j = sqrt(alpha_{j-1} / alpha_j), c_j = f_j / sqrt(alpha_{j-1} alpha_j): correctly rounded
-    // operations, so the lanes give the bits of the scalar formula.
+    // With q_j = 1 / sqrt(alpha_{j-1} alpha_j): b_j = alpha_{j-1} q_j (= sqrt(alpha_{j-1} / alpha_j))
+    // and c_j = f_j q_j, one square root and one division a row (the slowest instructions of the
+    // update). Correctly rounded operations, so the lanes give the bits of the scalar formula.
     using V = LaneV;
     constexpr int n = sizeof(V) / sizeof(double);
     int j = 0;
     for (; j + n <= d; j += n) {
       const V lo = detail::load_lanes(alphas + j, V{}), hi = detail::load_lanes(alphas + j + 1, V{});
-      detail::store_lanes(bj + j, detail::square_root(lo / hi));
-      detail::store_lanes(cj + j, detail::load_lanes(f + j, V{}) / detail::square_root(lo * hi));
+      const V q = detail::splat<V>(1.0) / detail::square_root(lo * hi);
+      detail::store_lanes(bj + j, lo * q);
+      detail::store_lanes(cj + j, detail::load_lanes(f + j, V{}) * q);
     }
     for (; j < d; ++j) {
-      bj[j] = std::sqrt(alphas[j] / alphas[j + 1]);
-      cj[j] = f[j] / std::sqrt(alphas[j] * alphas[j + 1]);
+      const double q = 1.0 / std::sqrt(alphas[j] * alphas[j + 1]);
+      bj[j] = alphas[j] * q;
+      cj[j] = f[j] * q;
     }
   }
   for (int i = 0; i < d; ++i) e[i] = 0.0;
