@@ -12,6 +12,10 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
+# A warning on the way to the named error (an overflowing sum) fails the run: with warnings as
+# errors, a user would get the warning instead of the error.
+pytestmark = pytest.mark.filterwarnings("error")
+
 _anything = hnp.arrays(
     dtype=st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex128]),
     shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5),

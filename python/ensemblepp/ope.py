@@ -139,7 +139,7 @@ def _propensity(propensity: Any, n: int) -> np.ndarray:
     p = _vector(propensity, "propensity", n)
     if np.any(p <= 0) or np.any(p > 1):
         bad = p[(p <= 0) | (p > 1)][0]
-        raise ValueError(f"propensity: every logged probability must lie in (0, 1], found {bad!r}")
+        raise ValueError(f"propensity: every logged probability must lie in (0, 1], found {float(bad)!r}")
     return p
 
 
@@ -147,18 +147,22 @@ def _probability(a: Any, name: str, n: int) -> np.ndarray:
     q = _vector(a, name, n)
     if np.any(q < 0) or np.any(q > 1):
         bad = q[(q < 0) | (q > 1)][0]
-        raise ValueError(f"{name}: probabilities must lie in [0, 1], found {bad!r}")
+        raise ValueError(f"{name}: probabilities must lie in [0, 1], found {float(bad)!r}")
     return q
 
 
 def _policy(a: Any, n: int, atol: float = 1e-6) -> np.ndarray:
     pol = _matrix(a, "policy", n)
-    if np.any(pol < 0):
-        raise ValueError("policy: probabilities must be non-negative")
+    # Entries beyond [0, 1] (up to the rows' rounding tolerance) are refused before the row
+    # sums, which they could overflow.
+    out_of_range = (pol < 0) | (pol > 1 + atol)
+    if np.any(out_of_range):
+        bad = pol[out_of_range][0]
+        raise ValueError(f"policy: probabilities must lie in [0, 1], found {float(bad)!r}")
     sums = pol.sum(axis=1)
     if np.any(np.abs(sums - 1.0) > atol):
         i = int(np.argmax(np.abs(sums - 1.0)))
-        raise ValueError(f"policy: every row must sum to 1, row {i} sums to {sums[i]!r}")
+        raise ValueError(f"policy: every row must sum to 1, row {i} sums to {float(sums[i])!r}")
     return pol
 
 
