@@ -207,6 +207,8 @@ def test_recovery_from_checkpoint_and_log_is_bit_identical(tmp_path: Path):
         np.testing.assert_array_equal(v, _rows(again)[k])
         np.testing.assert_array_equal(v, _rows(copy)[k])
     assert again.seq == plain.seq == copy.seq == 20
+    again.close()
+    copy.close()
 
 
 def test_a_retried_call_is_not_applied_twice(tmp_path: Path):
@@ -227,6 +229,7 @@ def test_a_retried_call_is_not_applied_twice(tmp_path: Path):
         np.testing.assert_array_equal(v, _rows_of(st, ["u"])[k])
     with pytest.raises(ValueError, match="seq"):
         st.act(1, user_ids(["u"]), A, None)  # older than the last applied call and not it
+    st.close()
 
 
 def _rows_of(st: ShardState, users: list) -> dict[str, np.ndarray]:
@@ -248,6 +251,7 @@ def test_bad_input_changes_nothing(tmp_path: Path):
         np.testing.assert_array_equal(v, _rows_of(st, ["a", "b"])[k])
     with pytest.raises(ValueError, match="unknown user"):
         st.export(user_ids(["c"]))
+    st.close()
 
 
 def test_damaged_checkpoint_and_mismatched_policy(tmp_path: Path):
@@ -271,7 +275,9 @@ def test_damaged_checkpoint_and_mismatched_policy(tmp_path: Path):
     with pytest.raises(DamagedLogError, match="policy.npz"):
         ShardState("LinearEnsemble", OPTS, 7, tmp_path)
     policy.write_bytes(good)
-    assert ShardState("LinearEnsemble", OPTS, 7, tmp_path).n_users > 0
+    good_shard = ShardState("LinearEnsemble", OPTS, 7, tmp_path)
+    assert good_shard.n_users > 0
+    good_shard.close()
     (tmp_path / "CURRENT").write_text('{"format": "ensemblepp-shard/1", "seq": 3, "checkpoint": "../x"}')
     with pytest.raises(DamagedLogError, match="CURRENT"):
         ShardState("LinearEnsemble", OPTS, 7, tmp_path)

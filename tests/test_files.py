@@ -431,13 +431,12 @@ def test_sigkill_during_a_large_save_leaves_the_old_file_loadable(tmp_path: Path
     """)
     rng = np.random.default_rng(3)
     for attempt in range(4):
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-        try:
-            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-            time.sleep(float(rng.uniform(0.05, 0.8)))
-        finally:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait()
+        with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as child:
+            try:
+                assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+                time.sleep(float(rng.uniform(0.05, 0.8)))
+            finally:
+                os.kill(child.pid, signal.SIGKILL)
         back = epp.load(path)
         assert back.dim == 120 and back.n_agents == 250
     assert all(p.name == "big.epp" or p.name.endswith(".tmp") for p in tmp_path.iterdir())

@@ -516,7 +516,8 @@ class ShardState:
 
         upath = where / "users.npz"
         try:
-            with np.load(upath, allow_pickle=False) as f:
+            # Our own handle: np.load leaves the file it opened unclosed when the archive is damaged.
+            with open(upath, "rb") as fh, np.load(fh, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
             raise DamagedLogError(f"{upath}: cannot be read: {exc}") from exc
