@@ -646,6 +646,39 @@ def test_inputs_beyond_the_representable_range_are_refused_before_any_change(dty
     assert np.all(np.isfinite(ts.mean)) and np.all(np.isfinite(ts.covariance))
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("n_agents", [1, 3])
+@pytest.mark.parametrize("source", ["float64", ">f8", "longdouble"])
+def test_values_beyond_float32_are_refused_by_name_without_a_cast_warning(source: str, n_agents: int) -> None:
+    # float64 1e300 given to a float32 agent: NumPy's cast warns about the overflow, and with warnings
+    # as errors that warning replaced the named error (pybind11's converter even reported an internal
+    # error on the single-agent path). The library narrows without warning and refuses by name.
+    def rows(v: np.ndarray) -> np.ndarray:
+        return np.asarray(v, dtype=source) if n_agents == 1 else np.tile(np.asarray(v, dtype=source), (n_agents, 1))
+
+    batch = {} if n_agents == 1 else {"n_agents": n_agents}  # one agent: the single-agent fast paths
+    for policy in POLICIES:
+        agent = POLICIES[policy](3, dtype="float32", seed=0, **batch)
+        before = state(agent)
+        with pytest.raises(ValueError, match="x: features of agent 0 .* beyond"):
+            agent.update(rows([1e300, 0.0, 0.0]), np.ones(n_agents) if n_agents > 1 else 1.0)
+        with pytest.raises(ValueError, match="r: reward of agent 0 .* beyond"):
+            agent.update(rows([1.0, 0.0, 0.0]), np.full(n_agents, 1e300, dtype=source) if n_agents > 1 else 1e300)
+        with pytest.raises(ValueError, match="actions: contains NaN or infinite"):
+            agent.act(np.array([[1.0, 0.0, 0.0], [-1e300, 0.0, 0.0]], dtype=source))
+        assert_same_state(state(agent), before)
+    # Within float32's range the narrowing is NumPy's rounding: the same actions and states.
+    a = epp.LinearEnsemble(3, 2, dtype="float32", seed=4, **batch)
+    b = epp.LinearEnsemble(3, 2, dtype="float32", seed=4, **batch)
+    X = np.random.default_rng(1).normal(size=(5, 3)) * 1e3
+    for _ in range(4):
+        i, j = a.act(X.astype(source)), b.act(X.astype(np.float32))
+        np.testing.assert_array_equal(i, j)
+        a.update(X[i].astype(source), np.ones(n_agents) if n_agents > 1 else 1.0)
+        b.update(X[j].astype(np.float32), np.ones(n_agents) if n_agents > 1 else 1.0)
+    assert_same_state(state(a), state(b))
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_an_update_that_would_overflow_is_refused_before_it_writes(policy: str) -> None:
     # Features within the input bound but x' Sigma x beyond the double range (a prior variance of

@@ -6,7 +6,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <type_traits>
@@ -77,10 +79,35 @@ T* state_array(const py::array& a, const char* name, std::initializer_list<py::s
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// v as the narrower floating type T, an infinity beyond T's range (C++ leaves an out-of-range
+// floating conversion undefined): the kernels' bounds then refuse it by the argument's name.
+template <class T, class S>
+T narrow_value(S v) {
+  constexpr T top = std::numeric_limits<T>::max();
+  if (std::isnan(v)) return std::numeric_limits<T>::quiet_NaN();
+  if (v > static_cast<S>(top)) return std::numeric_limits<T>::infinity();
+  if (v < -static_cast<S>(top)) return -std::numeric_limits<T>::infinity();
+  return static_cast<T>(v);
+}
+
+// A wider floating array as T, converted here rather than by NumPy's cast: that cast warns on
+// overflow, and under warnings-as-errors the warning replaced the named error (and pybind11's
+// converter then reported an internal error). NumPy only brings S to native order and C layout.
+template <class T, class S>
+py::array narrowed(const py::handle& obj, const char* name) {
+  auto src = py::array_t<S, py::array::c_style | py::array::forcecast>::ensure(obj);
+  if (!src) throw py::type_error(std::string(name) + ": cannot be read as an array of real numbers");
+  py::array_t<T> out(std::vector<py::ssize_t>(src.shape(), src.shape() + src.ndim()));
+  const S* in = src.data();
+  T* o = out.mutable_data();
+  for (py::ssize_t i = 0; i < src.size(); ++i) o[i] = narrow_value<T>(in[i]);
+  return std::move(out);
+}
+
 // An input array as T, native byte order and C-contiguous: the array itself when it already is,
 // else one visible conversion (byte order, layout, negative strides, integer or other float
-// types). Only real numbers (and booleans for masks) are accepted: complex, strings and objects
-// raise TypeError naming the argument.
+// types; wider floats through narrowed()). Only real numbers (and booleans for masks) are
+// accepted: complex, strings and objects raise TypeError naming the argument.
 template <class T>
 py::array input_array(const py::handle& obj, const char* name) {
   if (py::isinstance<py::array>(obj)) {
@@ -93,12 +120,19 @@ py::array input_array(const py::handle& obj, const char* name) {
     if (!ok)
       throw py::type_error(std::string(name) + (want_bool ? ": expected a boolean array" : ": expected a real numeric array") +
                            ", got dtype " + std::string(py::str(a.dtype())));
+    if constexpr (std::is_floating_point<T>::value) {
+      if (kind == 'f' && a.itemsize() > static_cast<py::ssize_t>(sizeof(T)))
+        return a.itemsize() == static_cast<py::ssize_t>(sizeof(double)) ? narrowed<T, double>(obj, name)
+                                                                          : narrowed<T, long double>(obj, name);
+    }
   } else {
     throw py::type_error(std::string(name) + ": expected a NumPy array, got " +
                          std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
   }
   auto out = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(obj);
-  if (!out) throw py::error_already_set();
+  // ensure() clears NumPy's error: rethrowing it would report an internal error.
+  if (!out)
+    throw py::type_error(std::string(name) + ": cannot be converted to " + std::string(py::str(py::dtype::of<T>())));
   return std::move(out);
 }
 
@@ -273,7 +307,7 @@ class Kernel {
     if (state_.n_agents != 1) throw std::invalid_argument("x: this kernel holds several agents");
     const py::array x = input_array<T>(x_in, "x");
     check_shape(x, "x", {static_cast<py::ssize_t>(cfg_.dim)});
-    const T rv = static_cast<T>(r);
+    const T rv = narrow_value<T>(r);
     KernelLock lock(mutex_);
     if (forgets()) {
       const std::int64_t offsets[2] = {0, 1};

@@ -13,6 +13,8 @@ import re
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 __all__ = ["has_cuda", "available_backends", "backend_status", "cuda_module", "check_device", "device_index",
            "get_num_threads", "set_num_threads"]
 
@@ -238,3 +240,29 @@ def set_num_threads(n: int) -> None:
     from ensemblepp import _core  # noqa: PLC0415
 
     _core.set_max_threads(n)
+
+
+def narrow_quietly(arr: np.ndarray, dtype: Any) -> np.ndarray:
+    """``arr`` cast to ``dtype`` when that is a narrower float type, else ``arr`` itself.
+
+    A value beyond the narrower type's range becomes an infinity, which the kernels' bounds then
+    refuse by the argument's name. NumPy's cast would warn about the overflow first, and under
+    warnings-as-errors that warning replaced the named error.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        Host array of real numbers.
+    dtype : dtype
+        The type the caller converts to.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array of ``dtype``, or ``arr`` unchanged when no narrowing float cast is needed.
+    """
+    target = np.dtype(dtype)
+    if arr.dtype.kind == "f" and target.kind == "f" and arr.dtype.itemsize > target.itemsize:
+        with np.errstate(over="ignore"):
+            return arr.astype(target)
+    return arr

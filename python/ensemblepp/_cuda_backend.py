@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemblepp._backend import cuda_module
+from ensemblepp._backend import cuda_module, narrow_quietly
 
 __all__ = ["CudaKernel", "as_device_array"]
 
@@ -94,7 +94,7 @@ def as_device_array(a: Any, dtype: Any, name: str) -> Any:
             raise TypeError(f"{name}: expected an array, got {type(a).__name__}") from exc
         if host.dtype.kind not in kinds:
             raise _kind_error(name, host.dtype, want_bool)
-        return cp.asarray(np.ascontiguousarray(host, dtype=dt))
+        return cp.asarray(np.ascontiguousarray(narrow_quietly(host, dt), dtype=dt))
     if arr.dtype.kind not in kinds:
         raise _kind_error(name, arr.dtype, want_bool)
     if arr.dtype == dt and arr.flags.c_contiguous and arr.ndim >= 1:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ensemblepp import _core
-from ensemblepp._backend import check_device
+from ensemblepp._backend import check_device, narrow_quietly
 from ensemblepp.distributions import check_sparsity, distribution_code
 
 __all__ = [
@@ -77,7 +77,8 @@ def _real_array(a: Any, dtype: type, name: str) -> np.ndarray:
     arr = to_numpy(a)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    return np.require(arr, dtype=dtype, requirements="C")  # keeps a 0-d input 0-d, unlike ascontiguousarray
+    # np.require keeps a 0-d input 0-d, unlike ascontiguousarray.
+    return np.require(narrow_quietly(arr, dtype), dtype=dtype, requirements="C")
 
 
 def _bool_array(a: Any, name: str) -> np.ndarray:
