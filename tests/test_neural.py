@@ -503,11 +503,35 @@ def test_bad_input_raises_and_leaves_state(cls) -> None:
         (ValueError, "r", lambda: agent.update(np.zeros(4), np.inf)),
         (ValueError, "r", lambda: agent.update(np.zeros(4), np.zeros(2))),
         (TypeError, "r", lambda: agent.update(np.zeros(4), "1.0")),
+        # Finite in float64 but not in the networks' float32: were accepted as inf (x into the buffer).
+        (ValueError, "actions .*float32", lambda: agent.act(np.vstack([A, [[1e300, 0, 0, 0]]]))),
+        (ValueError, "x .*float32", lambda: agent.update(np.array([0, -1e39, 0, 0]), 1.0)),
+        (ValueError, "x .*float32", lambda: agent.update(torch.tensor([0, 1e300, 0, 0], dtype=torch.float64), 1.0)),
+        (ValueError, "r .*float32", lambda: agent.update(np.zeros(4), 1e300)),
     ]
     for exc, match, call in bad_calls:
         with pytest.raises(exc, match=match):
             call()
     _assert_same(before, _snapshot(agent))
+
+
+@pytest.mark.filterwarnings("error")  # no cast warning on the way (float64 -> float32 narrowing)
+@pytest.mark.parametrize("cls", AGENTS)
+def test_other_byte_orders_and_float_widths_act_like_native_float32(cls) -> None:
+    # torch refuses a big-endian array and long double outright; the agents convert them (one copy).
+    X = np.random.default_rng(3).normal(size=(6, 4))
+    chosen = {}
+    for kind in ("<f4", ">f8", ">f4", "longdouble", "float16"):
+        agent = _small(cls)
+        _fill(agent, 12)
+        Xk = X.astype(kind)
+        chosen[kind] = [agent.act(Xk) for _ in range(5)]
+        agent.update(Xk[0], 0.5)
+        chosen[kind].append(agent.act(Xk))
+    base = chosen.pop("float16")  # float16 rounds the features: only its run must work
+    assert len(base) == 6
+    for kind, got in chosen.items():
+        assert got == chosen["<f4"], kind
 
 
 def test_bad_labels_for_cross_entropy() -> None:

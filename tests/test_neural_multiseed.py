@@ -135,6 +135,8 @@ def test_bad_input_changes_nothing():
         ms.update(np.zeros((2, D)), np.zeros(3))
     with pytest.raises(ValueError, match="finite"):
         ms.update(np.zeros((2, D)), np.array([0.0, np.inf]))
+    with pytest.raises(ValueError, match="x .*float32"):  # finite in float64, inf in the agents' float32
+        ms.update(np.full((2, D), 1e300), np.zeros(2))
     assert ms.n_seen == 0 and ms._size == 0
     assert torch.equal(ms.agents[0].generator.get_state(), before)
     with pytest.raises(ValueError, match="dim=None"):

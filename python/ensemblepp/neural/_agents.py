@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ensemblepp._backend import narrow_quietly
+
 from ._buffer import ReplayBuffer
 from ._models import EnsemblePlusNet, EnsemblePlusPlusNet, EpiNetNet, GreedyNet, check_style
 from ._torch_distributions import NORMAL_BASED, check_distribution, coordinate_support, draw, from_normal
@@ -46,6 +48,7 @@ _MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNor
                    nn.modules.instancenorm._InstanceNorm, nn.MultiheadAttention,
                    nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 _STATE_FORMAT = "ensemblepp.neural/1"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # the networks and the replay buffer are float32
 # (primitive, shape, high, finish): see NeuralAgent._draw_plan.
 DrawPlan = tuple[str, tuple[int, ...], int, Callable[[Any], torch.Tensor]]
 
@@ -266,18 +269,21 @@ class NeuralAgent:
             if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
                 raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
             x = value.detach().to(device=self.device, dtype=torch.float32)
-            if not bool(torch.isfinite(x).all()):
-                raise ValueError(f"{name} must be finite (no NaN or inf)")
-            return x
-        try:
-            arr = np.asarray(value)
-        except (ValueError, TypeError) as exc:
-            raise TypeError(f"{name} must be an array of real numbers ({exc})") from exc
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} must be finite (no NaN or inf)")
-        return torch.as_tensor(arr, dtype=torch.float32).to(self.device)
+        else:
+            try:
+                arr = np.asarray(value)
+            except (ValueError, TypeError) as exc:
+                raise TypeError(f"{name} must be an array of real numbers ({exc})") from exc
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+            # NumPy brings any byte order, float width or integer type to native float32 (torch
+            # refuses the other byte order and long double); np.require keeps a 0-d input 0-d.
+            arr = np.require(narrow_quietly(arr, np.float32), dtype=np.float32, requirements="C")
+            x = torch.from_numpy(arr).to(self.device)
+        # Checked in float32, the networks' type: a float64 1e300 is finite but becomes inf there.
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} must be finite (no NaN or inf) and within float32's range (|value| <= 3.4e38)")
+        return x
 
     def _as_mask(self, mask: Any, n_actions: int) -> torch.Tensor | None:
         if mask is None:
@@ -305,8 +311,8 @@ class NeuralAgent:
         if isinstance(r, bool) or not isinstance(r, Real):
             raise TypeError(f"r must be a real number, got {type(r).__name__}")
         value = float(r)
-        if not math.isfinite(value):
-            raise ValueError(f"r must be finite, got {value}")
+        if not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):  # stored in float32
+            raise ValueError(f"r must be finite and within float32's range (|r| <= 3.4e38), got {value}")
         if self.loss == "ce" and (value != int(value) or not 0 <= value < self.n_outputs):
             raise ValueError(f"with loss='ce', r must be a class label in 0..{self.n_outputs - 1}, "
                              f"got {value}")
