@@ -64,6 +64,8 @@ def test_run_from_toml(tmp_path: Path):
     (["run", "-a", "nope"], "unknown agent"),
     (["run", "-a", "random:colour=3"], "colour"),
     (["run", "-a", "random:oops"], "key=value"),
+    (["run", "-a", "ensemble++:M=4,M=5"], "'M' is given twice"),
+    (["run", "-E", "dim=3", "-E", "dim=5"], "'dim' is given twice"),
     (["run", "-T", "0"], "horizon"),
     (["run", "-n", "0"], "seeds"),
     (["run", "--seed", "-1"], "seed"),

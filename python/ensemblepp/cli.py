@@ -100,6 +100,8 @@ def parse_key_values(items: Sequence[str], what: str) -> dict[str, Any]:
         key = key.strip()
         if not eq or not key:
             raise UserError(f"{what}: expected key=value, got {item!r}")
+        if key in out:  # a typo, not an override: TOML configurations refuse a repeated key too
+            raise UserError(f"{what}: {key!r} is given twice")
         out[key] = parse_value(value.strip())
     return out
 

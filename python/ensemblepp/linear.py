@@ -122,7 +122,7 @@ def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     if value < low or (high is not None and value >= high):
-        bound = f"[{low}, {high})" if high is not None else f">= {low}"
+        bound = f"in [{low}, {high - 1}]" if high is not None else f">= {low}"
         raise ValueError(f"{name}: must be {bound}, got {value}")
     return int(value)
 
