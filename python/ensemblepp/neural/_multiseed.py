@@ -185,17 +185,29 @@ def _frozen_prior(model: torch.nn.Module, p: dict[str, torch.Tensor], x: torch.T
     return torch.bmm(_bmlp(p, "prior_net.layers", model.prior_net.layers, x), p["prior_weight"])
 
 
+def _paired_linears(mods: Sequence[torch.nn.Module], relu_first: bool) -> list[int] | None:
+    """Positions of the Linear layers when ``mods`` is ``[ReLU, Linear] * k`` (``relu_first``)
+    or ``[Linear, ReLU] * k``, k >= 1, every Linear with a bias; else None."""
+    mods = list(mods)
+    if not mods or len(mods) % 2:
+        return None
+    first = 1 if relu_first else 0
+    for j in range(0, len(mods), 2):
+        linear, relu = mods[j + first], mods[j + 1 - first]
+        if not (isinstance(relu, torch.nn.ReLU) and isinstance(linear, torch.nn.Linear) and linear.bias is not None):
+            return None
+    return list(range(first, len(mods), 2))
+
+
 def _epinet_layers(model: EpiNetNet) -> list[int] | None:
     """Positions of the Linear layers of ``model.epi_rest`` when it is ``[ReLU, Linear] * k``
     with biases (how :class:`EpiNetNet` builds it), else None."""
-    mods = list(model.epi_rest)
-    if not mods or len(mods) % 2:
-        return None
-    for j in range(0, len(mods), 2):
-        if not (isinstance(mods[j], torch.nn.ReLU) and isinstance(mods[j + 1], torch.nn.Linear)
-                and mods[j + 1].bias is not None):
-            return None
-    return list(range(1, len(mods), 2))
+    return _paired_linears(model.epi_rest, relu_first=True)
+
+
+def _epi_rest_params(model: EpiNetNet, p: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """``W_1, b_1, ..., W_L, b_L`` of ``model.epi_rest`` from the stacked parameters ``p``."""
+    return [p[f"epi_rest.{i}.{kind}"] for i in _epinet_layers(model) for kind in ("weight", "bias")]
 
 
 def _workspace(work: dict, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -302,10 +314,7 @@ def _manual_ok(model: torch.nn.Module) -> bool:
     MLP (``[Linear, ReLU] * k``, with biases) and one output."""
     if not (isinstance(model, EpiNetNet) and _native_ok(model) and model.n_outputs == 1):
         return False
-    mods = list(model.feature_net.layers)
-    return len(mods) > 0 and len(mods) % 2 == 0 and all(
-        isinstance(mods[j], torch.nn.Linear) and mods[j].bias is not None and isinstance(mods[j + 1], torch.nn.ReLU)
-        for j in range(0, len(mods), 2))
+    return _paired_linears(model.feature_net.layers, relu_first=False) is not None
 
 
 def _epinet_grad_names(model: EpiNetNet) -> list[str]:
@@ -346,7 +355,7 @@ def _epinet_mse_grads(model: EpiNetNet, p: dict[str, torch.Tensor], x: torch.Ten
         base += p["base_bias"].unsqueeze(1)
     a = torch.baddbmm(p["epi_b"].unsqueeze(1), h, p["epi_h"]).baddbmm_(x, p["epi_x"])
     coef = torch.add(model.prior_scale * prior, xi, alpha=-c)  # (S, B, M)
-    rest = [p[f"epi_rest.{i}.{kind}"] for i in _epinet_layers(model) for kind in ("weight", "bias")]
+    rest = _epi_rest_params(model, p)
     y = _index_forward(work, model.posterior_scale, zeta, coef, a, p["epi_z"], rest)  # (S, 1, N), (b, z)
     # The residual r_b + c <z, xi_b> - f, in place of y.
     resid = y.view(S, B, n_z).neg_().add_(r.unsqueeze(2) - base)
@@ -387,7 +396,7 @@ def _epinet_per_observation(model: EpiNetNet, p: dict[str, torch.Tensor], a: tor
         coef = model.prior_scale * prior  # (S, B, [m, o])
         if shift is not None:
             coef += shift.reshape(coef.shape)
-    layers = [p[f"epi_rest.{i}.{kind}"] for i in _epinet_layers(model) for kind in ("weight", "bias")]
+    layers = _epi_rest_params(model, p)
     out = _EpiNetIndexTerm.apply({} if work is None else work, model.posterior_scale, zeta, coef, a,
                                  p["epi_z"], *layers)  # (S, n_out, N), columns (b, z)
     return out.transpose(1, 2).reshape(S, B, n_z, model.n_outputs)
